@@ -1,0 +1,167 @@
+"""Where an app lives on disk, its name rules and its per-app settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MiddockError
+
+APP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
+DEFAULT_SETTINGS = {"branch": "main", "gate": "off", "keep": 5}
+
+
+def middock_home() -> Path:
+    """`MIDDOCK_HOME`, else the home of the user running middock (the deploy user)."""
+    home = os.environ.get("MIDDOCK_HOME")
+    if home:
+        return Path(home)
+    return Path(pwd.getpwuid(os.getuid()).pw_dir)
+
+
+def check_name(name: str) -> str:
+    if not APP_NAME.match(name):
+        raise MiddockError(
+            f"invalid app name {name!r}: use lowercase letters, digits and '-', "
+            "starting with a letter or digit, at most 63 characters"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class App:
+    """An app: its bare repo `HOME/NAME.git` and its state folder `HOME/.middock/NAME`."""
+
+    name: str
+    home: Path
+
+    @classmethod
+    def named(cls, name: str, home: Path | None = None) -> App:
+        return cls(check_name(name), home or middock_home())
+
+    @property
+    def repo(self) -> Path:
+        return self.home / f"{self.name}.git"
+
+    @property
+    def state(self) -> Path:
+        return self.home / ".middock" / self.name
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.state / "releases"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.state / "settings.json"
+
+    @property
+    def config_file(self) -> Path:
+        return self.state / "config.env"
+
+    def exists(self) -> bool:
+        return self.repo.is_dir() and self.state.is_dir()
+
+    def require(self) -> App:
+        if not self.exists():
+            raise MiddockError(f"app {self.name!r} does not exist; create it with: apps:create {self.name}")
+        return self
+
+
+def all_apps(home: Path | None = None) -> list[App]:
+    root = (home or middock_home()) / ".middock"
+    if not root.is_dir():
+        return []
+    apps = [App(p.name, root.parent) for p in sorted(root.iterdir()) if APP_NAME.match(p.name)]
+    return [app for app in apps if app.exists()]
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write a whole file so readers never see half of it, even after a crash."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def read_settings(app: App) -> dict:
+    settings = dict(DEFAULT_SETTINGS)
+    if app.settings_file.exists():
+        settings.update(json.loads(app.settings_file.read_text()))
+    return settings
+
+
+def parse_setting(key: str, value: str) -> str | int:
+    """Validate one `apps:set` value; returns it in its stored type."""
+    if key == "branch":
+        if not value or value.startswith("-") or any(c in value for c in " ~^:?*[\\\0") or ".." in value:
+            raise MiddockError(f"invalid branch name {value!r}")
+        return value
+    if key == "gate":
+        if value not in ("on", "off"):
+            raise MiddockError(f"gate must be 'on' or 'off', not {value!r}")
+        return value
+    if key == "keep":
+        if not value.isdigit() or int(value) < 1:
+            raise MiddockError(f"keep must be a whole number of at least 1, not {value!r}")
+        return int(value)
+    raise MiddockError(f"unknown setting {key!r}; settings are: {', '.join(DEFAULT_SETTINGS)}")
+
+
+def write_setting(app: App, key: str, value: str) -> dict:
+    settings = read_settings(app)
+    settings[key] = parse_setting(key, value)
+    write_atomic(app.settings_file, json.dumps(settings, indent=2) + "\n")
+    return settings
+
+
+def create(app: App, python: str) -> None:
+    """Make the bare repo with its hook and the state folder."""
+    from dulwich.repo import Repo
+
+    if app.exists():
+        raise MiddockError(f"app {app.name!r} already exists")
+    app.releases_dir.mkdir(parents=True, exist_ok=True)
+    if not app.repo.exists():
+        Repo.init_bare(str(app.repo), mkdir=True)
+    install_hooks(app, python)
+    if not app.settings_file.exists():
+        write_atomic(app.settings_file, json.dumps(DEFAULT_SETTINGS, indent=2) + "\n")
+
+
+def hook_source(name: str) -> Path:
+    """The hook file shipped in `hooks/`: the source tree's, else the installed copy."""
+    for folder in (Path(__file__).resolve().parent.parent / "hooks", Path(sys.prefix) / "share" / "middock" / "hooks"):
+        if (folder / name).is_file():
+            return folder / name
+    raise MiddockError(f"middock's {name} hook file is missing from this installation")
+
+
+def install_hooks(app: App, python: str, mode: str = "post-receive") -> None:
+    """Put the hook for `mode` (post-receive, or pre-receive in gate mode) into the bare repo,
+    pointed at this interpreter so it works from a minimal environment."""
+    hooks = app.repo / "hooks"
+    hooks.mkdir(exist_ok=True)
+    for stale in ("post-receive", "pre-receive"):
+        (hooks / stale).unlink(missing_ok=True)
+    text = hook_source(mode).read_text()
+    text = re.sub(r"^MIDDOCK_PYTHON=.*$", f"MIDDOCK_PYTHON={shlex.quote(python)}", text, count=1, flags=re.M)
+    path = hooks / mode
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def destroy(app: App) -> None:
+    shutil.rmtree(app.repo, ignore_errors=True)
+    shutil.rmtree(app.state, ignore_errors=True)

@@ -1,0 +1,51 @@
+"""The build stage: run the repo's own image-build scripts, in order, streaming their output."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from . import process
+from .errors import MiddockError
+from .output import Output
+
+DEFAULT_BUILD_TIMEOUT = 30 * 60
+
+
+def seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name, "")
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise MiddockError(f"{name} must be a number of seconds, not {value!r}") from None
+    if number <= 0:
+        raise MiddockError(f"{name} must be a positive number of seconds, not {value!r}")
+    return number
+
+
+def check_script(checkout: Path, script: str) -> Path:
+    path = (checkout / script).resolve()
+    if os.path.commonpath([path, checkout.resolve()]) != str(checkout.resolve()):
+        raise MiddockError(f"build script {script} is outside the repository")
+    if not path.is_file():
+        raise MiddockError(f"build script {script} is missing")
+    if not os.access(path, os.X_OK):
+        raise MiddockError(f"build script {script} is not executable: git add --chmod=+x {script}")
+    return path
+
+
+def run_scripts(scripts: list[str], checkout: Path, env: Mapping[str, str], out: Output) -> None:
+    timeout = seconds(env, "MIDDOCK_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT)
+    paths = [check_script(checkout, script) for script in scripts]
+    for script, path in zip(scripts, paths, strict=True):
+        out.step(f"Running {script}")
+        result = process.stream([str(path)], out.detail, env=env, cwd=checkout, timeout=timeout)
+        if result.timed_out:
+            raise MiddockError(
+                f"build script {script} did not finish within {timeout:g} seconds (MIDDOCK_BUILD_TIMEOUT)"
+            )
+        if result.returncode != 0:
+            raise MiddockError(f"build script {script} failed with exit code {result.returncode}")

@@ -1,0 +1,322 @@
+"""The `middock` command: the same words locally and as `ssh deploy@host WORD …`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+from dulwich.objectspec import parse_commit
+from dulwich.repo import Repo
+
+from . import apps, config, lock, releases
+from .apps import App
+from .errors import MiddockError
+from .hook import pusher
+from .lock import DeployLock, Request
+from .worker import submit
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str) -> Callable:
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def when(timestamp: float | None) -> str:
+    return "-" if timestamp is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+
+
+def emit_json(data: object) -> int:
+    print(json.dumps(data, indent=2))
+    return 0
+
+
+def app_state(app: App) -> str:
+    if DeployLock(app).is_held_elsewhere():
+        return "deploying"
+    if lock.hold_path(app).exists():
+        return "locked"
+    if releases.live_number(app) is None:
+        return "not deployed"
+    return "live"
+
+
+@command("apps")
+def cmd_apps(args: argparse.Namespace) -> int:
+    rows = []
+    for app in apps.all_apps():
+        live = releases.live(app)
+        rows.append(
+            {
+                "app": app.name,
+                "release": live.number if live else None,
+                "commit": live.commit if live else None,
+                "state": app_state(app),
+                "gate": apps.read_settings(app)["gate"],
+            }
+        )
+    if args.json:
+        return emit_json(rows)
+    if not rows:
+        print("no apps yet; create one with: apps:create APP")
+    for row in rows:
+        release = f"release {row['release']} ({row['commit'][:7]})" if row["release"] else "no release"
+        print(f"{row['app']:<24} {release:<24} {row['state']:<12} gate {row['gate']}")
+    return 0
+
+
+@command("apps:create")
+def cmd_apps_create(args: argparse.Namespace) -> int:
+    app = App.named(args.app)
+    apps.create(app, sys.executable)
+    if args.gate:
+        apps.write_setting(app, "gate", "on")
+    print(f"-----> Created {app.name}: push to {app.repo}")
+    return 0
+
+
+@command("apps:destroy")
+def cmd_apps_destroy(args: argparse.Namespace) -> int:
+    from .deploy import destroy_stack
+
+    app = App.named(args.app).require()
+    if not args.force:
+        raise MiddockError(f"this removes {app.name}, its stack, releases and images; repeat with --force")
+    destroy_stack(app)
+    apps.destroy(app)
+    print(f"-----> Destroyed {app.name}")
+    return 0
+
+
+@command("apps:set")
+def cmd_apps_set(args: argparse.Namespace) -> int:
+    app = App.named(args.app).require()
+    settings = apps.write_setting(app, args.key, args.value)
+    if args.key == "gate":
+        apps.install_hooks(app, sys.executable, "pre-receive" if settings["gate"] == "on" else "post-receive")
+    print(f"-----> {app.name}: {args.key} = {settings[args.key]}")
+    return 0
+
+
+def resolve_ref(app: App, ref: str | None) -> tuple[str, str]:
+    """A ref, branch, tag or commit of the app's repo -> (commit sha, ref name)."""
+    repo = Repo(str(app.repo))
+    name = ref or apps.read_settings(app)["branch"]
+    for candidate in (f"refs/heads/{name}", f"refs/tags/{name}", name):
+        if candidate.encode() in repo.refs:
+            return parse_commit(repo, candidate.encode()).id.decode(), candidate
+    try:
+        return parse_commit(repo, name.encode()).id.decode(), name
+    except (KeyError, ValueError):
+        raise MiddockError(f"{name!r} is not a branch, tag or commit of {app.name}") from None
+
+
+@command("deploy")
+def cmd_deploy(args: argparse.Namespace) -> int:
+    app = App.named(args.app).require()
+    commit, ref = resolve_ref(app, args.ref)
+    return submit(app, Request(commit=commit, ref=ref, pusher=pusher()))
+
+
+@command("rollback")
+def cmd_rollback(args: argparse.Namespace) -> int:
+    app = App.named(args.app).require()
+    live = releases.live(app)
+    if args.release is None:
+        if live is None:
+            raise MiddockError(f"{app.name} has no live release to roll back from")
+        target = releases.previous_good(app, live.number)
+        if target is None:
+            raise MiddockError(f"{app.name} has no earlier good release to roll back to")
+    else:
+        target = releases.load(app, args.release)
+        if target is None:
+            raise MiddockError(f"{app.name} has no release {args.release}")
+    return submit(app, Request(commit=target.commit, ref=target.ref, pusher=pusher(), rollback_to=target.number))
+
+
+def release_row(release: releases.Release, live: int | None) -> dict:
+    row = asdict(release)
+    row.update(live=release.number == live, duration=release.duration)
+    return row
+
+
+@command("releases")
+def cmd_releases(args: argparse.Namespace) -> int:
+    app = App.named(args.app).require()
+    live = releases.live_number(app)
+    history = releases.history(app)
+    if args.json:
+        return emit_json([release_row(r, live) for r in history])
+    if not history:
+        print(f"{app.name} has no releases yet")
+    for r in reversed(history):
+        duration = f"{r.duration:.1f}s" if r.duration is not None else "-"
+        result = r.result + (" (pruned)" if r.pruned else "") + (" <- live" if r.number == live else "")
+        what = r.subject if r.kind == "deploy" else r.kind
+        started = when(r.started)
+        print(f"v{r.number:<4} {r.commit[:7]}  {started}  {duration:>7}  {r.pusher:<16.16} {what[:40]:<40}  {result}")
+    return 0
+
+
+@command("status")
+def cmd_status(args: argparse.Namespace) -> int:
+    from .deploy import service_status
+
+    app = App.named(args.app).require()
+    live = releases.live(app)
+    settings = apps.read_settings(app)
+    services = service_status(app)
+    data = {
+        "app": app.name,
+        "state": app_state(app),
+        "live": release_row(live, live.number) if live else None,
+        "settings": settings,
+        "services": services,
+    }
+    if args.json:
+        return emit_json(data)
+    print(f"=== {app.name} ({data['state']})")
+    if live:
+        print(f"Live release: {live.number} ({live.kind}) {live.commit} {live.subject}")
+        print(f"Deployed:     {when(live.finished)} by {live.pusher}")
+    else:
+        print("Live release: none")
+    print(f"Branch:       {settings['branch']}   gate {settings['gate']}   keep {settings['keep']}")
+    for row in services:
+        health = f" ({row['health']})" if row["health"] else ""
+        print(f"  {row['service']:<16} {row['container']:<32} {row['state']}{health}")
+    if not services:
+        print("  no containers")
+    return 0
+
+
+@command("logs")
+def cmd_logs(args: argparse.Namespace) -> int:
+    app = App.named(args.app).require()
+    number = args.release or (releases.numbers(app) or [None])[-1]
+    if number is None:
+        raise MiddockError(f"{app.name} has no releases yet")
+    path = releases.folder(app, number) / "log"
+    if not path.exists():
+        raise MiddockError(f"{app.name} has no log for release {number}")
+    sys.stdout.buffer.write(path.read_bytes())
+    return 0
+
+
+@command("config")
+def cmd_config(args: argparse.Namespace) -> int:
+    app = App.named(args.app).require()
+    values = config.read_vars(app)
+    shown = values if args.reveal else {k: "*****" for k in values}
+    if args.json:
+        return emit_json(shown)
+    for key, value in shown.items():
+        print(f"{key}={value}")
+    return 0
+
+
+def redeploy(app: App, args: argparse.Namespace) -> int:
+    live = releases.live(app)
+    if args.no_deploy or live is None:
+        print("-----> Config saved; it applies from the next deploy")
+        return 0
+    print(f"-----> Config saved; redeploying {live.commit[:7]}")
+    return submit(app, Request(commit=live.commit, ref=live.ref, pusher=pusher()))
+
+
+@command("config:set")
+def cmd_config_set(args: argparse.Namespace) -> int:
+    app = App.named(args.app).require()
+    config.set_vars(app, args.assignments)
+    return redeploy(app, args)
+
+
+@command("config:unset")
+def cmd_config_unset(args: argparse.Namespace) -> int:
+    app = App.named(args.app).require()
+    config.unset_vars(app, args.keys)
+    return redeploy(app, args)
+
+
+@command("lock")
+def cmd_lock(args: argparse.Namespace) -> int:
+    app = App.named(args.app).require()
+    lock.hold(app, " ".join(args.reason) or f"locked by {pusher()}")
+    print(f"-----> Deploys of {app.name} are locked")
+    return 0
+
+
+@command("unlock")
+def cmd_unlock(args: argparse.Namespace) -> int:
+    app = App.named(args.app).require()
+    lock.unhold(app)
+    print(f"-----> Deploys of {app.name} are unlocked")
+    return 0
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f" !     {self.prog}: {message}\n")
+        sys.exit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = Parser(prog="middock", description="git push to deploy a docker compose stack")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def add(name: str, help: str, *, app: bool = True, json: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        if app:
+            p.add_argument("app")
+        if json:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    add("apps", "list apps with their live release and state", app=False, json=True)
+    add("apps:create", "create an app").add_argument(
+        "--gate", action="store_true", help="reject pushes whose deploy fails"
+    )
+    add("apps:destroy", "stop the stack and remove everything of the app").add_argument("--force", action="store_true")
+    p = add("apps:set", "set branch, gate or keep")
+    p.add_argument("key", choices=sorted(apps.DEFAULT_SETTINGS))
+    p.add_argument("value")
+    add("deploy", "deploy the branch head (or REF) again").add_argument("ref", nargs="?")
+    add("status", "live release and services", json=True)
+    add("releases", "release history", json=True)
+    add("rollback", "go back to the previous (or the named) good release").add_argument("release", nargs="?", type=int)
+    add("logs", "the stored output of a deploy").add_argument("release", nargs="?", type=int)
+    p = add("config", "the app's config vars", json=True)
+    p.add_argument("--reveal", action="store_true", help="show the values")
+    for name, arg, help in (("config:set", "assignments", "KEY=VALUE"), ("config:unset", "keys", "KEY")):
+        p = add(name, f"change config vars ({help}…) and redeploy")
+        p.add_argument(arg, nargs="+", metavar=help)
+        p.add_argument("--no-deploy", action="store_true", help="do not redeploy")
+    add("lock", "hold deploys of the app").add_argument("reason", nargs="*")
+    add("unlock", "allow deploys of the app again")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except MiddockError as error:
+        sys.stderr.write(f" !     {error}\n")
+        return 1
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

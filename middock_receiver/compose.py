@@ -1,0 +1,85 @@
+"""The compose stage: find Compose v2, resolve the stack's configuration, pin its images to
+the release, and bring the stack up or down."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from . import process
+from .errors import MiddockError
+from .output import Output
+from .plan import ComposeStack, release_tag
+
+
+@cache
+def compose_program() -> tuple[str, ...]:
+    """`docker compose` when it is v2, else a standalone `docker-compose` that reports v2."""
+    found = []
+    for program in (("docker", "compose"), ("docker-compose",)):
+        try:
+            result = process.capture([*program, "version", "--short"])
+        except FileNotFoundError:
+            continue
+        version = result.stdout.strip().lstrip("v")
+        if result.returncode == 0 and version.split(".")[0].isdigit():
+            if int(version.split(".")[0]) >= 2:
+                return program
+            found.append(f"{' '.join(program)} {version}")
+    detail = f"found {', '.join(found)}" if found else "found neither `docker compose` nor `docker-compose`"
+    raise MiddockError(f"Docker Compose v2 is required ({detail})")
+
+
+def compose_error(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and "level=warning" not in line]
+    return lines[-1] if lines else "no message"
+
+
+def resolve(stack: ComposeStack, env: Mapping[str, str]) -> dict:
+    """The stack's configuration as Compose resolves it (variables interpolated, paths absolute)."""
+    result = process.capture(stack.config(), env=env, cwd=stack.directory)
+    if result.returncode != 0:
+        raise MiddockError(f"invalid compose file: {compose_error(result.stderr)}")
+    config = json.loads(result.stdout)
+    if not config.get("services"):
+        raise MiddockError("the compose file defines no services")
+    return config
+
+
+def pin_images(client: docker.DockerClient, config: dict, app: str, release: int) -> dict[str, str]:
+    """Tag every service's image for this release and point the configuration at those tags.
+
+    Returns service -> image id. The pinned configuration is what runs now and what a
+    rollback runs later, so neither depends on tags the build scripts may move.
+    """
+    images = {}
+    for service, spec in config["services"].items():
+        ref = spec.get("image")
+        if not ref:
+            raise MiddockError(f"service {service} has no image: name the image a build script makes")
+        try:
+            image = client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            raise MiddockError(f"service {service}: image {ref} does not exist; no build script built it") from None
+        repository, tag = release_tag(app, release, service).rsplit(":", 1)
+        image.tag(repository, tag)
+        spec["image"] = f"{repository}:{tag}"
+        spec.pop("build", None)
+        images[service] = image.id
+    return images
+
+
+def write_config(config: dict, path: Path) -> None:
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)
+
+
+def run(argv: list[str], env: Mapping[str, str], cwd: Path, out: Output, what: str) -> None:
+    result = process.stream(argv, out.detail, env=env, cwd=cwd)
+    if result.returncode != 0:
+        raise MiddockError(f"{what} failed with exit code {result.returncode}")

@@ -1,0 +1,330 @@
+"""A deploy, stage by stage: checkout, build, compose up, health gate, record, prune.
+
+Called with the app's deploy lock held. Every failure leaves the previous release serving:
+a failure before `compose up` has touched nothing running, and a failed health gate brings
+the previous release back (or stops the stack on a first deploy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import docker.errors
+from dulwich.repo import Repo
+
+from . import build, compose, config, health, releases
+from .apps import App, read_settings
+from .checkout import checkout
+from .errors import MiddockError
+from .lock import Request
+from .output import Output
+from .plan import ComposeStack, Target, build_scripts, compose_files, deploy_env, release_tag, without_git
+from .releases import Release
+
+
+def docker_client() -> docker.DockerClient:
+    """A client for the local daemon; one clear error when it is not there."""
+    try:
+        client = docker.from_env(version="auto", timeout=120)
+        client.ping()
+        return client
+    except docker.errors.DockerException as error:
+        reason = str(error).split(": ", 1)[-1][:200]
+        raise MiddockError(f"the Docker daemon is not reachable ({reason}); nothing was changed") from None
+
+
+def describe(release: Release | None) -> str:
+    if release is None:
+        return "nothing is running"
+    return f"release {release.number} ({release.commit[:7]}) is still serving"
+
+
+def mark_interrupted(app: App) -> list[int]:
+    """Releases left `deploying` by a crash are recorded as interrupted (the lock is ours now)."""
+    found = []
+    for release in releases.history(app):
+        if release.result == releases.DEPLOYING:
+            releases.finish(app, release, releases.INTERRUPTED, "the deploy process ended before finishing")
+            found.append(release.number)
+    return found
+
+
+def commit_details(repo: Repo, commit: str) -> tuple[str, str]:
+    try:
+        obj = repo[commit.encode()]
+    except KeyError:
+        raise MiddockError(f"commit {commit} is not in the repository") from None
+    subject = obj.message.decode("utf-8", errors="replace").strip().splitlines()
+    return (subject[0] if subject else ""), obj.author.decode("utf-8", errors="replace")
+
+
+def service_names(resolved: dict) -> list[str]:
+    """The services that must be running: all but those scaled to zero."""
+    return [
+        name
+        for name, spec in resolved["services"].items()
+        if (spec.get("deploy") or {}).get("replicas", 1) != 0 and spec.get("scale", 1) != 0
+    ]
+
+
+def image_ids(client: docker.DockerClient, refs: list[str]) -> dict[str, str]:
+    ids = {}
+    for ref in refs:
+        try:
+            ids[ref] = client.images.get(ref).id
+        except docker.errors.ImageNotFound:
+            pass
+    return ids
+
+
+def write_env_file(folder: Path, values: dict[str, str], name: str = ".env") -> None:
+    """Write config vars as dotenv, 0600 from the start (never readable by others)."""
+    path = folder / name
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(config.render(values))
+
+
+def repath(value: object, old: str, new: str) -> object:
+    """Move every absolute path under `old` in a resolved compose configuration to `new`."""
+    if isinstance(value, dict):
+        return {k: repath(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [repath(v, old, new) for v in value]
+    if isinstance(value, str) and (value == old or value.startswith(old + "/")):
+        return new + value[len(old) :]
+    return value
+
+
+class Deploy:
+    """One deploy (or rollback) of an app, holding everything its stages share."""
+
+    def __init__(self, app: App, request: Request, out: Output) -> None:
+        self.app = app
+        self.request = request
+        self.out = out
+        self.settings = read_settings(app)
+        self.client = docker_client()
+        self.program = compose.compose_program()
+        self.previous = releases.live(app)
+        self.release: Release | None = None
+
+    @property
+    def folder(self) -> Path:
+        assert self.release is not None
+        return releases.folder(self.app, self.release.number)
+
+    @property
+    def checkout_dir(self) -> Path:
+        return self.folder / "checkout"
+
+    def run(self, on_started: Callable[[Release], None] = lambda _: None) -> bool:
+        """Deploy; returns True when the new release is live. Never raises for deploy failures."""
+        for number in mark_interrupted(self.app):
+            self.out.step(f"Release {number} was interrupted by a crash; recorded as interrupted")
+        try:
+            self.start()
+            assert self.release is not None
+            on_started(self.release)
+            if self.request.rollback_to is None:
+                self.prepare_from_repo()
+            else:
+                self.prepare_from_release(self.request.rollback_to)
+            self.switch()
+        except MiddockError as error:
+            self.fail(str(error))
+            return False
+        self.succeed()
+        return True
+
+    def start(self) -> None:
+        repo = Repo(str(self.app.repo))
+        subject, author = commit_details(repo, self.request.commit)
+        kind = "deploy" if self.request.rollback_to is None else f"rollback to {self.request.rollback_to}"
+        self.release = releases.allocate(
+            self.app,
+            Release(
+                number=0,
+                commit=self.request.commit,
+                ref=self.request.ref,
+                subject=subject,
+                author=author,
+                pusher=self.request.pusher,
+                kind=kind,
+                pid=os.getpid(),
+            ),
+        )
+        self.out.add_file(self.folder / "log")
+        self.out.step(
+            f"{kind.capitalize()} of {self.app.name}: release {self.release.number}, {self.request.short} {subject}"
+        )
+
+    def prepare_from_repo(self) -> None:
+        """Checkout, settings, env, compose config, build, then pin the images to the release."""
+        assert self.release is not None
+        repo = Repo(str(self.app.repo))
+        self.out.step("Checking out")
+        previous = None
+        if self.previous and releases.folder(self.app, self.previous.number).joinpath("checkout").is_dir():
+            previous = (self.previous.commit, releases.folder(self.app, self.previous.number) / "checkout")
+        started = time.monotonic()
+        summary = checkout(repo.object_store, self.request.commit, self.checkout_dir, previous)
+        self.out.detail(f"{self.request.commit[:12]}: {summary} in {time.monotonic() - started:.2f}s")
+
+        variables = config.read_vars(self.app)
+        self.out.mask(list(variables.values()))
+        target = Target(self.app.name, self.release.number, self.request.commit, self.request.ref)
+        env = deploy_env(target, config.repo_defaults(self.checkout_dir), variables, os.environ)
+        self.env = env
+        write_env_file(self.folder, variables, name="env")
+        files = compose_files(self.checkout_dir, env)
+        if not files:
+            raise MiddockError(
+                "no compose file in the repository root "
+                "(compose.yaml, compose.yml, docker-compose.yaml or docker-compose.yml)"
+            )
+        for name in files:
+            if not (self.checkout_dir / name).is_file():
+                raise MiddockError(f"compose file {name} (from COMPOSE_FILE) is not in the repository")
+        write_env_file((self.checkout_dir / files[0]).parent, variables)
+        stack = ComposeStack(self.program, self.app.name, tuple(files), self.checkout_dir)
+        resolved = compose.resolve(stack, env)
+        refs = sorted({spec["image"] for spec in resolved["services"].values() if spec.get("image")})
+        before = image_ids(self.client, refs)
+
+        scripts = build_scripts(self.checkout_dir, env)
+        if not scripts:
+            self.out.step("No build scripts (docker/build*.sh); using existing images")
+        build.run_scripts(scripts, self.checkout_dir, env, self.out)
+
+        after = image_ids(self.client, refs)
+        self.release.built = {ref: id_ for ref, id_ in after.items() if before.get(ref) != id_}
+        self.pin(resolved)
+
+    def prepare_from_release(self, number: int) -> None:
+        """A rollback: the old release's checkout and pinned configuration, no build."""
+        old = releases.load(self.app, number)
+        old_folder = releases.folder(self.app, number)
+        if old is None or not old.good or not (old_folder / "compose.json").exists():
+            raise MiddockError(f"release {number} cannot be rolled back to (only kept, successful releases can)")
+        self.out.step(f"Restoring release {number} (no build)")
+        subprocess.run(["cp", "-al", "--", str(old_folder / "checkout"), str(self.checkout_dir)], check=True)
+        if (old_folder / "env").exists():
+            shutil.copy2(old_folder / "env", self.folder / "env")
+        resolved = repath(
+            json.loads((old_folder / "compose.json").read_text()), str(old_folder / "checkout"), str(self.checkout_dir)
+        )
+        self.env = {**without_git(os.environ), "COMPOSE_PROJECT_NAME": self.app.name}
+        assert self.release is not None
+        self.release.built = {}
+        self.pin(resolved)
+
+    def pin(self, resolved: dict) -> None:
+        assert self.release is not None
+        self.resolved = resolved
+        self.release.images = compose.pin_images(self.client, resolved, self.app.name, self.release.number)
+        compose.write_config(resolved, self.folder / "compose.json")
+        releases.save(self.app, self.release)
+
+    def stack(self, release_number: int) -> ComposeStack:
+        folder = releases.folder(self.app, release_number)
+        return ComposeStack(self.program, self.app.name, (str(folder / "compose.json"),), folder / "checkout")
+
+    def switch(self) -> None:
+        """Replace the running stack with the new release and gate it on health."""
+        assert self.release is not None
+        self.out.step("Starting the stack: docker compose up")
+        stack = self.stack(self.release.number)
+        compose.run(stack.up(), self.env, stack.directory, self.out, "docker compose up")
+        timeout = build.seconds(self.env, "MIDDOCK_HEALTH_TIMEOUT", health.DEFAULT_HEALTH_TIMEOUT)
+        self.out.step(f"Waiting for the services to be healthy (up to {timeout:g}s)")
+        services = service_names(self.resolved)
+        problems = health.wait_healthy(self.client, self.app.name, services, timeout, self.out.detail)
+        if problems:
+            for problem in problems:
+                self.out.detail(problem)
+            self.restore_previous()
+            raise MiddockError(f"health check failed: {problems[0]}; {self.restored}")
+        for service in services:
+            self.out.detail(f"{service}: ok")
+
+    def restore_previous(self) -> None:
+        """Bring back the previous release after a failed health gate (or stop a first deploy)."""
+        if self.previous is None:
+            self.out.step("Stopping the failed stack (there is no previous release)")
+            stack = self.stack(self.release.number)  # type: ignore[union-attr]
+            compose.run(stack.down(), self.env, stack.directory, self.out, "docker compose down")
+            self.restored = "stopped the new stack; nothing is running"
+            return
+        self.out.step(f"Rolling back to release {self.previous.number}")
+        stack = self.stack(self.previous.number)
+        compose.run(stack.up(), self.env, stack.directory, self.out, "docker compose up")
+        self.restored = f"rolled back to release {self.previous.number} ({self.previous.commit[:7]}), which is serving"
+
+    def fail(self, message: str) -> None:
+        if self.release is None:
+            self.out.error(message)
+            return
+        releases.finish(self.app, self.release, releases.FAILED, message)
+        tail = "" if "serving" in message or "nothing is running" in message else f"; {describe(self.previous)}"
+        self.out.error(f"Deploy failed: {message}{tail}")
+
+    def succeed(self) -> None:
+        assert self.release is not None
+        releases.set_live(self.app, self.release.number)
+        releases.finish(self.app, self.release, releases.SUCCEEDED)
+        self.prune()
+        duration = self.release.duration or 0
+        self.out.step(f"Release {self.release.number} ({self.request.short}) is live, deployed in {duration:.1f}s")
+
+    def prune(self) -> None:
+        """Keep the last `keep` good releases rollback-able; remove older ones and their images."""
+        assert self.release is not None
+        kept, dropped = releases.retained(self.app, int(self.settings["keep"]), self.release.number)
+        kept_refs = {(ref, id_) for r in kept for ref, id_ in r.built.items()}
+        for old in dropped:
+            for service in old.images:
+                self.remove_image(release_tag(self.app.name, old.number, service))
+            for ref, id_ in old.built.items():
+                if (ref, id_) not in kept_refs and image_ids(self.client, [ref]).get(ref) == id_:
+                    self.remove_image(ref)
+            releases.prune_files(self.app, old)
+        if dropped:
+            self.out.detail(
+                f"pruned release{'s' if len(dropped) > 1 else ''} {', '.join(str(r.number) for r in dropped)}"
+            )
+
+    def remove_image(self, ref: str) -> None:
+        try:
+            self.client.images.remove(ref)
+        except docker.errors.APIError:
+            pass  # still used by a container, or already gone: nothing of ours to force
+
+
+def service_status(app: App) -> list[dict]:
+    return health.service_status(docker_client(), app.name)
+
+
+def destroy_stack(app: App) -> None:
+    """Stop the app's containers and remove every image its releases pinned or built."""
+    client = docker_client()
+    for container in health.project_containers(client, app.name):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": f"{health.PROJECT_LABEL}={app.name}"}):
+        network.remove()
+    for release in releases.history(app):
+        refs = [release_tag(app.name, release.number, service) for service in release.images]
+        refs += [ref for ref, id_ in release.built.items() if image_ids(client, [ref]).get(ref) == id_]
+        for ref in refs:
+            try:
+                client.images.remove(ref)
+            except docker.errors.APIError:
+                pass

@@ -1,0 +1,77 @@
+"""The health gate: every service's containers running, and healthy where they have a
+healthcheck, within the timeout. Read through the docker SDK from the compose labels."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import docker
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+DEFAULT_HEALTH_TIMEOUT = 60.0
+
+
+def project_containers(client: docker.DockerClient, project: str) -> list:
+    containers = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
+    return [c for c in containers if c.labels.get(ONEOFF_LABEL) != "True"]
+
+
+def problems(client: docker.DockerClient, project: str, services: list[str]) -> list[str]:
+    """What keeps the stack from being healthy now; empty when it is."""
+    by_service: dict[str, list] = {name: [] for name in services}
+    for container in project_containers(client, project):
+        by_service.setdefault(container.labels.get(SERVICE_LABEL, "?"), []).append(container)
+    found = []
+    for service in services:
+        if not by_service[service]:
+            found.append(f"{service}: no container")
+        for container in by_service[service]:
+            state = container.attrs["State"]
+            health = state.get("Health", {}).get("Status")
+            if state.get("Status") != "running":
+                found.append(
+                    f"{service}: {container.name} is {state.get('Status')} (exit code {state.get('ExitCode')})"
+                )
+            elif health not in (None, "healthy"):
+                found.append(f"{service}: {container.name} is {health}")
+    return found
+
+
+def wait_healthy(
+    client: docker.DockerClient,
+    project: str,
+    services: list[str],
+    timeout: float,
+    on_wait: Callable[[str], None] = lambda _: None,
+) -> list[str]:
+    """Poll until healthy or the timeout; returns the remaining problems (empty on success)."""
+    deadline = time.monotonic() + timeout
+    reported: set[str] = set()
+    while True:
+        found = problems(client, project, services)
+        if not found or time.monotonic() >= deadline:
+            return found
+        for problem in found:
+            if problem not in reported:
+                on_wait(f"waiting: {problem}")
+                reported.add(problem)
+        time.sleep(0.5)
+
+
+def service_status(client: docker.DockerClient, project: str) -> list[dict]:
+    """Each container of the project: service, name, state and health, for `status`."""
+    rows = []
+    for container in project_containers(client, project):
+        state = container.attrs["State"]
+        rows.append(
+            {
+                "service": container.labels.get(SERVICE_LABEL, "?"),
+                "container": container.name,
+                "state": state.get("Status"),
+                "health": state.get("Health", {}).get("Status"),
+            }
+        )
+    return sorted(rows, key=lambda row: (row["service"], row["container"]))

@@ -1,0 +1,145 @@
+"""One deploy per app at a time, and the queue of deploys waiting for it.
+
+The deploy lock is an flock on `state/deploy.lock`: the kernel drops it when its holder dies,
+so a crash never leaves a stale lock. Each deploy request is a file in `state/queue/`, named so
+they sort by arrival; a waiting request that finds a newer one behind it steps aside
+("superseded"), so of several waiting pushes only the newest is built. `lock APP` is a
+different thing: a hold, with a reason, that makes new deploys fail fast.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .apps import App, write_atomic
+from .errors import MiddockError
+
+
+@dataclass
+class Request:
+    """A deploy asked for by a push, `deploy`, `rollback` or `config:set`."""
+
+    commit: str
+    ref: str
+    pusher: str
+    rollback_to: int | None = None
+    id: str = field(default_factory=lambda: f"{time.time_ns():020d}-{os.getpid()}")
+
+    @property
+    def short(self) -> str:
+        return self.commit[:7]
+
+
+def queue_dir(app: App) -> Path:
+    return app.state / "queue"
+
+
+def request_path(app: App, request_id: str, suffix: str = ".json") -> Path:
+    return queue_dir(app) / f"{request_id}{suffix}"
+
+
+def enqueue(app: App, request: Request) -> None:
+    queue_dir(app).mkdir(exist_ok=True)
+    request_path(app, request.id, ".out").touch()
+    write_atomic(request_path(app, request.id), json.dumps(asdict(request)))
+
+
+def load_request(app: App, request_id: str) -> Request:
+    return Request(**json.loads(request_path(app, request_id).read_text()))
+
+
+def newer_request(app: App, request: Request) -> Request | None:
+    """The request that supersedes this one: a newer one waiting in the queue, or a newer one
+    that already started (waiters may get the lock in any order)."""
+    ids = sorted(p.name[: -len(".json")] for p in queue_dir(app).glob("*.json"))
+    for request_id in reversed(ids):
+        if request_id <= request.id:
+            break
+        try:
+            return load_request(app, request_id)
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+    try:
+        started = Request(**json.loads((app.state / "last-request.json").read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return started if started.id > request.id else None
+
+
+def mark_started(app: App, request: Request) -> None:
+    write_atomic(app.state / "last-request.json", json.dumps(asdict(request)))
+
+
+def finish_request(app: App, request: Request, code: int) -> None:
+    """Record the outcome for the follower and take the request off the queue."""
+    write_atomic(request_path(app, request.id, ".exit"), f"{code}\n")
+    request_path(app, request.id).unlink(missing_ok=True)
+
+
+class DeployLock:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.path = app.state / "deploy.lock"
+        self.holder_path = app.state / "deploying.json"
+        self.fd: int | None = None
+
+    def _open(self) -> int:
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self.fd
+
+    def try_acquire(self) -> bool:
+        try:
+            fcntl.flock(self._open(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def acquire(self) -> None:
+        fcntl.flock(self._open(), fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.holder_path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
+
+    def is_held_elsewhere(self) -> bool:
+        """True while another process is deploying (checked without blocking)."""
+        if self.try_acquire():
+            self.release()
+            return False
+        return True
+
+    def announce(self, info: dict) -> None:
+        """Say what this holder is deploying, for those who wait."""
+        write_atomic(self.holder_path, json.dumps(info))
+
+    def holder(self) -> dict:
+        try:
+            return json.loads(self.holder_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+
+def hold_path(app: App) -> Path:
+    return app.state / "hold"
+
+
+def hold(app: App, reason: str) -> None:
+    write_atomic(hold_path(app), reason + "\n")
+
+
+def unhold(app: App) -> None:
+    hold_path(app).unlink(missing_ok=True)
+
+
+def check_not_held(app: App) -> None:
+    if hold_path(app).exists():
+        reason = hold_path(app).read_text().strip() or "no reason given"
+        raise MiddockError(f"deploys of {app.name} are locked ({reason}); run unlock {app.name} to allow them")

@@ -1,0 +1,104 @@
+"""What a deploy runs, as plain data: environments and argument lists, no side effects.
+
+Kept apart from running so the plan can be read and tested without Docker (Kamal's split).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The release being deployed."""
+
+    app: str
+    release: int
+    commit: str
+    ref: str
+
+
+def deploy_env(
+    target: Target, settings: Mapping[str, str], config: Mapping[str, str], base: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment of every build script and compose command.
+
+    `settings` are the repo's `middock.env` values, `config` the server-side config vars that
+    override them; git's own variables of the hook are removed.
+    """
+    env = without_git(base)
+    env.update(settings)
+    env.update(config)
+    env.update(
+        MIDDOCK_APP=target.app,
+        MIDDOCK_RELEASE=str(target.release),
+        MIDDOCK_COMMIT=target.commit,
+        MIDDOCK_REF=target.ref,
+        IMAGE_TAG=target.commit[:12],
+        COMPOSE_PROJECT_NAME=target.app,
+    )
+    return env
+
+
+def without_git(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment without git's own variables (`GIT_DIR` and friends) of the hook."""
+    return {k: v for k, v in env.items() if not k.startswith("GIT_")}
+
+
+def build_scripts(checkout: Path, env: Mapping[str, str]) -> list[str]:
+    """The build scripts to run, relative to the checkout, in order: `MIDDOCK_BUILD_SCRIPTS`,
+    else every `docker/build*.sh` by name (the build stage refuses one without the exec bit)."""
+    listed = env.get("MIDDOCK_BUILD_SCRIPTS")
+    if listed is not None:
+        return listed.split()
+    return sorted(f"docker/{p.name}" for p in (checkout / "docker").glob("build*.sh") if not p.is_dir())
+
+
+def compose_files(checkout: Path, env: Mapping[str, str]) -> list[str]:
+    """Compose's own lookup: `COMPOSE_FILE` (a `:`-separated list), else the first default name."""
+    listed = env.get("COMPOSE_FILE")
+    if listed:
+        return [name for name in listed.split(os.pathsep) if name]
+    return [name for name in COMPOSE_FILES if (checkout / name).is_file()][:1]
+
+
+@dataclass(frozen=True)
+class ComposeStack:
+    """A compose project and the argument lists that act on it.
+
+    `program` is `docker compose` or a standalone `docker-compose` v2. Another way of
+    replacing the running stack (rolling, Swarm) would be another class with the same verbs.
+    """
+
+    program: tuple[str, ...]
+    project: str
+    files: tuple[str, ...]
+    directory: Path
+
+    def command(self, *args: str) -> list[str]:
+        argv = [*self.program, "--project-name", self.project, "--project-directory", str(self.directory)]
+        for name in self.files:
+            argv += ["--file", name]
+        return argv + list(args)
+
+    def config(self) -> list[str]:
+        return self.command("config", "--format", "json")
+
+    def up(self) -> list[str]:
+        return self.command("up", "--detach", "--remove-orphans", "--no-build", "--pull", "never")
+
+    def down(self) -> list[str]:
+        return self.command("down", "--remove-orphans")
+
+    def run(self, service: str, command: list[str]) -> list[str]:
+        return self.command("run", "--rm", "--no-deps", "-T", service, *command)
+
+
+def release_tag(app: str, release: int, service: str) -> str:
+    """The tag that pins a service's image to a release, so rollback needs no rebuild."""
+    return "middock-release:" + f"{app}.r{release}.{service}"[:128]

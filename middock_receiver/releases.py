@@ -1,0 +1,138 @@
+"""Release records: numbered from 1, one folder each, written atomically.
+
+`releases/N/release.json` holds what a user asks about (commit, ref, subject, author, who
+pushed, times, result) and what rollback needs (the services' image ids); beside it are the
+log, the checkout, the resolved compose file and the env. `live` names the release serving.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .apps import App, write_atomic
+
+DEPLOYING, SUCCEEDED, FAILED, INTERRUPTED = "deploying", "succeeded", "failed", "interrupted"
+
+
+@dataclass
+class Release:
+    number: int
+    commit: str
+    ref: str
+    subject: str = ""
+    author: str = ""
+    pusher: str = ""
+    kind: str = "deploy"  # or "rollback to N"
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    result: str = DEPLOYING
+    message: str = ""
+    pid: int = 0
+    images: dict[str, str] = field(default_factory=dict)  # service -> image id
+    built: dict[str, str] = field(default_factory=dict)  # image refs the build scripts made -> id
+    pruned: bool = False
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished is None else self.finished - self.started
+
+    @property
+    def good(self) -> bool:
+        return self.result == SUCCEEDED and not self.pruned
+
+
+def folder(app: App, number: int) -> Path:
+    return app.releases_dir / str(number)
+
+
+def save(app: App, release: Release) -> None:
+    write_atomic(folder(app, release.number) / "release.json", json.dumps(asdict(release), indent=2) + "\n")
+
+
+def load(app: App, number: int) -> Release | None:
+    path = folder(app, number) / "release.json"
+    try:
+        return Release(**json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return None
+
+
+def numbers(app: App) -> list[int]:
+    if not app.releases_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in app.releases_dir.iterdir() if p.name.isdigit())
+
+
+def history(app: App) -> list[Release]:
+    return [r for r in (load(app, n) for n in numbers(app)) if r is not None]
+
+
+def allocate(app: App, release: Release) -> Release:
+    """Claim the next number (called under the app's deploy lock) and record the release."""
+    release.number = (numbers(app) or [0])[-1] + 1
+    folder(app, release.number).mkdir(parents=True)
+    save(app, release)
+    return release
+
+
+def live_number(app: App) -> int | None:
+    try:
+        return int((app.state / "live").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def live(app: App) -> Release | None:
+    number = live_number(app)
+    return load(app, number) if number else None
+
+
+def set_live(app: App, number: int | None) -> None:
+    if number is None:
+        (app.state / "live").unlink(missing_ok=True)
+    else:
+        write_atomic(app.state / "live", f"{number}\n")
+
+
+def finish(app: App, release: Release, result: str, message: str = "") -> None:
+    release.result = result
+    release.message = message
+    release.finished = time.time()
+    save(app, release)
+
+
+def previous_good(app: App, before: int) -> Release | None:
+    for release in reversed(history(app)):
+        if release.number < before and release.good and folder(app, release.number).joinpath("compose.json").exists():
+            return release
+    return None
+
+
+def retained(app: App, keep: int, current: int) -> tuple[list[Release], list[Release]]:
+    """Split finished, unpruned releases into those to keep rollback-able and those to prune.
+
+    Kept: the newest `keep` good releases, the live one, and `current` (the one deploying).
+    """
+    unpruned = [r for r in history(app) if not r.pruned]
+    good = [r for r in unpruned if r.good]
+    keep_numbers = {r.number for r in good[-keep:]} | {live_number(app), current}
+    kept = [r for r in unpruned if r.number in keep_numbers]
+    dropped = [r for r in unpruned if r.number not in keep_numbers and r.result != DEPLOYING]
+    return kept, dropped
+
+
+def prune_files(app: App, release: Release) -> None:
+    """Remove what made a release rollback-able, keeping its record and log for `releases`/`logs`."""
+    base = folder(app, release.number)
+    for name in ("checkout", "compose.json", "env"):
+        path = base / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    release.pruned = True
+    save(app, release)

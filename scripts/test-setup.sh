@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Install and start everything the test suite needs on a fresh Debian 12 machine:
+# Docker Engine, Compose v2, sshd, busybox (for test images), PostgreSQL, git, ruff.
+# Idempotent: what is already there is left alone.
+set -euo pipefail
+
+log() { printf '[test-setup] %s\n' "$*"; }
+
+apt_updated=0
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$apt_updated" = 0 ]; then
+        apt-get update -qq
+        apt_updated=1
+    fi
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_install docker.io openssh-server openssh-client busybox-static git postgresql iproute2 ca-certificates
+
+# Compose v2: Debian 12 has none; Debian 13's docker-compose (a static binary) installs cleanly.
+if ! docker compose version >/dev/null 2>&1; then
+    log "fetching docker-compose (Compose v2) from Debian 13"
+    tmp=$(mktemp -d)
+    echo "deb http://deb.debian.org/debian trixie main" > "$tmp/trixie.list"
+    apt_opts=(-o "Dir::Etc::SourceList=$tmp/trixie.list" -o "Dir::Etc::SourceParts=-"
+              -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache::Archives=$tmp")
+    mkdir -p "$tmp/lists/partial"
+    apt-get "${apt_opts[@]}" update -qq
+    (cd "$tmp" && apt-get "${apt_opts[@]}" download docker-compose >/dev/null)
+    dpkg -i --force-depends "$tmp"/docker-compose_*.deb >/dev/null
+    rm -rf "$tmp"
+fi
+
+# Docker Engine
+if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd"
+    mkdir -p /var/log
+    nohup dockerd >/var/log/middock-test-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/middock-test-dockerd.log"; exit 1; }
+fi
+
+# Python dependencies and the linter
+python3 -m pip install -q --disable-pip-version-check dulwich docker python-dotenv pytest ruff
+log "ready: $(docker version --format 'engine {{.Server.Version}}'), $(docker compose version --short | sed 's/^/compose /')"
