@@ -1,0 +1,204 @@
+"""Test fixtures: a real Docker Engine, the real git client, middock run as a user would.
+
+Each test gets its own MIDDOCK_HOME and unique app names (so unique compose projects), and
+everything an app started is destroyed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+
+BUSYBOX_IMAGE = "middock-test/busybox"
+ROOT = Path(__file__).resolve().parent.parent
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Test Author",
+    "GIT_AUTHOR_EMAIL": "author@example.com",
+    "GIT_COMMITTER_NAME": "Test Author",
+    "GIT_COMMITTER_EMAIL": "author@example.com",
+}
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env(version="auto")
+        client.ping()
+    except docker.errors.DockerException as error:
+        pytest.exit(f"these tests need a running Docker Engine (run scripts/test.sh): {error}", returncode=3)
+    ensure_busybox_image(client)
+    return client
+
+
+def ensure_busybox_image(client: docker.DockerClient) -> None:
+    """A 2 MB base image with a shell, wget and httpd: /bin/busybox from busybox-static."""
+    try:
+        client.images.get(BUSYBOX_IMAGE)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    with tempfile.TemporaryDirectory() as ctx:
+        shutil.copy("/bin/busybox", Path(ctx) / "busybox")
+        (Path(ctx) / "Dockerfile").write_text(
+            "FROM scratch\nCOPY busybox /bin/busybox\n"
+            'RUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["/bin/sh"]\n'
+        )
+        subprocess.run(["docker", "build", "-q", "-t", BUSYBOX_IMAGE, ctx], check=True, capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port: int, path: str = "/", timeout: float = 10) -> str:
+    """The page at 127.0.0.1:port, retried briefly while the server starts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                return response.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+class Server:
+    """middock's side: a MIDDOCK_HOME and the `middock` command run in it."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "MIDDOCK_HOME": str(home)}
+        self.apps: list[str] = []
+
+    def middock(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "middock_receiver", *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"middock {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+            )
+        return result
+
+    def create_app(self, prefix: str = "t", *options: str) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.middock("apps:create", name, *options)
+        self.apps.append(name)
+        return name
+
+    def repo_path(self, app: str) -> Path:
+        return self.home / f"{app}.git"
+
+    def cleanup(self) -> None:
+        for app in self.apps:
+            if (self.repo_path(app)).exists():
+                self.middock("apps:destroy", app, "--force", check=False)
+            subprocess.run(
+                ["docker", "compose", "--project-name", app, "down", "--remove-orphans", "--timeout", "1"],
+                capture_output=True,
+                cwd=self.home,
+            )
+
+
+class Workdir:
+    """The developer's side: a git work tree pushed with the real git client."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.env = {**os.environ, **GIT_IDENTITY}
+        path.mkdir(parents=True)
+        self.git("init", "-q", "-b", "main")
+
+    def git(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            ["git", *args], cwd=self.path, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+        return result
+
+    def write(self, name: str, text: str, executable: bool = False) -> None:
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o755 if executable else 0o644)
+
+    def commit(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD").stdout.strip()
+
+    def push(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+        """`git push production …`; output in .stdout + .stderr as the pusher sees it."""
+        return self.git("push", "production", *(args or ("main",)), check=check)
+
+
+BUILD_WEB = """#!/bin/sh
+set -e
+echo "building $MIDDOCK_APP-web:$IMAGE_TAG"
+ctx=$(mktemp -d)
+cp page.html "$ctx/index.html"
+cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+FROM middock-test/busybox
+COPY index.html /www/index.html
+CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]
+DOCKERFILE
+docker build -q -t "$MIDDOCK_APP-web:$IMAGE_TAG" "$ctx"
+rm -rf "$ctx"
+"""
+
+COMPOSE = """services:
+  web:
+    image: ${{MIDDOCK_APP}}-web:${{IMAGE_TAG}}
+    ports: ["127.0.0.1:{port}:8080"]
+  worker:
+    image: middock-test/busybox
+    command: ["sleep", "1000000"]
+"""
+
+
+def write_busybox_app(work: Workdir, port: int, page: str = "v1") -> None:
+    """The two-service app of the tests: `web` serves page.html, `worker` sleeps."""
+    work.write("docker/build-web.sh", BUILD_WEB, executable=True)
+    work.write("compose.yaml", COMPOSE.format(port=port))
+    work.write("page.html", page)
+
+
+@pytest.fixture
+def server(tmp_path: Path, docker_client: docker.DockerClient):
+    srv = Server(tmp_path / "home")
+    srv.home.mkdir()
+    yield srv
+    srv.cleanup()
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Workdir:
+    return Workdir(tmp_path / "work")
+
+
+@pytest.fixture
+def app(server: Server, work: Workdir) -> str:
+    """A created app with `production` pointing at it from the work tree."""
+    name = server.create_app()
+    work.git("remote", "add", "production", str(server.repo_path(name)))
+    return name
