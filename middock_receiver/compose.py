@@ -52,10 +52,12 @@ def resolve(stack: ComposeStack, env: Mapping[str, str]) -> dict:
 
 
 def pin_images(client: docker.DockerClient, config: dict, app: str, release: int) -> dict[str, str]:
-    """Tag every service's image for this release and point the configuration at those tags.
+    """Point every service at its image id, and tag that image for the release.
 
     Returns service -> image id. The pinned configuration is what runs now and what a
-    rollback runs later, so neither depends on tags the build scripts may move.
+    rollback runs later, so neither depends on tags the build scripts may move; the release
+    tag keeps the image from being deleted while the release is kept. A service whose image
+    did not change keeps the same configuration, so Compose leaves its containers running.
     """
     images = {}
     for service, spec in config["services"].items():
@@ -68,7 +70,7 @@ def pin_images(client: docker.DockerClient, config: dict, app: str, release: int
             raise MiddockError(f"service {service}: image {ref} does not exist; no build script built it") from None
         repository, tag = release_tag(app, release, service).rsplit(":", 1)
         image.tag(repository, tag)
-        spec["image"] = f"{repository}:{tag}"
+        spec["image"] = image.id
         spec.pop("build", None)
         images[service] = image.id
     return images
