@@ -170,9 +170,11 @@ COMPOSE = """services:
   web:
     image: ${{MIDDOCK_APP}}-web:${{IMAGE_TAG}}
     ports: ["127.0.0.1:{port}:8080"]
+    stop_grace_period: 1s
   worker:
     image: middock-test/busybox
     command: ["sleep", "1000000"]
+    stop_grace_period: 1s
 """
 
 
