@@ -119,11 +119,16 @@ def resolve_ref(app: App, ref: str | None) -> tuple[str, str]:
         raise MiddockError(f"{name!r} is not a branch, tag or commit of {app.name}") from None
 
 
+def run_deploy(app: App, request: Request) -> int:
+    """Deploy with the output on stdout and, on failure, the error line on stderr too."""
+    return submit(app, request, sys.stdout.buffer, sys.stderr.buffer)
+
+
 @command("deploy")
 def cmd_deploy(args: argparse.Namespace) -> int:
     app = App.named(args.app).require()
     commit, ref = resolve_ref(app, args.ref)
-    return submit(app, Request(commit=commit, ref=ref, pusher=pusher()))
+    return run_deploy(app, Request(commit=commit, ref=ref, pusher=pusher()))
 
 
 @command("rollback")
@@ -140,7 +145,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         target = releases.load(app, args.release)
         if target is None:
             raise MiddockError(f"{app.name} has no release {args.release}")
-    return submit(app, Request(commit=target.commit, ref=target.ref, pusher=pusher(), rollback_to=target.number))
+    if not target.good or not (releases.folder(app, target.number) / "compose.json").exists():
+        raise MiddockError(f"release {target.number} cannot be rolled back to: only kept, successful releases can")
+    return run_deploy(app, Request(commit=target.commit, ref=target.ref, pusher=pusher(), rollback_to=target.number))
 
 
 def release_row(release: releases.Release, live: int | None) -> dict:
@@ -230,7 +237,7 @@ def redeploy(app: App, args: argparse.Namespace) -> int:
         print("-----> Config saved; it applies from the next deploy")
         return 0
     print(f"-----> Config saved; redeploying {live.commit[:7]}")
-    return submit(app, Request(commit=live.commit, ref=live.ref, pusher=pusher()))
+    return run_deploy(app, Request(commit=live.commit, ref=live.ref, pusher=pusher()))
 
 
 @command("config:set")
@@ -261,6 +268,13 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     lock.unhold(app)
     print(f"-----> Deploys of {app.name} are unlocked")
     return 0
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    from .oneoff import run
+
+    return run(App.named(args.app).require(), args.service, args.cmd)
 
 
 class Parser(argparse.ArgumentParser):
@@ -304,6 +318,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--no-deploy", action="store_true", help="do not redeploy")
     add("lock", "hold deploys of the app").add_argument("reason", nargs="*")
     add("unlock", "allow deploys of the app again")
+    p = add("run", "run a command in a one-off container of the live release")
+    p.add_argument("service")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
     return top
 
 

@@ -19,7 +19,7 @@ import docker
 import docker.errors
 from dulwich.repo import Repo
 
-from . import build, compose, config, health, releases
+from . import build, compose, config, gate, health, release_phase, releases
 from .apps import App, read_settings
 from .checkout import checkout
 from .errors import MiddockError
@@ -104,6 +104,12 @@ def repath(value: object, old: str, new: str) -> object:
     return value
 
 
+def release_stack(app: App, program: tuple[str, ...], number: int) -> ComposeStack:
+    """A release's pinned stack: its resolved compose.json, its checkout as project directory."""
+    folder = releases.folder(app, number)
+    return ComposeStack(program, app.name, (str(folder / "compose.json"),), folder / "checkout")
+
+
 class Deploy:
     """One deploy (or rollback) of an app, holding everything its stages share."""
 
@@ -136,8 +142,11 @@ class Deploy:
             on_started(self.release)
             if self.request.rollback_to is None:
                 self.prepare_from_repo()
+                stack = self.stack(self.release.number)
+                release_phase.run_release_command(stack, self.resolved["services"], self.env, self.out, self.client)
             else:
                 self.prepare_from_release(self.request.rollback_to)
+                release_phase.note_rollback(self.folder, self.out)
             self.switch()
         except MiddockError as error:
             self.fail(str(error))
@@ -146,7 +155,7 @@ class Deploy:
         return True
 
     def start(self) -> None:
-        repo = Repo(str(self.app.repo))
+        repo = gate.open_repo(self.app, self.request)
         subject, author = commit_details(repo, self.request.commit)
         kind = "deploy" if self.request.rollback_to is None else f"rollback to {self.request.rollback_to}"
         self.release = releases.allocate(
@@ -163,14 +172,15 @@ class Deploy:
             ),
         )
         self.out.add_file(self.folder / "log")
-        self.out.step(
-            f"{kind.capitalize()} of {self.app.name}: release {self.release.number}, {self.request.short} {subject}"
+        action = (
+            "Deploying" if self.request.rollback_to is None else f"Rolling back to release {self.request.rollback_to}:"
         )
+        self.out.step(f"{action} {self.app.name} release {self.release.number}, {self.request.short} {subject}")
 
     def prepare_from_repo(self) -> None:
         """Checkout, settings, env, compose config, build, then pin the images to the release."""
         assert self.release is not None
-        repo = Repo(str(self.app.repo))
+        repo = gate.open_repo(self.app, self.request)
         self.out.step("Checking out")
         previous = None
         if self.previous and releases.folder(self.app, self.previous.number).joinpath("checkout").is_dir():
@@ -235,8 +245,7 @@ class Deploy:
         releases.save(self.app, self.release)
 
     def stack(self, release_number: int) -> ComposeStack:
-        folder = releases.folder(self.app, release_number)
-        return ComposeStack(self.program, self.app.name, (str(folder / "compose.json"),), folder / "checkout")
+        return release_stack(self.app, self.program, release_number)
 
     def switch(self) -> None:
         """Replace the running stack with the new release and gate it on health."""
@@ -281,6 +290,9 @@ class Deploy:
         assert self.release is not None
         releases.set_live(self.app, self.release.number)
         releases.finish(self.app, self.release, releases.SUCCEEDED)
+        if self.request.rollback_to is None:
+            previous = self.previous.number if self.previous else None
+            release_phase.post_deploy(self.checkout_dir, self.env, previous, self.out)
         self.prune()
         duration = self.release.duration or 0
         self.out.step(f"Release {self.release.number} ({self.request.short}) is live, deployed in {duration:.1f}s")

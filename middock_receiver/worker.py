@@ -16,7 +16,7 @@ import sys
 import time
 from typing import BinaryIO
 
-from . import config
+from . import config, gate
 from .apps import App, middock_home
 from .deploy import Deploy
 from .errors import MiddockError
@@ -35,10 +35,13 @@ from .output import Output
 from .releases import Release
 
 FOLLOW_INTERVAL = 0.1
+ERROR_PREFIX = b" !     "
 
 
-def submit(app: App, request: Request, sink: BinaryIO | None = None) -> int:
-    """Queue a deploy, run it detached, stream its output to `sink`; returns its exit code."""
+def submit(app: App, request: Request, sink: BinaryIO | None = None, errors: BinaryIO | None = None) -> int:
+    """Queue a deploy, run it detached, stream its output to `sink`; returns its exit code.
+
+    On failure the last ` !     ` line is also written to `errors` (the CLI's stderr)."""
     check_not_held(app)
     enqueue(app, request)
     worker = subprocess.Popen(
@@ -49,27 +52,37 @@ def submit(app: App, request: Request, sink: BinaryIO | None = None) -> int:
         start_new_session=True,
         env={**os.environ, "MIDDOCK_HOME": str(app.home)},
     )
-    return follow(app, request.id, worker, sink or sys.stdout.buffer)
+    code, last_error = follow(app, request.id, worker, sink or sys.stdout.buffer)
+    if code != 0 and errors is not None and last_error:
+        errors.write(last_error)
+        errors.flush()
+    return code
 
 
-def follow(app: App, request_id: str, worker: subprocess.Popen, sink: BinaryIO) -> int:
+def follow(app: App, request_id: str, worker: subprocess.Popen, sink: BinaryIO) -> tuple[int, bytes]:
+    """Copy the worker's output to `sink` until it finishes; returns its exit code and last error line."""
     exit_path = request_path(app, request_id, ".exit")
+    last_error = b""
     with open(request_path(app, request_id, ".out"), "rb") as stream:
         while True:
             finished = exit_path.exists() or worker.poll() is not None
-            data = stream.read()
-            if data:
-                sink.write(data)
+            line = stream.readline()
+            if line.endswith(b"\n") or (line and finished):
+                sink.write(line)
                 sink.flush()
+                if line.startswith(ERROR_PREFIX):
+                    last_error = line
             elif finished:
                 break
             else:
+                stream.seek(-len(line), os.SEEK_CUR)
                 time.sleep(FOLLOW_INTERVAL)
     if exit_path.exists():
-        return int(exit_path.read_text())
-    sink.write(b" !     the deploy process ended unexpectedly; see `logs` and `status`\n")
+        return int(exit_path.read_text()), last_error
+    lost = b" !     the deploy process ended unexpectedly; see `logs` and `status`\n"
+    sink.write(lost)
     sink.flush()
-    return 1
+    return 1, lost
 
 
 def work(app: App, request: Request, out: Output) -> int:
@@ -88,9 +101,14 @@ def work(app: App, request: Request, out: Output) -> int:
     try:
         newer = newer_request(app, request)
         if newer is not None:
+            if request.gated:
+                out.error(f"Superseded by {newer.short}: rejected, not deployed (only the newest waiting push deploys)")
+                return 1
             out.step(f"Superseded by {newer.short}: not deployed (only the newest waiting push deploys)")
             return 0
         check_not_held(app)
+        if request.gated:
+            gate.check_branch(app, request)
         out.mask(list(config.read_vars(app).values()))
         mark_started(app, request)
         deploy = Deploy(app, request, out)
@@ -98,7 +116,12 @@ def work(app: App, request: Request, out: Output) -> int:
         def announce(release: Release) -> None:
             lock.announce({"release": release.number, "commit": request.commit, "pusher": request.pusher})
 
-        return 0 if deploy.run(on_started=announce) else 1
+        if not deploy.run(on_started=announce):
+            return 1
+        if request.gated:
+            finish_request(app, request, 0)  # the hook exits 0: git lets the objects in and moves the branch
+            gate.settle(app, request, out)
+        return 0
     except MiddockError as error:
         out.error(str(error))
         return 1
@@ -115,6 +138,7 @@ def main(argv: list[str]) -> int:
         code = work(app, request, out)
     finally:
         finish_request(app, request, code)
+        gate.discard(app, request)
         out.close()
     return code
 

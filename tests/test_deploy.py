@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import free_port, http_get, write_busybox_app
+from conftest import BUILD_WEB, Workdir, free_port, http_get, write_busybox_app
 
 
 def test_push_v1_then_v2_serves_each_and_lists_both(server, work, app):
@@ -28,3 +28,186 @@ def test_push_v1_then_v2_serves_each_and_lists_both(server, work, app):
         (2, "succeeded", True),
     ]
     assert releases[1]["subject"] == "second version"
+
+
+def deploy_v1(work, port):
+    write_busybox_app(work, port, "v1")
+    work.commit("v1")
+    result = work.push()
+    assert "is live" in result.stderr, result.stderr
+    assert http_get(port) == "v1"
+
+
+def releases_of(server, app):
+    return json.loads(server.middock("releases", app, "--json").stdout)
+
+
+def test_failing_build_script_keeps_the_running_release(server, work, app):
+    port = free_port()
+    deploy_v1(work, port)
+    work.write("page.html", "v2")
+    work.write("docker/build-web.sh", "#!/bin/sh\necho about to fail\nexit 3\n", executable=True)
+    work.commit("broken build")
+    result = work.push()
+
+    assert "about to fail" in result.stderr
+    last = [line for line in result.stderr.splitlines() if line.strip()][-3]
+    assert "build script docker/build-web.sh failed with exit code 3" in result.stderr
+    assert "release 1" in last and "still serving" in last, result.stderr
+    assert http_get(port) == "v1"
+    history = releases_of(server, app)
+    assert history[-1]["result"] == "failed" and history[-1]["live"] is False
+    assert "exit code 3" in server.middock("logs", app, "2").stdout
+
+
+def test_health_gate_failure_rolls_back_to_the_previous_release(server, work, app):
+    port = free_port()
+    deploy_v1(work, port)
+    compose = (work.path / "compose.yaml").read_text()
+    unhealthy = compose.replace(
+        "    stop_grace_period: 1s\n  worker:",
+        '    stop_grace_period: 1s\n    healthcheck:\n      test: ["CMD", "false"]\n'
+        "      interval: 1s\n      retries: 1\n  worker:",
+    )
+    work.write("compose.yaml", unhealthy)
+    work.write("middock.env", "MIDDOCK_HEALTH_TIMEOUT=4\n")
+    work.write("page.html", "v2")
+    work.commit("never healthy")
+    result = work.push()
+
+    assert "health check failed: web" in result.stderr
+    assert "Rolling back to release 1" in result.stderr
+    assert "rolled back to release 1" in result.stderr
+    assert http_get(port) == "v1"
+    assert releases_of(server, app)[-1]["result"] == "failed"
+    status = json.loads(server.middock("status", app, "--json").stdout)
+    assert status["live"]["number"] == 1
+
+
+def test_first_deploy_failing_health_gate_stops_the_stack(server, work, app, docker_client):
+    port = free_port()
+    write_busybox_app(work, port)
+    work.write("middock.env", "MIDDOCK_HEALTH_TIMEOUT=2\n")
+    compose = (work.path / "compose.yaml").read_text().replace('command: ["sleep", "1000000"]', 'command: ["false"]')
+    work.write("compose.yaml", compose)
+    work.commit("worker exits")
+    result = work.push()
+    assert "worker" in result.stderr and "nothing is running" in result.stderr
+    assert docker_client.containers.list(filters={"label": f"com.docker.compose.project={app}"}) == []
+
+
+LATEST_ONLY = BUILD_WEB.replace("$IMAGE_TAG", "latest").replace("set -e\n", "set -e\necho BUILD RAN\n")
+
+
+def test_rollback_brings_back_a_latest_only_image_without_building(server, work, app):
+    port = free_port()
+    write_busybox_app(work, port, "one")
+    work.write("docker/build-web.sh", LATEST_ONLY, executable=True)
+    work.write("compose.yaml", (work.path / "compose.yaml").read_text().replace("${IMAGE_TAG}", "latest"))
+    work.commit("one")
+    work.push()
+    assert http_get(port) == "one"
+    work.write("page.html", "two")
+    work.commit("two")
+    work.push()
+    assert http_get(port) == "two"
+
+    result = server.middock("rollback", app)
+    assert "BUILD RAN" not in result.stdout
+    assert "Rolling back to release 1:" in result.stdout and "is live" in result.stdout
+    assert http_get(port) == "one"
+    history = releases_of(server, app)
+    assert history[-1]["kind"] == "rollback to 1" and history[-1]["live"]
+
+    server.middock("rollback", app, "2")
+    assert http_get(port) == "two"
+
+
+def test_other_branches_tags_and_deleting_the_branch_deploy_nothing(server, work, app):
+    port = free_port()
+    deploy_v1(work, port)
+    work.write("page.html", "feature")
+    work.commit("feature work")
+
+    other = work.push("HEAD:refs/heads/feature")
+    assert "branch feature accepted, not deployed (only main deploys)" in other.stderr
+    work.git("tag", "v9")
+    tag = work.push("v9")
+    assert "tag v9 accepted, not deployed" in tag.stderr
+    deleted = work.push(":main")
+    assert "branch main deleted: nothing deployed, nothing stopped" in deleted.stderr
+    for result in (other, tag, deleted):
+        assert result.returncode == 0
+        assert "-----> Deploying" not in result.stderr
+    assert http_get(port) == "v1"
+    assert len(releases_of(server, app)) == 1
+
+
+def failing_push(work, *edits) -> str:
+    """Apply edits, commit, push; returns the one error line the pusher sees."""
+    for edit in edits:
+        edit()
+    work.commit("bad input")
+    result = work.push()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("remote:  !     ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_missing_compose_file_is_one_clear_error(server, work, app):
+    write_busybox_app(work, free_port())
+    (work.path / "compose.yaml").unlink()
+    assert "no compose file in the repository root" in failing_push(work)
+
+
+def test_invalid_compose_file_is_one_clear_error(server, work, app):
+    write_busybox_app(work, free_port())
+    line = failing_push(work, lambda: work.write("compose.yaml", "services:\n  web:\n    image: [unclosed\n"))
+    assert "invalid compose file" in line
+
+
+def test_build_script_without_exec_bit_is_one_clear_error(server, work, app):
+    write_busybox_app(work, free_port())
+    line = failing_push(work, lambda: (work.path / "docker/build-web.sh").chmod(0o644))
+    assert "build script docker/build-web.sh is not executable" in line
+
+
+def test_invalid_app_names_are_refused(server):
+    for name in ("Bad", "-x", "a_b", "a" * 64, "../etc", ""):
+        result = server.middock("apps:create", "--", name, check=False)
+        assert result.returncode != 0
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "invalid app name" in result.stderr
+    assert not any(server.home.iterdir()) or not list(server.home.glob("*.git"))
+
+
+def test_retention_keeps_five_good_releases_and_only_prunes_this_apps_images(server, work, app, docker_client):
+    port = free_port()
+    other = Workdir(work.path.parent / "other")
+    other_app = server.create_app("other")
+    other.git("remote", "add", "production", str(server.repo_path(other_app)))
+    write_busybox_app(other, free_port(), "other")
+    other.commit("other app")
+    other.push()
+    other_images = {
+        c.image.id for c in docker_client.containers.list(filters={"label": f"com.docker.compose.project={other_app}"})
+    }
+
+    commits = []
+    for n in range(1, 8):
+        write_busybox_app(work, port, f"v{n}")
+        commits.append(work.commit(f"v{n}"))
+        work.push()
+    assert http_get(port) == "v7"
+
+    history = releases_of(server, app)
+    assert [r["pruned"] for r in history] == [True, True, False, False, False, False, False]
+    for commit in commits[:2]:
+        assert not docker_client.images.list(name=f"{app}-web:{commit[:12]}")
+    for commit in commits[2:]:
+        assert docker_client.images.list(name=f"{app}-web:{commit[:12]}")
+    failed = server.middock("rollback", app, "1", check=False)
+    assert failed.returncode != 0 and "cannot be rolled back to" in failed.stderr
+    for image_id in other_images:
+        docker_client.images.get(image_id)
+    docker_client.images.get("middock-test/busybox")
