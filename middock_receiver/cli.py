@@ -39,6 +39,19 @@ def emit_json(data: object) -> int:
     return 0
 
 
+def settled(app: App) -> App:
+    """The app, with releases left `deploying` by a crashed deploy recorded as interrupted."""
+    deploy_lock = DeployLock(app)
+    if deploy_lock.try_acquire():
+        try:
+            releases.mark_interrupted(app)
+        except OSError:
+            pass  # a read-only state folder: show the records as they are
+        finally:
+            deploy_lock.release()
+    return app
+
+
 def app_state(app: App) -> str:
     if DeployLock(app).is_held_elsewhere():
         return "deploying"
@@ -78,7 +91,7 @@ def cmd_apps_create(args: argparse.Namespace) -> int:
     app = App.named(args.app)
     apps.create(app, sys.executable)
     if args.gate:
-        apps.write_setting(app, "gate", "on")
+        set_setting(app, "gate", "on")
     print(f"-----> Created {app.name}: push to {app.repo}")
     return 0
 
@@ -96,12 +109,22 @@ def cmd_apps_destroy(args: argparse.Namespace) -> int:
     return 0
 
 
+def set_setting(app: App, key: str, value: str) -> dict:
+    """Save a setting; `gate` also swaps the repo's hook (pre-receive in gate mode)."""
+    settings = apps.write_setting(app, key, value)
+    if key == "gate":
+        apps.install_hooks(app, sys.executable, "pre-receive" if settings["gate"] == "on" else "post-receive")
+    return settings
+
+
+def push_mode(settings: dict) -> str:
+    return "gate" if settings["gate"] == "on" else "post-receive"
+
+
 @command("apps:set")
 def cmd_apps_set(args: argparse.Namespace) -> int:
     app = App.named(args.app).require()
-    settings = apps.write_setting(app, args.key, args.value)
-    if args.key == "gate":
-        apps.install_hooks(app, sys.executable, "pre-receive" if settings["gate"] == "on" else "post-receive")
+    settings = set_setting(app, args.key, args.value)
     print(f"-----> {app.name}: {args.key} = {settings[args.key]}")
     return 0
 
@@ -158,7 +181,7 @@ def release_row(release: releases.Release, live: int | None) -> dict:
 
 @command("releases")
 def cmd_releases(args: argparse.Namespace) -> int:
-    app = App.named(args.app).require()
+    app = settled(App.named(args.app).require())
     live = releases.live_number(app)
     history = releases.history(app)
     if args.json:
@@ -178,7 +201,7 @@ def cmd_releases(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .deploy import service_status
 
-    app = App.named(args.app).require()
+    app = settled(App.named(args.app).require())
     live = releases.live(app)
     settings = apps.read_settings(app)
     services = service_status(app)
@@ -187,6 +210,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "state": app_state(app),
         "live": release_row(live, live.number) if live else None,
         "settings": settings,
+        "mode": push_mode(settings),
         "services": services,
     }
     if args.json:
@@ -198,6 +222,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print("Live release: none")
     print(f"Branch:       {settings['branch']}   gate {settings['gate']}   keep {settings['keep']}")
+    if data["mode"] == "gate":
+        print("Mode:         gate: deploys before the branch moves; a failed deploy rejects the push")
+    else:
+        print("Mode:         post-receive: a push is accepted, then deployed")
     for row in services:
         health = f" ({row['health']})" if row["health"] else ""
         print(f"  {row['service']:<16} {row['container']:<32} {row['state']}{health}")
@@ -332,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f" !     {error}\n")
         return 1
     except BrokenPipeError:
+        return 1
+    except OSError as error:
+        sys.stderr.write(f" !     cannot write {error.filename or 'a file'}: {error.strerror}; nothing was changed\n")
         return 1
 
 

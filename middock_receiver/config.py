@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 
-from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from .apps import App, write_atomic
 from .errors import MiddockError
@@ -24,26 +25,38 @@ def check_key(key: str) -> str:
     return key
 
 
-def quote(value: str) -> str:
-    """Quote a value so that both python-dotenv and Compose read it back unchanged."""
+def quote_stored(value: str) -> str:
+    """Single quotes as python-dotenv reads them back: only `\\` and `\'` are escapes."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def quote_compose(value: str) -> str:
+    """Quotes as Compose's dotenv parser reads them back unchanged (single quotes are literal)."""
     if "'" not in value:
         return f"'{value}'"
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("\n", "\\n")
     return f'"{escaped}"'
 
 
-def render(values: dict[str, str]) -> str:
+def render(values: dict[str, str], quote: Callable[[str], str] = quote_stored) -> str:
     return "".join(f"{key}={quote(value)}\n" for key, value in values.items())
 
 
 def parse(text: str, source: str) -> dict[str, str]:
-    """Parse dotenv text, refusing lines that are not `KEY=VALUE` with the line number."""
-    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
-    for key, value in values.items():
-        if value is None or not KEY.match(key):
-            number = next((i for i, line in enumerate(text.splitlines(), 1) if line.strip().startswith(key)), "?")
-            raise MiddockError(f"{source} line {number}: expected KEY=VALUE, got {key!r}")
-    return dict(values)  # type: ignore[arg-type]
+    """Parse dotenv text, refusing anything but `KEY=VALUE` lines, with the line number."""
+    values = {}
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            raise MiddockError(f"{source} line {line}: cannot parse {binding.original.string.strip()[:40]!r}")
+        if binding.key is None:
+            continue
+        if not KEY.match(binding.key):
+            raise MiddockError(f"{source} line {line}: invalid key {binding.key!r}")
+        if binding.value is None:
+            raise MiddockError(f"{source} line {line}: {binding.key} has no '=' and value")
+        values[binding.key] = binding.value
+    return values
 
 
 def read_vars(app: App) -> dict[str, str]:

@@ -46,16 +46,6 @@ def describe(release: Release | None) -> str:
     return f"release {release.number} ({release.commit[:7]}) is still serving"
 
 
-def mark_interrupted(app: App) -> list[int]:
-    """Releases left `deploying` by a crash are recorded as interrupted (the lock is ours now)."""
-    found = []
-    for release in releases.history(app):
-        if release.result == releases.DEPLOYING:
-            releases.finish(app, release, releases.INTERRUPTED, "the deploy process ended before finishing")
-            found.append(release.number)
-    return found
-
-
 def commit_details(repo: Repo, commit: str) -> tuple[str, str]:
     try:
         obj = repo[commit.encode()]
@@ -84,13 +74,12 @@ def image_ids(client: docker.DockerClient, refs: list[str]) -> dict[str, str]:
     return ids
 
 
-def write_env_file(folder: Path, values: dict[str, str], name: str = ".env") -> None:
+def write_env_file(path: Path, text: str) -> None:
     """Write config vars as dotenv, 0600 from the start (never readable by others)."""
-    path = folder / name
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(config.render(values))
+        f.write(text)
 
 
 def repath(value: object, old: str, new: str) -> object:
@@ -134,7 +123,7 @@ class Deploy:
 
     def run(self, on_started: Callable[[Release], None] = lambda _: None) -> bool:
         """Deploy; returns True when the new release is live. Never raises for deploy failures."""
-        for number in mark_interrupted(self.app):
+        for number in releases.mark_interrupted(self.app):
             self.out.step(f"Release {number} was interrupted by a crash; recorded as interrupted")
         try:
             self.start()
@@ -150,6 +139,9 @@ class Deploy:
             self.switch()
         except MiddockError as error:
             self.fail(str(error))
+            return False
+        except OSError as error:
+            self.fail(f"cannot write {error.filename or 'a file'}: {error.strerror}")
             return False
         self.succeed()
         return True
@@ -194,7 +186,7 @@ class Deploy:
         target = Target(self.app.name, self.release.number, self.request.commit, self.request.ref)
         env = deploy_env(target, config.repo_defaults(self.checkout_dir), variables, os.environ)
         self.env = env
-        write_env_file(self.folder, variables, name="env")
+        write_env_file(self.folder / "env", config.render(variables))
         files = compose_files(self.checkout_dir, env)
         if not files:
             raise MiddockError(
@@ -204,7 +196,7 @@ class Deploy:
         for name in files:
             if not (self.checkout_dir / name).is_file():
                 raise MiddockError(f"compose file {name} (from COMPOSE_FILE) is not in the repository")
-        write_env_file((self.checkout_dir / files[0]).parent, variables)
+        write_env_file((self.checkout_dir / files[0]).parent / ".env", config.render(variables, config.quote_compose))
         stack = ComposeStack(self.program, self.app.name, tuple(files), self.checkout_dir)
         resolved = compose.resolve(stack, env)
         refs = sorted({spec["image"] for spec in resolved["services"].values() if spec.get("image")})
@@ -282,7 +274,10 @@ class Deploy:
         if self.release is None:
             self.out.error(message)
             return
-        releases.finish(self.app, self.release, releases.FAILED, message)
+        try:
+            releases.finish(self.app, self.release, releases.FAILED, message)
+        except OSError:
+            pass  # the record keeps saying "deploying"; the next deploy marks it interrupted
         tail = "" if "serving" in message or "nothing is running" in message else f"; {describe(self.previous)}"
         self.out.error(f"Deploy failed: {message}{tail}")
 

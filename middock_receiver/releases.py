@@ -136,3 +136,16 @@ def prune_files(app: App, release: Release) -> None:
             path.unlink(missing_ok=True)
     release.pruned = True
     save(app, release)
+
+
+def mark_interrupted(app: App) -> list[int]:
+    """Record releases left `deploying` by a crash as interrupted.
+
+    Only call this holding the app's deploy lock: then nothing is deploying.
+    """
+    found = []
+    for release in history(app):
+        if release.result == DEPLOYING:
+            finish(app, release, INTERRUPTED, "the deploy process ended before finishing")
+            found.append(release.number)
+    return found
