@@ -7,11 +7,12 @@ import os
 import sys
 from pathlib import Path
 
+from . import gate
 from .apps import App, read_settings
 from .errors import MiddockError
 from .lock import Request
 from .output import Output
-from .refs import parse_updates, verdict
+from .refs import RefUpdate, parse_updates, verdict
 from .worker import submit
 
 
@@ -20,7 +21,21 @@ def pusher() -> str:
     return os.environ.get("MIDDOCK_PUSHER") or f"{getpass.getuser()} (local)"
 
 
-def post_receive(repo: Path, stdin: str) -> int:
+def deploy_push(app: App, update: RefUpdate, gated: bool) -> int:
+    """Deploy one pushed ref; in gate mode before git moves it (see gate.py)."""
+    request = Request(commit=update.new, ref=update.ref, pusher=pusher())
+    if gated:
+        gate.hold_push(app, request, update.old)
+    try:
+        return submit(app, request)
+    except MiddockError:
+        gate.discard(app, request)
+        raise
+
+
+def receive(repo: Path, stdin: str, gated: bool) -> int:
+    """Both hooks: post-receive deploys after the refs moved; pre-receive (gate mode) before,
+    and its non-zero exit makes git reject the whole push."""
     app = App(repo.name.removesuffix(".git"), repo.parent)
     say = Output(sys.stdout.buffer)
     branch = read_settings(app)["branch"]
@@ -31,7 +46,7 @@ def post_receive(repo: Path, stdin: str) -> int:
             say.step(reason)
             continue
         try:
-            code = submit(app, Request(commit=update.new, ref=update.ref, pusher=pusher()))
+            code = deploy_push(app, update, gated)
         except MiddockError as error:
             say.error(str(error))
             code = 1
@@ -40,8 +55,8 @@ def post_receive(repo: Path, stdin: str) -> int:
 
 def main(argv: list[str]) -> int:
     repo = Path(os.environ.get("GIT_DIR", ".")).resolve()
-    if argv[:1] == ["post-receive"]:
-        return post_receive(repo, sys.stdin.read())
+    if argv[:1] in (["post-receive"], ["pre-receive"]):
+        return receive(repo, sys.stdin.read(), gated=argv[0] == "pre-receive")
     print(f" !     unknown hook {argv[:1]}", file=sys.stderr)
     return 1
 

@@ -29,10 +29,18 @@ class Request:
     pusher: str
     rollback_to: int | None = None
     id: str = field(default_factory=lambda: f"{time.time_ns():020d}-{os.getpid()}")
+    # a gate-mode push (gate.py): the branch's commit when the push began, and git's
+    # receive-pack process (pid, start time) that moves the branch if the deploy succeeds
+    old: str | None = None
+    receiver: list[int] | None = None
 
     @property
     def short(self) -> str:
         return self.commit[:7]
+
+    @property
+    def gated(self) -> bool:
+        return self.old is not None
 
 
 def queue_dir(app: App) -> Path:

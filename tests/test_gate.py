@@ -1,0 +1,268 @@
+"""Gate mode end to end: the deploy runs in pre-receive, and a failed deploy rejects the push."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import BUILD_WEB, Workdir, free_port, http_get, write_busybox_app
+
+REJECTED = "! [remote rejected] main -> main (pre-receive hook declined)"
+
+
+@pytest.fixture
+def gate_app(server, work) -> str:
+    name = server.create_app("g", "--gate")
+    work.git("remote", "add", "production", str(server.repo_path(name)))
+    return name
+
+
+def head(server, app: str, branch: str = "main") -> str | None:
+    """The commit the server's branch names, or None when it does not exist."""
+    result = subprocess.run(
+        ["git", "--git-dir", str(server.repo_path(app)), "rev-parse", "--verify", "-q", f"refs/heads/{branch}"],
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout.strip() or None
+
+
+def has_object(server, app: str, sha: str) -> bool:
+    command = ["git", "--git-dir", str(server.repo_path(app)), "cat-file", "-e", sha]
+    return subprocess.run(command, capture_output=True).returncode == 0
+
+
+def releases_of(server, app: str) -> list[dict]:
+    return json.loads(server.middock("releases", app, "--json").stdout)
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("remote:  !     ")]
+
+
+def push_good(work, port: int, page: str) -> str:
+    write_busybox_app(work, port, page)
+    commit = work.commit(page)
+    result = work.push()
+    assert result.returncode == 0 and "is live" in result.stderr, result.stderr
+    assert http_get(port) == page
+    return commit
+
+
+def slow_build(marker) -> str:
+    """The web build script, touching `marker` and then pausing before it builds."""
+    return BUILD_WEB.replace("set -e\n", f"set -e\ntouch {marker}\nsleep 3\n")
+
+
+def start_push(work) -> subprocess.Popen:
+    """`git push production main` in its own process group, running on its own."""
+    return subprocess.Popen(
+        ["git", "push", "production", "main"],
+        cwd=work.path,
+        env=work.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for(marker, push: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert push.poll() is None, push.communicate()
+        assert time.monotonic() < deadline, "the build script never started"
+        time.sleep(0.1)
+
+
+def wait_until_idle(server, app: str) -> list[dict]:
+    """Wait until no deploy of the app runs (the worker has let go of the lock); its releases."""
+    deadline = time.monotonic() + 300
+    while True:
+        row = next(r for r in json.loads(server.middock("apps", "--json").stdout) if r["app"] == app)
+        history = releases_of(server, app)
+        if row["state"] != "deploying" and history and history[-1]["result"] != "deploying":
+            return history
+        assert time.monotonic() < deadline, "the deploy never finished"
+        time.sleep(0.2)
+
+
+def test_good_push_is_accepted_and_live_and_status_shows_gate_mode(server, work, gate_app):
+    port = free_port()
+    write_busybox_app(work, port, "v1")
+    commit = work.commit("v1")
+    result = work.push()
+
+    assert result.returncode == 0, result.stderr
+    assert "* [new branch]      main -> main" in result.stderr
+    assert "-----> Release 1" in result.stderr and "is live" in result.stderr
+    assert http_get(port) == "v1"
+    assert head(server, gate_app) == commit
+    assert (server.repo_path(gate_app) / "hooks" / "pre-receive").exists()
+    assert not (server.repo_path(gate_app) / "hooks" / "post-receive").exists()
+    status = server.middock("status", gate_app).stdout
+    assert "Mode:         gate: deploys before the branch moves; a failed deploy rejects the push" in status
+    assert json.loads(server.middock("status", gate_app, "--json").stdout)["mode"] == "gate"
+    row = next(r for r in json.loads(server.middock("apps", "--json").stdout) if r["app"] == gate_app)
+    assert row["gate"] == "on"
+
+
+def test_failed_build_or_health_gate_rejects_the_push_and_the_old_release_serves(server, work, gate_app):
+    port = free_port()
+    good = push_good(work, port, "v1")
+
+    work.write("page.html", "v2")
+    work.write("docker/build-web.sh", "#!/bin/sh\necho about to fail\nexit 3\n", executable=True)
+    broken = work.commit("broken build")
+    result = work.push()
+    assert result.returncode != 0
+    assert "about to fail" in result.stderr
+    errors = error_lines(result)
+    assert len(errors) == 1 and "docker/build-web.sh failed with exit code 3" in errors[0], result.stderr
+    assert "release 1" in errors[0] and "still serving" in errors[0]
+    assert REJECTED in result.stderr
+    assert head(server, gate_app) == good
+    assert not has_object(server, gate_app, broken)
+    assert http_get(port) == "v1"
+
+    write_busybox_app(work, port, "v3")
+    compose = (work.path / "compose.yaml").read_text()
+    work.write("compose.yaml", compose.replace('command: ["sleep", "1000000"]', 'command: ["false"]'))
+    work.write("middock.env", "MIDDOCK_HEALTH_TIMEOUT=2\n")
+    work.commit("worker exits")
+    result = work.push()
+    assert result.returncode != 0 and REJECTED in result.stderr
+    assert "rolled back to release 1" in error_lines(result)[-1], result.stderr
+    assert head(server, gate_app) == good
+    assert http_get(port) == "v1"
+    assert [(r["number"], r["result"], r["live"]) for r in releases_of(server, gate_app)] == [
+        (1, "succeeded", True),
+        (2, "failed", False),
+        (3, "failed", False),
+    ]
+    assert not list((server.home / ".middock" / gate_app / "queue").glob("*.objects"))
+
+
+NEEDS_GREETING = BUILD_WEB.replace(
+    "set -e\n", 'set -e\n[ -n "$GREETING" ] || { echo "GREETING is not set"; exit 4; }\necho "greeting: $GREETING"\n'
+)
+
+
+def test_the_same_commit_pushed_again_after_a_config_fix_deploys(server, work, gate_app):
+    port = free_port()
+    write_busybox_app(work, port, "v1")
+    work.write("docker/build-web.sh", NEEDS_GREETING, executable=True)
+    commit = work.commit("needs a greeting")
+    first = work.push()
+    assert first.returncode != 0 and REJECTED in first.stderr
+    assert "GREETING is not set" in first.stderr
+    assert head(server, gate_app) is None
+
+    server.middock("config:set", gate_app, "GREETING=s3cret-hello", "--no-deploy")
+    again = work.push()
+    assert again.returncode == 0, again.stderr
+    assert "greeting: *****" in again.stderr and "s3cret-hello" not in again.stderr
+    assert head(server, gate_app) == commit
+    assert http_get(port) == "v1"
+    assert [(r["commit"], r["result"]) for r in releases_of(server, gate_app)] == [
+        (commit, "failed"),
+        (commit, "succeeded"),
+    ]
+
+
+def test_other_branches_and_tags_are_accepted_without_a_deploy(server, work, gate_app):
+    write_busybox_app(work, free_port(), "feature")
+    work.write("docker/build-web.sh", "#!/bin/sh\nexit 3\n", executable=True)
+    commit = work.commit("feature work that does not build")
+    work.git("tag", "v9")
+
+    branch = work.push("HEAD:refs/heads/feature")
+    tag = work.push("v9")
+    for result in (branch, tag):
+        assert result.returncode == 0, result.stderr
+        assert "-----> Deploying" not in result.stderr
+    assert "branch feature accepted, not deployed (only main deploys)" in branch.stderr
+    assert "tag v9 accepted, not deployed" in tag.stderr
+    assert head(server, gate_app, "feature") == commit
+    assert releases_of(server, gate_app) == []
+
+
+def test_a_vanished_pusher_leaves_the_branch_on_the_live_commit(server, work, gate_app, tmp_path):
+    port = free_port()
+    push_good(work, port, "v1")
+    marker = tmp_path / "building"
+    write_busybox_app(work, port, "v2")
+    work.write("docker/build-web.sh", slow_build(marker), executable=True)
+    commit = work.commit("v2, slow to build")
+
+    push = start_push(work)
+    wait_for(marker, push)
+    os.killpg(push.pid, signal.SIGKILL)
+    push.communicate()
+    history = wait_until_idle(server, gate_app)
+
+    assert (history[-1]["number"], history[-1]["result"], history[-1]["live"]) == (2, "succeeded", True)
+    assert http_get(port) == "v2"
+    assert head(server, gate_app) == commit
+    fsck = ["git", "--git-dir", str(server.repo_path(gate_app)), "fsck", "--connectivity-only"]
+    assert subprocess.run(fsck, capture_output=True).returncode == 0
+    log = server.middock("logs", gate_app, "2").stdout
+    assert "is live" in log and f"middock moved main to {commit[:7]}" in log
+
+
+def test_a_push_queued_behind_one_that_moves_the_branch_is_rejected(server, work, gate_app, tmp_path):
+    port = free_port()
+    push_good(work, port, "v1")
+    other = Workdir(tmp_path / "other")
+    other.git("pull", "-q", str(server.repo_path(gate_app)), "main")
+    other.git("remote", "add", "production", str(server.repo_path(gate_app)))
+    marker = tmp_path / "building"
+    write_busybox_app(work, port, "v2")
+    work.write("docker/build-web.sh", slow_build(marker), executable=True)
+    first = work.commit("v2, slow to build")
+    other.write("page.html", "other")
+    other.commit("other change")
+
+    push = start_push(work)
+    wait_for(marker, push)
+    queued = other.push()
+    _, first_output = push.communicate()
+
+    assert push.returncode == 0 and "is live" in first_output, first_output
+    assert queued.returncode != 0 and REJECTED in queued.stderr
+    assert "-----> Waiting for release 2" in queued.stderr
+    assert f"main moved to {first[:7]} while this push waited: rejected, not deployed" in error_lines(queued)[0]
+    assert head(server, gate_app) == first
+    assert http_get(port) == "v2"
+
+
+def test_switching_modes_keeps_the_releases(server, work, app):
+    port = free_port()
+    push_good(work, port, "v1")
+    hooks = server.repo_path(app) / "hooks"
+    assert (hooks / "post-receive").exists()
+
+    server.middock("apps:set", app, "gate", "on")
+    assert (hooks / "pre-receive").exists() and not (hooks / "post-receive").exists()
+    assert [(r["number"], r["live"]) for r in releases_of(server, app)] == [(1, True)]
+    work.write("docker/build-web.sh", "#!/bin/sh\nexit 3\n", executable=True)
+    work.commit("broken build")
+    assert REJECTED in work.push().stderr
+    second = push_good(work, port, "v2")
+    assert head(server, app) == second
+
+    server.middock("apps:set", app, "gate", "off")
+    assert (hooks / "post-receive").exists() and not (hooks / "pre-receive").exists()
+    assert "Mode:         post-receive" in server.middock("status", app).stdout
+    server.middock("rollback", app, "1")
+    assert http_get(port) == "v1"
+    assert [(r["number"], r["result"], r["live"]) for r in releases_of(server, app)] == [
+        (1, "succeeded", False),
+        (2, "failed", False),
+        (3, "succeeded", False),
+        (4, "succeeded", True),
+    ]
