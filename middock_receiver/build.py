@@ -26,26 +26,27 @@ def seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return number
 
 
-def check_script(checkout: Path, script: str) -> Path:
+def check_script(checkout: Path, script: str, what: str = "build script") -> Path:
     path = (checkout / script).resolve()
     if os.path.commonpath([path, checkout.resolve()]) != str(checkout.resolve()):
-        raise MiddockError(f"build script {script} is outside the repository")
+        raise MiddockError(f"{what} {script} is outside the repository")
     if not path.is_file():
-        raise MiddockError(f"build script {script} is missing")
+        raise MiddockError(f"{what} {script} is missing")
     if not os.access(path, os.X_OK):
-        raise MiddockError(f"build script {script} is not executable: git add --chmod=+x {script}")
+        raise MiddockError(f"{what} {script} is not executable: git add --chmod=+x {script}")
     return path
 
 
-def run_scripts(scripts: list[str], checkout: Path, env: Mapping[str, str], out: Output) -> None:
+def run_scripts(
+    scripts: list[str], checkout: Path, env: Mapping[str, str], out: Output, what: str = "build script"
+) -> None:
+    """Run each script on the host (a build script, or the post-deploy script: `what`)."""
     timeout = seconds(env, "MIDDOCK_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT)
-    paths = [check_script(checkout, script) for script in scripts]
+    paths = [check_script(checkout, script, what) for script in scripts]
     for script, path in zip(scripts, paths, strict=True):
         out.step(f"Running {script}")
         result = process.stream([str(path)], out.detail, env=env, cwd=checkout, timeout=timeout)
         if result.timed_out:
-            raise MiddockError(
-                f"build script {script} did not finish within {timeout:g} seconds (MIDDOCK_BUILD_TIMEOUT)"
-            )
+            raise MiddockError(f"{what} {script} did not finish within {timeout:g} seconds (MIDDOCK_BUILD_TIMEOUT)")
         if result.returncode != 0:
-            raise MiddockError(f"build script {script} failed with exit code {result.returncode}")
+            raise MiddockError(f"{what} {script} failed with exit code {result.returncode}")

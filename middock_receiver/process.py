@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -9,6 +10,14 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGKILL it when its parent dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,8 @@ def stream(
     """Run `argv`, passing each line of its merged stdout/stderr to `on_line` as it comes.
 
     The program gets no stdin and its own process group, so a timeout kills it and every
-    child it started. Invalid UTF-8 is replaced, never fatal.
+    child it started; it is killed too if this process dies, so a crashed deploy leaves no
+    `docker compose up` running behind it. Invalid UTF-8 is replaced, never fatal.
     """
     proc = subprocess.Popen(
         list(argv),
@@ -37,6 +47,7 @@ def stream(
         env=dict(env) if env is not None else None,
         cwd=cwd,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     expired = threading.Event()
 
@@ -60,6 +71,11 @@ def stream(
         if timer:
             timer.cancel()
     return Result(returncode, expired.is_set())
+
+
+def attached(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> int:
+    """Run `argv` on our own stdin, stdout and stderr (a one-off command); its exit code."""
+    return subprocess.run(list(argv), env=dict(env), cwd=cwd).returncode
 
 
 def capture(

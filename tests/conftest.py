@@ -204,3 +204,117 @@ def app(server: Server, work: Workdir) -> str:
     name = server.create_app()
     work.git("remote", "add", "production", str(server.repo_path(name)))
     return name
+
+
+PSQL_IMAGE = "middock-test/psql"
+
+
+def ensure_psql_image(client: docker.DockerClient) -> None:
+    """The busybox image plus the host's own psql binary and the libraries it links (no registry)."""
+    try:
+        client.images.get(PSQL_IMAGE)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    psql = next(Path("/usr/lib/postgresql").glob("*/bin/psql"))
+    libs = [
+        line.split()[-2]
+        for line in subprocess.run(["ldd", str(psql)], capture_output=True, text=True).stdout.splitlines()
+        if "/" in line
+    ]
+    with tempfile.TemporaryDirectory() as ctx:
+        for path in [*libs, str(psql)]:
+            target = Path(ctx, "root", path.lstrip("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+        Path(ctx, "root/bin").mkdir(exist_ok=True)
+        Path(ctx, "root/bin/psql").symlink_to(str(psql))
+        Path(ctx, "root/etc").mkdir()
+        Path(ctx, "root/etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+        (Path(ctx) / "Dockerfile").write_text(f"FROM {BUSYBOX_IMAGE}\nCOPY root/ /\n")
+        subprocess.run(["docker", "build", "-q", "-t", PSQL_IMAGE, ctx], check=True, capture_output=True)
+
+
+class Postgres:
+    """A PostgreSQL cluster on the host, outside Docker (as the seed keeps databases), listening
+    on the Docker bridge address that containers reach as `host.docker.internal`."""
+
+    password = "s3cret-pw-" + uuid.uuid4().hex[:8]
+
+    def __init__(self, bindir: Path, socket_dir: Path, port: int) -> None:
+        self.bindir, self.socket_dir, self.port = bindir, socket_dir, port
+
+    @property
+    def container_url(self) -> str:
+        return f"postgresql://middock:{self.password}@host.docker.internal:{self.port}/postgres"
+
+    def query(self, sql: str) -> str:
+        """Run SQL with the host's psql (over the cluster's socket); unaligned output."""
+        result = subprocess.run(
+            [str(self.bindir / "psql"), "-X", "-qtA", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            env={
+                **os.environ,
+                "PGHOST": str(self.socket_dir),
+                "PGPORT": str(self.port),
+                "PGUSER": "middock",
+                "PGDATABASE": "postgres",
+                "PGPASSWORD": self.password,
+            },
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+def host_gateway(client: docker.DockerClient) -> str:
+    """The host address Docker gives containers as `host-gateway` (the docker0 bridge's)."""
+    hosts = client.containers.run(
+        BUSYBOX_IMAGE, ["cat", "/etc/hosts"], extra_hosts={"host.docker.internal": "host-gateway"}, remove=True
+    )
+    return next(line.split()[0] for line in hosts.decode().splitlines() if line.endswith("host.docker.internal"))
+
+
+@pytest.fixture(scope="session")
+def postgres(docker_client: docker.DockerClient):
+    """A throwaway cluster (initdb as the postgres user, a free port), stopped at the end."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.exit("these tests need PostgreSQL on the host (run scripts/test.sh)", returncode=3)
+    bindir = found[-1].parent
+    ensure_psql_image(docker_client)
+    bridge = host_gateway(docker_client)
+    base = Path(tempfile.mkdtemp(prefix="middock-pg-"))
+    shutil.chown(base, "postgres", "postgres")
+    data, port = base / "data", free_port()
+    as_postgres = {"user": "postgres", "cwd": base, "capture_output": True, "text": True, "check": True}
+    (base / "pw").write_text(Postgres.password)
+    shutil.chown(base / "pw", "postgres", "postgres")
+    subprocess.run(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "middock",
+            "--pwfile",
+            str(base / "pw"),
+            "-A",
+            "scram-sha-256",
+            "--no-sync",
+        ],
+        **as_postgres,
+    )
+    with open(data / "pg_hba.conf", "a") as hba:
+        for subnet in ("172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8"):
+            hba.write(f"host all all {subnet} scram-sha-256\n")
+    options = f"-c listen_addresses={bridge} -p {port} -k {base} -c fsync=off"
+    subprocess.run(
+        [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"], **as_postgres
+    )
+    try:
+        yield Postgres(bindir, base, port)
+    finally:
+        subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], **as_postgres)
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,36 @@
+"""`run APP SERVICE CMD…`: a one-off container of the live release (`heroku run`, `dokku run`).
+
+It runs the live release's pinned compose.json, so exactly the images and environment that
+are serving, never a newer build. No pty is allocated (it must work through `ssh` with a
+forced command): stdin, stdout and stderr are passed straight through, and the command's exit
+code becomes ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from . import compose, process, releases
+from .apps import App
+from .deploy import release_stack
+from .errors import MiddockError
+from .plan import without_git
+
+
+def run(app: App, service: str, command: list[str]) -> int:
+    live = releases.live(app)
+    if live is None:
+        raise MiddockError(f"{app.name} has no live release to run a command in; deploy it first")
+    stack = release_stack(app, compose.compose_program(), live.number)
+    pinned = Path(stack.files[0])
+    if not pinned.exists():
+        raise MiddockError(f"the live release {live.number} of {app.name} has no pinned compose file; deploy again")
+    services = json.loads(pinned.read_text())["services"]
+    if service not in services:
+        raise MiddockError(
+            f"{app.name} has no service {service!r} in release {live.number} (services: {', '.join(services)})"
+        )
+    env = {**without_git(os.environ), "COMPOSE_PROJECT_NAME": app.name}
+    return process.attached(stack.run(service, command), env, stack.directory)

@@ -1,0 +1,102 @@
+"""The release phase and the post-deploy script: the two places a deploy runs the app's own
+commands outside its build.
+
+The release command (`python manage.py migrate`) runs once in a one-off container of the new
+images, after they are pinned and before anything running is replaced, so a schema change is
+in place when the new code starts and a failed one leaves the old release serving. The
+post-deploy script runs on the host once the new release is live (notify, warm caches); it can
+only warn, since the release is already serving.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Collection, Mapping
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from . import build, config, process
+from .errors import MiddockError
+from .output import Output
+from .plan import ComposeStack
+
+DEFAULT_RELEASE_TIMEOUT = 30 * 60
+
+
+def release_command(env: Mapping[str, str], services: Collection[str]) -> tuple[str, list[str]] | None:
+    """`MIDDOCK_RELEASE_COMMAND="SERVICE CMD…"` split as a shell would split it (no shell runs it).
+
+    An empty CMD runs the service's own command (a dedicated `migrate` service).
+    """
+    text = env.get("MIDDOCK_RELEASE_COMMAND", "").strip()
+    if not text:
+        return None
+    try:
+        service, *command = shlex.split(text)
+    except ValueError as error:
+        raise MiddockError(f"MIDDOCK_RELEASE_COMMAND cannot be split into words ({error}): {text}") from None
+    if service not in services:
+        raise MiddockError(
+            f"MIDDOCK_RELEASE_COMMAND runs in service {service!r}, which the compose file does not define "
+            f"(services: {', '.join(services)})"
+        )
+    return service, command
+
+
+def run_release_command(
+    stack: ComposeStack, services: Collection[str], env: Mapping[str, str], out: Output, client: docker.DockerClient
+) -> None:
+    """Run the release command in a one-off container of the release's pinned images.
+
+    Its output streams as detail lines; a non-zero exit or a timeout fails the deploy. A
+    timed-out container is removed, since killing Compose leaves it running.
+    """
+    found = release_command(env, services)
+    if found is None:
+        return
+    service, command = found
+    text = env["MIDDOCK_RELEASE_COMMAND"].strip()
+    timeout = build.seconds(env, "MIDDOCK_RELEASE_TIMEOUT", DEFAULT_RELEASE_TIMEOUT)
+    name = f"{stack.project}-release-{env['MIDDOCK_RELEASE']}"
+    out.step(f"Running release command: {text}")
+    result = process.stream(
+        stack.run(service, command, name=name), out.detail, env=env, cwd=stack.directory, timeout=timeout
+    )
+    if result.timed_out:
+        try:
+            client.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        raise MiddockError(
+            f"release command `{text}` did not finish within {timeout:g} seconds (MIDDOCK_RELEASE_TIMEOUT) "
+            "and was stopped"
+        )
+    if result.returncode != 0:
+        raise MiddockError(f"release command `{text}` failed with exit code {result.returncode}")
+    out.detail("release command succeeded")
+
+
+def note_rollback(release_folder: Path, out: Output) -> None:
+    """Say that a rollback skips the release command of the release it restores."""
+    values = config.repo_defaults(release_folder / "checkout")
+    if (release_folder / "env").exists():
+        values.update(config.parse((release_folder / "env").read_text(), "config"))
+    if values.get("MIDDOCK_RELEASE_COMMAND", "").strip():
+        out.step("Not running the release command: a rollback does not run it again, nor undo its migrations")
+
+
+def post_deploy(checkout: Path, env: Mapping[str, str], previous: int | None, out: Output) -> None:
+    """Run `MIDDOCK_POST_DEPLOY` on the host, with the build scripts' environment plus
+    `MIDDOCK_PREVIOUS_RELEASE`; a failure is a warning and the release stays live."""
+    script = env.get("MIDDOCK_POST_DEPLOY", "").strip()
+    if not script:
+        return
+    script_env = {**env, "MIDDOCK_PREVIOUS_RELEASE": "" if previous is None else str(previous)}
+    try:
+        build.run_scripts([script], checkout, script_env, out, what="post-deploy script")
+    except MiddockError as error:
+        out.warn(f"{error}; the release stays live")
+    except OSError as error:
+        out.warn(f"post-deploy script {script} could not be started ({error.strerror}); the release stays live")
