@@ -74,8 +74,17 @@ def stream(
 
 
 def attached(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> int:
-    """Run `argv` on our own stdin, stdout and stderr (a one-off command); its exit code."""
-    return subprocess.run(list(argv), env=dict(env), cwd=cwd).returncode
+    """Run `argv` on our own stdin, stdout and stderr (a one-off command); its exit code.
+
+    Ctrl-C reaches the program too (same process group), so we wait for it to wind down and
+    report its exit code instead of dying with a traceback.
+    """
+    proc = subprocess.Popen(list(argv), env=dict(env), cwd=cwd)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
 
 
 def capture(
