@@ -7,9 +7,12 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import BUILD_WEB, Workdir, free_port, http_get, write_busybox_app
+
+from middock_receiver.gate import link_objects, process_identity
 
 REJECTED = "! [remote rejected] main -> main (pre-receive hook declined)"
 
@@ -55,7 +58,7 @@ def push_good(work, port: int, page: str) -> str:
 
 def slow_build(marker) -> str:
     """The web build script, touching `marker` and then pausing before it builds."""
-    return BUILD_WEB.replace("set -e\n", f"set -e\ntouch {marker}\nsleep 3\n")
+    return BUILD_WEB.replace("set -e\n", f"set -e\ntouch {marker}\nsleep 2\n")
 
 
 def start_push(work) -> subprocess.Popen:
@@ -266,3 +269,30 @@ def test_switching_modes_keeps_the_releases(server, work, app):
         (3, "succeeded", False),
         (4, "succeeded", True),
     ]
+
+
+def test_link_objects_hard_links_and_skips_receive_packs_keep_locks(tmp_path):
+    source, dest = tmp_path / "quarantine", tmp_path / "objects"
+    (source / "ab").mkdir(parents=True)
+    (source / "pack").mkdir()
+    (source / "ab" / "cdef").write_bytes(b"loose")
+    for name in ("pack-1.pack", "pack-1.idx", "pack-1.keep"):
+        (source / "pack" / name).write_bytes(name.encode())
+    (dest / "ab").mkdir(parents=True)
+    (dest / "ab" / "cdef").write_bytes(b"loose")
+
+    link_objects(source, dest)
+    assert sorted(p.name for p in (dest / "pack").iterdir()) == ["pack-1.idx", "pack-1.pack"]
+    assert os.path.samefile(source / "pack" / "pack-1.pack", dest / "pack" / "pack-1.pack")
+    assert (dest / "ab" / "cdef").read_bytes() == b"loose"
+
+
+def test_process_identity_tells_a_live_process_from_an_ended_one():
+    me = process_identity(os.getpid())
+    assert me is not None and me[0] == os.getpid() and process_identity(os.getpid()) == me
+    child = subprocess.Popen(["true"])
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(") ", 1)[1][:1] != "Z":
+        time.sleep(0.05)
+    assert process_identity(child.pid) is None  # a zombie has ended
+    child.wait()
+    assert process_identity(child.pid) is None
