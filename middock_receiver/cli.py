@@ -12,11 +12,14 @@ from dataclasses import asdict
 from dulwich.objectspec import parse_commit
 from dulwich.repo import Repo
 
-from . import apps, config, lock, releases
+from . import account, apps, config, keys, lock, releases, ssh
 from .apps import App
+from .compose import compose_program
+from .deploy import recover
 from .errors import MiddockError
 from .hook import pusher
 from .lock import DeployLock, Request
+from .output import Output
 from .worker import submit
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -43,10 +46,11 @@ def settled(app: App) -> App:
     """The app, with releases left `deploying` by a crashed deploy recorded as interrupted."""
     deploy_lock = DeployLock(app)
     if deploy_lock.try_acquire():
+        say = Output(sys.stderr.buffer)
         try:
-            releases.mark_interrupted(app)
-        except OSError:
-            pass  # a read-only state folder: show the records as they are
+            recover(app, compose_program(), say)
+        except (MiddockError, OSError) as error:
+            say.warn(f"could not settle an interrupted deploy: {error}")
         finally:
             deploy_lock.release()
     return app
@@ -305,6 +309,63 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(App.named(args.app).require(), args.service, args.cmd)
 
 
+def read_key(file: str) -> str:
+    if file == "-":
+        return sys.stdin.read()
+    try:
+        return open(file).read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise MiddockError(f"cannot read the key file {file}: {getattr(error, 'strerror', None) or error}") from None
+
+
+@command("keys:add")
+def cmd_keys_add(args: argparse.Namespace) -> int:
+    user = account.deploy_user(args.user)
+    key = keys.parse_public_key(read_key(args.file), args.name)
+    with account.acting_as(user):
+        added = keys.add(account.authorized_keys(user), key)
+    state = "Authorized" if added else "Already authorized:"
+    print(f"-----> {state} key {key.name} ({key.type} {key.fingerprint}) for {user.pw_name}")
+    return 0
+
+
+@command("keys:list")
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    user = account.deploy_user(args.user)
+    with account.acting_as(user):
+        found = keys.listed(account.authorized_keys(user))
+    if args.json:
+        return emit_json([key.as_dict() for key in found])
+    if not found:
+        print(f"no keys for {user.pw_name}; add one with: keys:add NAME FILE")
+    for key in found:
+        warning = "" if key.name else "   ! unrestricted (not added by middock): remove this line"
+        print(f"{key.name or '(no name)':<20} {key.type:<20} {key.fingerprint}  {key.comment}{warning}")
+    return 0
+
+
+@command("keys:remove")
+def cmd_keys_remove(args: argparse.Namespace) -> int:
+    user = account.deploy_user(args.user)
+    with account.acting_as(user):
+        keys.remove(account.authorized_keys(user), args.name)
+    print(f"-----> Removed key {args.name} of {user.pw_name}")
+    return 0
+
+
+@command("refresh")
+def cmd_refresh(args: argparse.Namespace) -> int:
+    user = account.deploy_user(args.user)
+    refreshed = account.refresh(user)
+    print(f"-----> Hooks of {len(refreshed)} app(s) and the keys of {user.pw_name} point at {sys.executable}")
+    return 0
+
+
+@command("ssh-serve")
+def cmd_ssh_serve(args: argparse.Namespace) -> int:
+    return ssh.serve(args.key, COMMANDS, main)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit 2."""
 
@@ -349,6 +410,16 @@ def parser() -> argparse.ArgumentParser:
     p = add("run", "run a command in a one-off container of the live release")
     p.add_argument("service")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
+    p = add("keys:add", "authorize an SSH public key for pushes and commands (as root)", app=False)
+    p.add_argument("name", help="who the key is: recorded as the pusher")
+    p.add_argument("file", help="the .pub file, or - to read it from stdin")
+    user_options = [p, add("keys:list", "the authorized keys", app=False, json=True)]
+    user_options.append(add("keys:remove", "remove a key", app=False))
+    user_options[-1].add_argument("name")
+    user_options.append(add("refresh", "point apps' hooks and keys at this installation (install.sh)", app=False))
+    for p in user_options:
+        p.add_argument("--user", help="the deploy user, when run as root (default: deploy)")
+    add("ssh-serve", "the forced command of every key (sshd runs it)", app=False).add_argument("--key", required=True)
     return top
 
 

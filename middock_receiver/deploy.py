@@ -99,6 +99,25 @@ def release_stack(app: App, program: tuple[str, ...], number: int) -> ComposeSta
     return ComposeStack(program, app.name, (str(folder / "compose.json"),), folder / "checkout")
 
 
+STAGES_TOUCHING_THE_STACK = ("up", "health")
+
+
+def recover(app: App, program: tuple[str, ...], out: Output) -> None:
+    """Settle what a crashed deploy left (call holding the deploy lock): its release is recorded
+    as interrupted and, if it had started replacing the stack, the live release is brought back,
+    so what runs is what `status` calls live."""
+    for release in releases.mark_interrupted(app):
+        out.step(f"Release {release.number} was interrupted during {release.stage or 'its start'}")
+        if release.stage not in STAGES_TOUCHING_THE_STACK:
+            continue
+        live = releases.live(app)
+        stack = release_stack(app, program, live.number if live else release.number)
+        # recreate: the killed deploy may have left a container half-stopped by the daemon
+        argv = stack.up(recreate=True) if live else stack.down()
+        compose.run(argv, without_git(os.environ), stack.directory, out, "restoring the live release")
+        out.detail(f"restored release {live.number}" if live else "stopped its stack; no release is live")
+
+
 class Deploy:
     """One deploy (or rollback) of an app, holding everything its stages share."""
 
@@ -123,8 +142,7 @@ class Deploy:
 
     def run(self, on_started: Callable[[Release], None] = lambda _: None) -> bool:
         """Deploy; returns True when the new release is live. Never raises for deploy failures."""
-        for number in releases.mark_interrupted(self.app):
-            self.out.step(f"Release {number} was interrupted by a crash; recorded as interrupted")
+        recover(self.app, self.program, self.out)
         try:
             self.start()
             assert self.release is not None
@@ -132,6 +150,7 @@ class Deploy:
             if self.request.rollback_to is None:
                 self.prepare_from_repo()
                 stack = self.stack(self.release.number)
+                self.enter("release")
                 release_phase.run_release_command(stack, self.resolved["services"], self.env, self.out, self.client)
             else:
                 self.prepare_from_release(self.request.rollback_to)
@@ -173,6 +192,7 @@ class Deploy:
         """Checkout, settings, env, compose config, build, then pin the images to the release."""
         assert self.release is not None
         repo = gate.open_repo(self.app, self.request)
+        self.enter("checkout")
         self.out.step("Checking out")
         previous = None
         if self.previous and releases.folder(self.app, self.previous.number).joinpath("checkout").is_dir():
@@ -202,6 +222,7 @@ class Deploy:
         refs = sorted({spec["image"] for spec in resolved["services"].values() if spec.get("image")})
         before = image_ids(self.client, refs)
 
+        self.enter("build")
         scripts = build_scripts(self.checkout_dir, env)
         if not scripts:
             self.out.step("No build scripts (docker/build*.sh); using existing images")
@@ -236,16 +257,24 @@ class Deploy:
         compose.write_config(resolved, self.folder / "compose.json")
         releases.save(self.app, self.release)
 
+    def enter(self, stage: str) -> None:
+        """Record the stage reached, so a crash can be settled by the next deploy or `status`."""
+        assert self.release is not None
+        self.release.stage = stage
+        releases.save(self.app, self.release)
+
     def stack(self, release_number: int) -> ComposeStack:
         return release_stack(self.app, self.program, release_number)
 
     def switch(self) -> None:
         """Replace the running stack with the new release and gate it on health."""
         assert self.release is not None
+        self.enter("up")
         self.out.step("Starting the stack: docker compose up")
         stack = self.stack(self.release.number)
         compose.run(stack.up(), self.env, stack.directory, self.out, "docker compose up")
         timeout = build.seconds(self.env, "MIDDOCK_HEALTH_TIMEOUT", health.DEFAULT_HEALTH_TIMEOUT)
+        self.enter("health")
         self.out.step(f"Waiting for the services to be healthy (up to {timeout:g}s)")
         services = service_names(self.resolved)
         problems = health.wait_healthy(self.client, self.app.name, services, timeout, self.out.detail)

@@ -89,8 +89,10 @@ class ComposeStack:
     def config(self) -> list[str]:
         return self.command("config", "--format", "json")
 
-    def up(self) -> list[str]:
-        return self.command("up", "--detach", "--remove-orphans", "--no-build", "--pull", "never")
+    def up(self, recreate: bool = False) -> list[str]:
+        """Bring the stack to this configuration; `recreate` replaces even unchanged containers."""
+        args = ["up", "--detach", "--remove-orphans", "--no-build", "--pull", "never"]
+        return self.command(*args, *(["--force-recreate"] if recreate else []))
 
     def down(self) -> list[str]:
         return self.command("down", "--remove-orphans")

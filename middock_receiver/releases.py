@@ -35,6 +35,7 @@ class Release:
     images: dict[str, str] = field(default_factory=dict)  # service -> image id
     built: dict[str, str] = field(default_factory=dict)  # image refs the build scripts made -> id
     pruned: bool = False
+    stage: str = ""  # the deploy stage reached: checkout, build, release, up, health
 
     @property
     def duration(self) -> float | None:
@@ -138,7 +139,7 @@ def prune_files(app: App, release: Release) -> None:
     save(app, release)
 
 
-def mark_interrupted(app: App) -> list[int]:
+def mark_interrupted(app: App) -> list[Release]:
     """Record releases left `deploying` by a crash as interrupted.
 
     Only call this holding the app's deploy lock: then nothing is deploying.
@@ -146,6 +147,6 @@ def mark_interrupted(app: App) -> list[int]:
     found = []
     for release in history(app):
         if release.result == DEPLOYING:
-            finish(app, release, INTERRUPTED, "the deploy process ended before finishing")
-            found.append(release.number)
+            finish(app, release, INTERRUPTED, f"the deploy process ended during {release.stage or 'its start'}")
+            found.append(release)
     return found
