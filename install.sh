@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# middock's one-time server install. Safe to re-run: it upgrades middock in place and keeps
+# apps, releases, config and keys.
+#
+#   sudo ./install.sh [--user NAME] [--key FILE]... [--compose-from-debian-13]
+#
+# On Debian 12/13 and Ubuntu 22.04/24.04 it installs what is missing from the distribution's
+# packages (git, python3-venv, Docker Engine, Compose v2, sshd), installs middock from this
+# folder into its own virtualenv with `middock` on PATH, creates the deploy user (in the docker
+# group, no password, every SSH key restricted to middock) and authorizes the keys given.
+set -euo pipefail
+umask 022 # the deploy user runs what is installed here
+
+python=/usr/bin/python3 # the distribution's, whatever else is first on PATH
+user=deploy
+prefix=/opt/middock
+bin_dir=/usr/local/bin
+compose_from_debian_13=0
+keys=()
+arguments=("$@")
+
+usage() {
+    cat <<'EOF'
+usage: sudo ./install.sh [options]
+  --user NAME                the deploy user, created if missing (default: deploy)
+  --key FILE                 authorize this SSH public key for the deploy user (repeatable)
+  --compose-from-debian-13   on Debian 12, which has no Compose v2, install Debian 13's
+                             docker-compose package (a static binary; needs only libc6)
+  --prefix DIR               middock's virtualenv (default: /opt/middock)
+  --bin-dir DIR              where the `middock` command is linked (default: /usr/local/bin)
+EOF
+}
+
+say() { printf -- '-----> %s\n' "$*"; }
+detail() { printf '       %s\n' "$*"; }
+die() {
+    printf ' !     %s\n' "$*" >&2
+    exit 1
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --user | --key | --prefix | --bin-dir)
+        [ $# -ge 2 ] || { usage >&2 && exit 2; }
+        case "$1" in
+        --user) user=$2 ;;
+        --key) keys+=("$2") ;;
+        --prefix) prefix=$2 ;;
+        --bin-dir) bin_dir=$2 ;;
+        esac
+        shift 2
+        ;;
+    --compose-from-debian-13) compose_from_debian_13=1 && shift ;;
+    -h | --help) usage && exit 0 ;;
+    *) usage >&2 && exit 2 ;;
+    esac
+done
+
+[ "$(id -u)" = 0 ] || die "install.sh must run as root: sudo $0 ${arguments[*]}"
+source_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+[ -f "$source_dir/setup.py" ] && [ -d "$source_dir/middock_receiver" ] ||
+    die "run install.sh from middock's source folder (setup.py and middock_receiver/ beside it)"
+[[ "$user" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid user name '$user'"
+for key in "${keys[@]}"; do
+    [ -r "$key" ] || die "cannot read the key file $key"
+done
+
+# --- 1. The distribution's packages -------------------------------------------------------
+
+. /etc/os-release
+case "${ID:-}:${VERSION_ID:-}" in
+debian:12 | debian:13 | ubuntu:22.04 | ubuntu:24.04) ;;
+*)
+    command -v apt-get >/dev/null || die "middock installs on Debian 12/13 or Ubuntu 22.04/24.04, not ${PRETTY_NAME:-this system}"
+    printf ' !     Warning: %s is not a tested system (Debian 12/13, Ubuntu 22.04/24.04); going on\n' "${PRETTY_NAME:-this}" >&2
+    ;;
+esac
+
+apt_updated=0
+apt_update() {
+    if [ "$apt_updated" = 0 ]; then
+        say "Updating the package lists"
+        apt-get update -qq
+        apt_updated=1
+    fi
+}
+
+# Compose v2 as middock uses it: `docker compose`, or a standalone docker-compose of v2.
+compose_v2() {
+    local version
+    for program in "docker compose" "docker-compose"; do
+        version=$($program version --short 2>/dev/null) || continue
+        [[ "${version#v}" =~ ^([2-9]|[1-9][0-9]+)\. ]] && return 0
+    done
+    return 1
+}
+
+# The first of these packages whose candidate version is Compose v2 (distributions name it differently).
+compose_package() {
+    local candidate
+    for pkg in docker-compose-v2 docker-compose-plugin docker-compose; do
+        candidate=$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ {print $2}')
+        candidate=${candidate#*:}
+        if [[ "$candidate" =~ ^2\. ]]; then
+            echo "$pkg"
+            return 0
+        fi
+    done
+    return 1
+}
+
+missing=()
+command -v git >/dev/null || missing+=(git)
+dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed" || missing+=(python3-venv)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v docker >/dev/null || missing+=(docker.io)
+if [ ${#missing[@]} -gt 0 ] || ! compose_v2; then
+    apt_update
+fi
+compose_deb=""
+if ! compose_v2; then
+    if pkg=$(compose_package); then
+        missing+=("$pkg")
+    elif [ "$compose_from_debian_13" = 1 ] && [ "${ID:-}" = debian ]; then
+        compose_deb=debian-13
+    else
+        cat >&2 <<EOF
+ !     ${PRETTY_NAME:-This system} has no Docker Compose v2 package, and middock needs it. Nothing was changed.
+       Either re-run with --compose-from-debian-13 (Debian 12: installs Debian 13's docker-compose
+       package, a static binary that needs only libc6):
+           sudo $0 --compose-from-debian-13 ${arguments[*]}
+       or install Docker's own packages (docker-ce, docker-compose-plugin) as described at
+       https://docs.docker.com/engine/install/debian/ and re-run install.sh.
+EOF
+        exit 1
+    fi
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    say "Installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ -n "$compose_deb" ]; then
+    say "Installing docker-compose (Compose v2) from Debian 13"
+    tmp=$(mktemp -d)
+    echo "deb http://deb.debian.org/debian trixie main" >"$tmp/debian-13.list"
+    apt_opts=(-o "Dir::Etc::SourceList=$tmp/debian-13.list" -o "Dir::Etc::SourceParts=-"
+        -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache::Archives=$tmp")
+    mkdir -p "$tmp/lists/partial"
+    apt-get "${apt_opts[@]}" update -qq
+    (cd "$tmp" && apt-get "${apt_opts[@]}" download docker-compose >/dev/null)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tmp"/docker-compose_*.deb >/dev/null
+    rm -rf "$tmp"
+fi
+compose_v2 || die "Docker Compose v2 is still not working after the install; see 'docker compose version'"
+getent group docker >/dev/null || groupadd --system docker
+
+if [ -d /run/systemd/system ]; then
+    systemctl enable --now docker >/dev/null 2>&1 || true
+fi
+if ! docker info >/dev/null 2>&1; then
+    printf ' !     Warning: the Docker daemon is not running; start it (systemctl start docker) before the first push\n' >&2
+fi
+detail "$(docker --version), $(docker compose version 2>/dev/null || docker-compose version)"
+
+# --- 2. middock in its own virtualenv -------------------------------------------------------
+
+# (Re)create it when it is missing, or was made by another Python (a distribution upgrade).
+if [ "$(readlink -f "$prefix/bin/python3")" != "$(readlink -f "$python")" ] ||
+    ! "$prefix/bin/python3" -m pip --version >/dev/null 2>&1; then
+    say "Creating the virtualenv $prefix"
+    "$python" -m venv --clear "$prefix"
+fi
+say "Installing middock from $source_dir into $prefix"
+build=$(mktemp -d)
+trap 'rm -rf "$build"' EXIT
+cp -r "$source_dir/setup.py" "$source_dir/README.md" "$source_dir/middock_receiver" "$source_dir/hooks" "$build/"
+[ -f "$source_dir/pyproject.toml" ] && cp "$source_dir/pyproject.toml" "$build/"
+"$prefix/bin/python3" -m pip install --quiet --disable-pip-version-check --no-warn-script-location "$build" ||
+    die "pip could not install middock into $prefix (is PyPI reachable?)"
+mkdir -p "$bin_dir"
+ln -sfn "$prefix/bin/middock" "$bin_dir/middock"
+detail "$("$prefix/bin/python3" -c 'import middock_receiver as m; print("middock", m.__version__)'): $bin_dir/middock"
+
+# --- 3. The deploy user ---------------------------------------------------------------------
+
+if ! id -u "$user" >/dev/null 2>&1; then
+    say "Creating the deploy user $user"
+    useradd --create-home --shell /bin/sh --comment "middock deploy user" "$user"
+    chmod 0750 "$(getent passwd "$user" | cut -d: -f6)"
+fi
+home=$(getent passwd "$user" | cut -d: -f6)
+shell=$(getent passwd "$user" | cut -d: -f7)
+case "$shell" in
+"" | */nologin | */false) usermod --shell /bin/sh "$user" ;; # sshd runs the forced command with it
+esac
+[ -d "$home" ] || install -d -m 0750 -o "$user" -g "$(id -g "$user")" "$home"
+[[ " $(id -nG "$user") " == *" docker "* ]] || usermod -aG docker "$user"
+# '*': no password can match, so no password login; unlike '!' it is not a locked account,
+# which sshd (with UsePAM no) would refuse even for keys.
+[ "$(getent shadow "$user" | cut -d: -f2)" = "*" ] || usermod -p '*' "$user"
+"$prefix/bin/middock" refresh --user "$user" | sed 's/^-----> /       /'
+
+# --- 4. Keys --------------------------------------------------------------------------------
+
+for key in "${keys[@]}"; do
+    # The key's name: its comment (alice@laptop), else the file's name without .pub.
+    name=$(awk 'NF >= 3 {print $3; exit}' "$key" | tr -c 'A-Za-z0-9._@+\n-' '-' | cut -c1-64)
+    [[ "$name" =~ ^[A-Za-z0-9] ]] || name=$(basename "$key" .pub | tr -c 'A-Za-z0-9._@+\n-' '-' | cut -c1-64)
+    "$prefix/bin/middock" keys:add --user "$user" "$name" "$key"
+done
+
+# --- 5. Next steps --------------------------------------------------------------------------
+
+host=$(hostname -f 2>/dev/null || hostname)
+user_option=""
+[ "$user" = deploy ] || user_option=" --user $user"
+say "middock is installed. Next steps:"
+authorized=$("$prefix/bin/middock" keys:list --user "$user" --json)
+if [[ "$authorized" != *'"restricted": true'* ]]; then
+    echo "       here, authorize your laptop's public key:"
+    echo "           sudo middock keys:add$user_option YOURNAME /path/to/your_key.pub"
+fi
+cat <<EOF
+       on your laptop, in your app's repository:
+           ssh $user@$host apps:create myapp
+           git remote add production $user@$host:myapp.git
+           git push production main
+EOF

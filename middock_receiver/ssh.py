@@ -1,0 +1,85 @@
+"""The forced command of every deploy key (keys.py): what an SSH client may run.
+
+Whatever the client asks for, sshd runs `… ssh-serve --key NAME` and puts the request in
+SSH_ORIGINAL_COMMAND. The request is split into words the way a shell would (shlex), and never
+given to one. It may be git's pack program for an app's repository (push, fetch, clone), or a
+middock command; anything else is refused with one line and nothing runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+
+from .apps import APP_NAME, App, middock_home
+from .errors import MiddockError
+
+GIT_PROGRAMS = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
+LOCAL_ONLY = frozenset({"keys:add", "keys:list", "keys:remove", "refresh", "ssh-serve"})
+HELP_WORDS = frozenset({"help", "--help", "-h"})
+
+
+def repo_app(path: str, home: Path) -> str:
+    """The app a git client means: clients send `myapp.git`, `/myapp.git`, `~/myapp.git`, `myapp`
+    (or the repo's full path); nothing else names an app."""
+    name = path
+    for prefix in (f"{home}/", "~/", "/"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    name = name.removesuffix("/").removesuffix(".git")
+    if not APP_NAME.match(name):
+        raise MiddockError(f"refused: {path!r} is not an app's repository (use APP.git)")
+    return name
+
+
+def route(request: str | None, home: Path, commands: Collection[str]) -> list[str]:
+    """The argument list to run for an SSH request: `git …`, `help`, or a middock command's words.
+
+    Raises MiddockError (a refusal) for anything else: a shell, another program, a path outside
+    the apps, an unknown app, a command that is root's (keys, refresh) or the dispatcher itself.
+    """
+    if not request or not request.strip():
+        raise MiddockError("refused: this account has no shell; run: ssh USER@HOST help")
+    try:
+        words = shlex.split(request)
+    except ValueError:
+        raise MiddockError("refused: the command cannot be parsed (unbalanced quotes)") from None
+    program = words[0]
+    if program in GIT_PROGRAMS:
+        if len(words) != 2:
+            raise MiddockError(f"refused: {program} takes exactly one repository path")
+        app = App(repo_app(words[1], home), home).require()
+        return ["git", GIT_PROGRAMS[program], str(app.repo)]
+    if program in HELP_WORDS:
+        return ["help"]
+    if program in LOCAL_ONLY:
+        raise MiddockError(f"refused: {program} runs only on the server, as root")
+    if program in commands:
+        return words
+    raise MiddockError(f"refused: {program!r} is not a middock command; run: ssh USER@HOST help")
+
+
+def help_text(commands: Collection[str]) -> str:
+    names = sorted(name for name in commands if name not in LOCAL_ONLY)
+    return (
+        "usage: ssh USER@HOST COMMAND [ARGS…]   (COMMAND --help shows its options)\n"
+        f"commands: {', '.join(names)}\n"
+        "git: git push / fetch / clone USER@HOST:APP.git\n"
+    )
+
+
+def serve(key: str, commands: Collection[str], run: Callable[[Sequence[str]], int]) -> int:
+    """Serve one SSH session of key `key`: it is recorded as the pusher of what this session deploys."""
+    os.environ["MIDDOCK_PUSHER"] = key
+    argv = route(os.environ.get("SSH_ORIGINAL_COMMAND"), middock_home(), commands)
+    if argv[0] == "git":
+        sys.stdout.flush()
+        os.execvp("git", argv)
+    if argv == ["help"]:
+        sys.stdout.write(help_text(commands))
+        return 0
+    return run(argv)

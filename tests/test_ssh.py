@@ -1,0 +1,382 @@
+"""Pushing and running commands over SSH: install.sh's deploy user, a real sshd, real git and ssh.
+
+The dispatcher and key rules are also tested on their own (pure functions, no sshd).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Workdir, free_port, http_get
+from ssh_server import (
+    SshClient,
+    Sshd,
+    as_user,
+    make_key,
+    remove_user,
+    run_install,
+    unique_user,
+    world_readable_dir,
+)
+
+from middock_receiver import keys, ssh
+from middock_receiver.errors import MiddockError
+
+EXAMPLE = ROOT / "examples" / "hello"
+COMMANDS = {"apps", "apps:create", "status", "keys:add", "keys:list", "ssh-serve", "refresh"}
+
+# --- the dispatcher's rules ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["myapp.git", "/myapp.git", "~/myapp.git", "myapp", "myapp.git/", "/srv/d/myapp.git"])
+def test_repo_app_accepts_the_paths_git_clients_send(path):
+    assert ssh.repo_app(path, Path("/srv/d")) == "myapp"
+
+
+@pytest.mark.parametrize("path", ["../x", "../../etc", "/etc/passwd", "a/b.git", "", ".git", "~root/x.git", "My.git"])
+def test_repo_app_refuses_anything_outside_the_apps(path):
+    with pytest.raises(MiddockError, match="refused"):
+        ssh.repo_app(path, Path("/srv/d"))
+
+
+@pytest.mark.parametrize(
+    "request_, says",
+    [
+        (None, "no shell"),
+        ("", "no shell"),
+        ("bash", "'bash' is not a middock command"),
+        ("sh -c id", "'sh' is not a middock command"),
+        ("/bin/sh", "not a middock command"),
+        ("apps 'unbalanced", "cannot be parsed"),
+        ("keys:add eve -", "only on the server"),
+        ("ssh-serve --key root", "only on the server"),
+        ("refresh", "only on the server"),
+        ("git-upload-archive 'x.git'", "not a middock command"),
+        ("git-receive-pack a.git b.git", "exactly one repository path"),
+        ("git-receive-pack '../../etc'", "not an app's repository"),
+    ],
+)
+def test_route_refuses(tmp_path, request_, says):
+    with pytest.raises(MiddockError, match=says):
+        ssh.route(request_, tmp_path, COMMANDS)
+
+
+def test_route_runs_git_on_an_existing_app_and_middock_commands(tmp_path):
+    (tmp_path / "web.git").mkdir()
+    (tmp_path / ".middock" / "web").mkdir(parents=True)
+    assert ssh.route("git-receive-pack '/web.git'", tmp_path, COMMANDS) == [
+        "git",
+        "receive-pack",
+        str(tmp_path / "web.git"),
+    ]
+    assert ssh.route("git-upload-pack 'web'", tmp_path, COMMANDS) == ["git", "upload-pack", str(tmp_path / "web.git")]
+    assert ssh.route("status web --json", tmp_path, COMMANDS) == ["status", "web", "--json"]
+    assert ssh.route("help", tmp_path, COMMANDS) == ["help"]
+    with pytest.raises(MiddockError, match="create it with: apps:create nope"):
+        ssh.route("git-receive-pack 'nope.git'", tmp_path, COMMANDS)
+
+
+# --- keys ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def keypair(tmp_path) -> Path:
+    return make_key(tmp_path, "alice@laptop")
+
+
+def test_key_line_carries_forced_command_restrictions_and_name(tmp_path, keypair):
+    key = keys.parse_public_key(keypair.with_suffix(".pub").read_text(), "alice")
+    line = keys.render(key)
+    assert line.startswith('command="') and " ssh-serve --key alice" in line
+    assert "no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding" in line
+    assert keys.parse_line(line).key == key
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(keypair)], capture_output=True, text=True).stdout.split()[1]
+    assert key.fingerprint == fingerprint
+
+
+def test_public_key_input_is_checked(keypair):
+    public = keypair.with_suffix(".pub").read_text()
+    for text, says in [
+        (keypair.read_text(), "private key"),
+        (public + public, "exactly one"),
+        ("ssh-ed25519 not-base64!", "does not decode"),
+        (public.replace("ssh-ed25519", "ssh-rsa", 1), "not a ssh-rsa key"),
+        ("hello world", "not an SSH public key"),
+    ]:
+        with pytest.raises(MiddockError, match=says):
+            keys.parse_public_key(text, "alice")
+    with pytest.raises(MiddockError, match="invalid key name"):
+        keys.parse_public_key(public, "al ice")
+
+
+def test_add_is_idempotent_refuses_clashes_and_keeps_foreign_lines(tmp_path, keypair):
+    path = tmp_path / "ssh" / "authorized_keys"
+    other = make_key(tmp_path, "other").with_suffix(".pub").read_text()
+    path.parent.mkdir()
+    path.write_text(f"# a comment\n{other}")
+    alice = keys.parse_public_key(keypair.with_suffix(".pub").read_text(), "alice")
+    assert keys.add(path, alice) is True
+    assert keys.add(path, alice) is False
+    with pytest.raises(MiddockError, match="already authorized as 'alice'"):
+        keys.add(path, keys.parse_public_key(keypair.with_suffix(".pub").read_text(), "bob"))
+    with pytest.raises(MiddockError, match="different key is named 'alice'"):
+        keys.add(path, keys.parse_public_key(make_key(tmp_path, "x").with_suffix(".pub").read_text(), "alice"))
+    with pytest.raises(MiddockError, match="without middock's restrictions"):
+        keys.add(path, keys.parse_public_key(other, "other"))
+    assert [(k.name, k.comment) for k in keys.listed(path)] == [(None, "other"), ("alice", "alice@laptop")]
+    assert path.read_text().startswith(f"# a comment\n{other}")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    keys.remove(path, "alice")
+    assert [k.name for k in keys.listed(path)] == [None]
+    with pytest.raises(MiddockError, match="no key is named 'alice'"):
+        keys.remove(path, "alice")
+
+
+# --- over a real sshd ------------------------------------------------------------------------
+
+
+class Deployment:
+    """install.sh's deploy user with keys alice and bob, served by a real sshd."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.user = unique_user()
+        self.apps: list[str] = []
+        self.sshd: Sshd | None = None
+
+    def start(self) -> None:
+        self.keys = {name: make_key(self.base, name) for name in ("alice", "bob")}
+        base = self.base
+        installed = run_install(self.user, base, "--key", str(self.keys["alice"].with_suffix(".pub")))
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        self.middock = str(base / "venv" / "bin" / "middock")
+        self.root_middock("keys:add", "bob", str(self.keys["bob"].with_suffix(".pub")))
+        self.sshd = Sshd(base / "sshd", self.user)
+        self.alice = SshClient(self.sshd, self.user, self.keys["alice"])
+        self.bob = SshClient(self.sshd, self.user, self.keys["bob"])
+
+    def root_middock(self, *args: str) -> subprocess.CompletedProcess:
+        result = subprocess.run([self.middock, *args, "--user", self.user], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def new_app(self) -> str:
+        name = f"s-{uuid.uuid4().hex[:8]}"
+        created = self.alice.run("apps:create", name)
+        assert created.returncode == 0, created.stderr
+        self.apps.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for app in self.apps:
+            as_user(self.user, self.middock, "apps:destroy", app, "--force", check=False)
+            subprocess.run(["docker", "compose", "-p", app, "down", "--timeout", "1"], capture_output=True, cwd="/")
+        if self.sshd:
+            self.sshd.stop()
+        remove_user(self.user)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def deployment(docker_client):
+    deployment = Deployment(world_readable_dir("middock-ssh-"))
+    try:
+        deployment.start()
+        yield deployment
+    finally:
+        deployment.cleanup()
+
+
+@pytest.fixture(scope="module")
+def pushed(deployment, tmp_path_factory):
+    """The example app, created and pushed over ssh:// by alice: (app, port, work tree)."""
+    app, port = deployment.new_app(), free_port()
+    configured = deployment.alice.run("config:set", app, f"HTTP_PORT={port}", "--no-deploy")
+    assert configured.returncode == 0, configured.stderr
+    work = Workdir(tmp_path_factory.mktemp("work") / "hello")
+    shutil.copytree(EXAMPLE, work.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    work.commit("hello example")
+    work.env["GIT_SSH_COMMAND"] = deployment.alice.git_ssh_command
+    work.git("remote", "add", "production", deployment.alice.url(f"{app}.git"))
+    push = work.push()
+    return app, port, work, push
+
+
+def test_push_over_ssh_deploys_the_example_with_heroku_output(pushed):
+    app, port, _, push = pushed
+    assert push.returncode == 0, push.stderr
+    assert "remote: -----> Running docker/build-1-app.sh" in push.stderr
+    assert "remote: -----> Release 1 " in push.stderr and "is live" in push.stderr
+    page = http_get(port)
+    assert "<h1>Hello from middock</h1>" in page and "release 1" in page
+    assert "color" in http_get(port, "/static/style.css")
+
+
+def test_status_releases_and_logs_over_ssh_name_the_pushing_key(deployment, pushed):
+    app = pushed[0]
+    status = deployment.alice.run("status", app)
+    assert status.returncode == 0, status.stderr
+    assert "by alice" in status.stdout and "frontend" in status.stdout
+    releases = json.loads(deployment.alice.run("releases", app, "--json").stdout)
+    assert releases[0]["pusher"] == "alice"
+    assert "alice" in deployment.alice.run("releases", app).stdout
+    logs = deployment.alice.run("logs", app)
+    assert logs.returncode == 0 and "-----> Running docker/build-0-base.sh" in logs.stdout
+    assert app in deployment.bob.run("apps").stdout
+
+
+def test_a_command_over_ssh_records_its_key_as_pusher(deployment, pushed):
+    app = pushed[0]
+    redeploy = deployment.bob.run("deploy", app)
+    assert redeploy.returncode == 0, redeploy.stdout + redeploy.stderr
+    assert "is live" in redeploy.stdout
+    releases = json.loads(deployment.bob.run("releases", app, "--json").stdout)
+    assert [r["pusher"] for r in releases][-1] == "bob"
+
+
+def test_push_output_streams_live_over_ssh(deployment, pushed):
+    """A build script waits until the test has seen its first line: output held back to the end
+    would leave it waiting forever (the push would time out)."""
+    app, port, work, _ = pushed
+    go = Path(f"/tmp/middock-go-{uuid.uuid4().hex[:8]}")
+    work.write(
+        "docker/build-9-wait.sh",
+        f"#!/bin/sh\necho waiting for the test\nwhile [ ! -e {go} ]; do sleep 0.1; done\n",
+        True,
+    )
+    work.write("middock.env", (EXAMPLE / "middock.env").read_text().replace("Hello from middock", "Hello again"))
+    work.commit("wait for the test")
+    push = subprocess.Popen(
+        ["git", "push", "production", "main"], cwd=work.path, env=work.env, stderr=subprocess.PIPE, text=True
+    )
+    seen = []
+    try:
+        assert push.stderr is not None
+        for line in push.stderr:
+            seen.append(line)
+            if "waiting for the test" in line:
+                go.touch()
+        assert push.wait(timeout=300) == 0, "".join(seen)
+    finally:
+        go.touch()
+        push.kill()
+        go.unlink()
+    assert any("is live" in line for line in seen)
+    assert "Hello again" in http_get(port)
+
+
+@pytest.mark.parametrize("path", ["{app}.git", "{app}", "~/{app}.git"])
+def test_clone_with_the_path_forms_git_clients_send(deployment, pushed, tmp_path, path):
+    app = pushed[0]
+    clone = subprocess.run(
+        [
+            "git",
+            "clone",
+            "-q",
+            "-b",
+            "main",
+            f"{deployment.user}@127.0.0.1:{path.format(app=app)}",
+            str(tmp_path / "c"),
+        ],
+        env={**os.environ, "GIT_SSH_COMMAND": f"{deployment.alice.git_ssh_command} -p {deployment.sshd.port}"},
+        capture_output=True,
+        text=True,
+    )
+    assert clone.returncode == 0, clone.stderr
+    assert (tmp_path / "c" / "compose.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        "bash",
+        "sh -c id",
+        "touch {marker}",
+        "sh -c 'touch {marker}'",
+        "git-receive-pack '../../etc'",
+        "git-upload-pack '/etc/passwd'",
+        "git-receive-pack 'nope.git'",
+        "keys:list",
+    ],
+)
+def test_refused_with_one_line_and_nothing_run(deployment, request_):
+    marker = Path(f"/tmp/middock-marker-{uuid.uuid4().hex[:8]}")
+    result = deployment.alice.run(request_.format(marker=marker))
+    assert result.returncode != 0
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(" !     "), result.stderr
+    assert result.stdout == ""
+    assert not marker.exists()
+
+
+def test_push_to_an_unknown_app_says_how_to_create_it(deployment, tmp_path):
+    work = Workdir(tmp_path / "w")
+    work.commit("empty")
+    work.env["GIT_SSH_COMMAND"] = deployment.alice.git_ssh_command
+    work.git("remote", "add", "production", deployment.alice.url("nope.git"))
+    push = work.push()
+    assert push.returncode != 0
+    assert "app 'nope' does not exist; create it with: apps:create nope" in push.stderr
+
+
+def test_no_pty(deployment):
+    """`ssh -tt` insists on a terminal: sshd refuses it, and the client gives up; nothing ran."""
+    marker = Path(f"/tmp/middock-marker-{uuid.uuid4().hex[:8]}")
+    result = deployment.alice.run("touch", str(marker), options=("-tt",))
+    assert "PTY allocation request failed" in result.stderr
+    assert result.returncode != 0 and not marker.exists()
+
+
+def test_no_port_forwarding(deployment):
+    """`ssh -L` to a listening port: sshd refuses the channel, the target never sees a connection."""
+    target = socket.socket()
+    target.bind(("127.0.0.1", 0))
+    target.listen()
+    target.settimeout(3)
+    local = free_port()
+    forward = subprocess.Popen(
+        deployment.alice.argv(options=("-N", "-L", f"{local}:127.0.0.1:{target.getsockname()[1]}")),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        received = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", local), timeout=5) as conn:
+                    conn.sendall(b"hello")
+                    received = conn.recv(100)
+                    break
+            except OSError:
+                time.sleep(0.1)
+        try:
+            target.accept()[0].close()
+            accepted = True
+        except TimeoutError:
+            accepted = False
+        assert received == b"" and not accepted
+    finally:
+        forward.terminate()
+        stderr = forward.communicate(timeout=10)[1]
+        target.close()
+    assert "administratively prohibited" in stderr
+
+
+def test_a_removed_key_is_locked_out(deployment, tmp_path):
+    carol = make_key(tmp_path, "carol")
+    deployment.root_middock("keys:add", "carol", str(carol.with_suffix(".pub")))
+    client = SshClient(deployment.sshd, deployment.user, carol)
+    assert client.run("apps").returncode == 0
+    listed = json.loads(deployment.root_middock("keys:list", "--json").stdout)
+    assert {k["name"] for k in listed} >= {"alice", "bob", "carol"} and all(k["restricted"] for k in listed)
+    deployment.root_middock("keys:remove", "carol")
+    denied = client.run("apps")
+    assert denied.returncode == 255 and "Permission denied" in denied.stderr
