@@ -45,7 +45,7 @@ def emit_json(data: object) -> int:
 def settled(app: App) -> App:
     """The app, with releases left `deploying` by a crashed deploy recorded as interrupted."""
     deploy_lock = DeployLock(app)
-    if deploy_lock.try_acquire():
+    if deploy_lock.path.exists() and deploy_lock.try_acquire():
         say = Output(sys.stderr.buffer)
         try:
             recover(app, compose_program(), say)

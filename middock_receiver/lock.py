@@ -9,6 +9,7 @@ different thing: a hold, with a reason, that makes new deploys fail fast.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -98,7 +99,10 @@ class DeployLock:
 
     def _open(self) -> int:
         if self.fd is None:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                self.fd = os.open(self.path, os.O_RDONLY)  # a read-only state folder can still be read
         return self.fd
 
     def try_acquire(self) -> bool:
@@ -113,12 +117,15 @@ class DeployLock:
 
     def release(self) -> None:
         if self.fd is not None:
-            self.holder_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # gone already, or a read-only state folder
+                self.holder_path.unlink(missing_ok=True)
             os.close(self.fd)
             self.fd = None
 
     def is_held_elsewhere(self) -> bool:
         """True while another process is deploying (checked without blocking)."""
+        if not self.path.exists():
+            return False
         if self.try_acquire():
             self.release()
             return False
