@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -380,3 +381,19 @@ def test_a_removed_key_is_locked_out(deployment, tmp_path):
     deployment.root_middock("keys:remove", "carol")
     denied = client.run("apps")
     assert denied.returncode == 255 and "Permission denied" in denied.stderr
+
+
+def test_run_over_ssh_passes_stdin_stdout_stderr_and_the_exit_code(deployment, pushed):
+    """`echo data | ssh deploy@host run APP app …`: no pty, the one-off reads the piped stdin."""
+    app = pushed[0]
+    code = "import sys; print(sys.stdin.read().upper(), end=''); print('to stderr', file=sys.stderr); sys.exit(4)"
+    request = shlex.join(["run", app, "app", "python3", "-c", code])
+    ran = subprocess.run(
+        deployment.alice.argv(request), input="data\nmore\n", capture_output=True, text=True, timeout=120
+    )
+    assert (ran.returncode, ran.stdout) == (4, "DATA\nMORE\n"), ran.stderr
+    assert "to stderr" in ran.stderr
+    missing = deployment.alice.run("run", app, "nosuch", "true")
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert len(missing.stderr.splitlines()) == 1, missing.stderr
+    assert missing.stderr.startswith(f" !     {app} has no service 'nosuch' in release ")
