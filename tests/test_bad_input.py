@@ -38,9 +38,8 @@ def test_hostile_ref_names_reach_no_shell(server, work, app, live_app, tmp_path)
 
     deploy_branch = HOSTILE_BRANCHES[1]
     server.middock("apps:set", app, "branch", deploy_branch)
-    work.write(
-        "docker/build-web.sh", work.path.joinpath("docker/build-web.sh").read_text() + 'echo "ref=$MIDDOCK_REF"\n'
-    )
+    build_script = work.path.joinpath("docker/build-web.sh").read_text() + 'echo "ref=$MIDDOCK_REF"\n'
+    work.write("docker/build-web.sh", build_script, executable=True)
     work.write("page.html", "from a hostile branch")
     work.commit("deploy from a strange branch name")
     result = work.push(f"HEAD:refs/heads/{deploy_branch}")
