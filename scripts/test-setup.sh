@@ -22,6 +22,7 @@ apt_install() {
 }
 
 apt_install docker.io openssh-server openssh-client busybox-static git postgresql iproute2 ca-certificates
+apt_install python3-venv # install.sh's virtualenv, made with the distribution's /usr/bin/python3
 
 # Compose v2: Debian 12 has none; Debian 13's docker-compose (a static binary) installs cleanly.
 if ! docker compose version >/dev/null 2>&1; then

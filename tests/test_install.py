@@ -1,0 +1,174 @@
+"""install.sh run for real on this machine (as root): twice, as an upgrade, keeping what it must."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from ssh_server import Sshd, as_user, make_key, remove_user, run_install, unique_user, world_readable_dir
+
+SOURCE_IGNORE = shutil.ignore_patterns(
+    ".git", "tests", "bench", "examples", "*.egg-info", "__pycache__", ".*cache", ".benchmarks", "build"
+)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every file, folder and link under `root`: its mode, owner and content (or target)."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            info = path.lstat()
+            if path.is_symlink():
+                content = os.readlink(path)
+            elif path.is_file():
+                content = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                content = None
+            found[str(path.relative_to(root))] = (info.st_mode, info.st_uid, info.st_gid, content)
+    return found
+
+
+def shadow_password(user: str) -> str:
+    return next(
+        line.split(":")[1] for line in Path("/etc/shadow").read_text().splitlines() if line.split(":")[0] == user
+    )
+
+
+def account(user: str) -> tuple:
+    entry = pwd.getpwnam(user)
+    groups = subprocess.run(["id", "-nG", user], capture_output=True, text=True).stdout.split()
+    return tuple(entry), shadow_password(user), sorted(groups)
+
+
+class Installed:
+    """A first install.sh run from a copy of the source, for a fresh user, into a temp prefix."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.user = unique_user()
+        self.source = base / "src"
+        shutil.copytree(ROOT, self.source, ignore=SOURCE_IGNORE)
+        self.key = make_key(base, "alice@laptop").with_suffix(".pub")
+        self.middock = str(base / "venv" / "bin" / "middock")
+        self.first: subprocess.CompletedProcess | None = None
+
+    def install(self) -> subprocess.CompletedProcess:
+        result = run_install(self.user, self.base, "--key", str(self.key), source=self.source)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    @property
+    def home(self) -> Path:
+        return Path(pwd.getpwnam(self.user).pw_dir)
+
+
+@pytest.fixture(scope="module")
+def installed():
+    installed = Installed(world_readable_dir("middock-install-"))
+    try:
+        installed.first = installed.install()
+        yield installed
+    finally:
+        remove_user(installed.user)
+        shutil.rmtree(installed.base, ignore_errors=True)
+
+
+def test_first_install_sets_up_middock_the_user_and_the_key(installed):
+    assert installed.first is not None
+    out = installed.first.stdout
+    assert f"git remote add production {installed.user}@" in out and f"ssh {installed.user}@" in out
+    assert os.readlink(installed.base / "bin" / "middock") == installed.middock
+    passwd, password, groups = account(installed.user)
+    assert "docker" in groups and password == "*"
+    listed = subprocess.run([installed.middock, "keys:list", "--user", installed.user], capture_output=True, text=True)
+    assert listed.stdout.startswith("alice@laptop ")
+    line = (installed.home / ".ssh" / "authorized_keys").read_text()
+    assert line.startswith(f'command="{installed.base}/venv/bin/python3 -I -m middock_receiver ssh-serve')
+
+
+def test_second_run_upgrades_in_place_and_keeps_apps_config_and_keys(installed):
+    app = "keep-me"
+    as_user(installed.user, installed.middock, "apps:create", app)
+    as_user(installed.user, installed.middock, "config:set", app, "SECRET=s3cret value", "--no-deploy")
+    before, user_before = snapshot(installed.home), account(installed.user)
+
+    init = installed.source / "middock_receiver" / "__init__.py"
+    init.write_text(init.read_text() + 'UPGRADE_MARK = "second"\n')
+    hook = installed.home / f"{app}.git" / "hooks" / "post-receive"
+    as_user(installed.user, "cp", "/dev/null", str(hook))  # a hook an older version left
+
+    second = installed.install()
+    assert "Already authorized: key alice@laptop" in second.stdout
+    assert snapshot(installed.home) == before  # the hook is back as it was; nothing else moved
+    assert account(installed.user) == user_before
+    python = installed.base / "venv" / "bin" / "python3"
+    code = "import middock_receiver as m; print(m.UPGRADE_MARK)"
+    mark = subprocess.run([python, "-I", "-c", code], capture_output=True)  # -I: not the source folder here
+    assert mark.stdout == b"second\n"
+    config = as_user(installed.user, installed.middock, "config", app, "--reveal").stdout
+    assert "SECRET=s3cret value" in config
+
+
+def test_the_deploy_user_has_no_password_that_logs_in(installed):
+    """Even with password logins on in sshd, no password logs the deploy user in; a real
+    password set afterwards does, which shows the attempts were real ones."""
+    sshd = Sshd(installed.base / "sshd", installed.user, "PasswordAuthentication yes", "PermitEmptyPasswords yes")
+    askpass = installed.base / "askpass"
+    askpass.write_text('#!/bin/sh\nprintf "%s\\n" "$TEST_PASSWORD"\n')
+    askpass.chmod(0o755)
+
+    def login(password: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["ssh", "-F", "/dev/null", "-p", str(sshd.port), "-o", f"UserKnownHostsFile={sshd.known_hosts}"]
+            + ["-o", "PreferredAuthentications=password", "-o", "NumberOfPasswordPrompts=1"]
+            + [f"{installed.user}@127.0.0.1", "true"],
+            env={**os.environ, "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force", "TEST_PASSWORD": password},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    try:
+        for password in ("", "*", "!", installed.user):
+            refused = login(password)
+            assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused.stderr
+        subprocess.run(["chpasswd"], input=f"{installed.user}:Control-pw-1\n", text=True, check=True)
+        assert login("Control-pw-1").returncode == 0
+    finally:
+        subprocess.run(["usermod", "-p", "*", installed.user], check=True)
+        sshd.stop()
+
+
+def test_without_compose_v2_it_says_how_to_get_it_and_changes_nothing(tmp_path):
+    """Debian 12 as install.sh sees it: Docker, but only Compose v1 in the package lists."""
+    stubs, log = tmp_path / "bin", tmp_path / "apt-get.log"
+    stubs.mkdir()
+    for name, body in {
+        "docker": '[ "$1" = compose ] && exit 1; exit 0',
+        "docker-compose": "echo 1.29.2",
+        "apt-cache": 'case "$2" in docker-compose) echo "Candidate: 1.29.2-3" ;; *) echo "Candidate: (none)" ;; esac',
+        "apt-get": f'echo "$*" >> {log}',
+    }.items():
+        (stubs / name).write_text(f"#!/bin/sh\n{body}\n")
+        (stubs / name).chmod(0o755)
+    user = unique_user()
+    env = {**os.environ, "PATH": f"{stubs}:/usr/sbin:/usr/bin:/sbin:/bin"}
+    result = run_install(user, tmp_path, env=env)
+    assert result.returncode == 1
+    assert "has no Docker Compose v2 package" in result.stderr and "--compose-from-debian-13" in result.stderr
+    assert log.read_text().splitlines() == ["update -qq"]
+    assert not (tmp_path / "venv").exists()
+    assert subprocess.run(["id", user], capture_output=True).returncode != 0
+
+
+def test_refuses_to_run_without_root():
+    result = subprocess.run(["runuser", "-u", "nobody", "--", str(ROOT / "install.sh")], capture_output=True, text=True)
+    assert result.returncode == 1 and "must run as root" in result.stderr
