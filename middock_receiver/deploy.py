@@ -108,6 +108,8 @@ def recover(app: App, program: tuple[str, ...], out: Output) -> None:
     so what runs is what `status` calls live."""
     for release in releases.mark_interrupted(app):
         out.step(f"Release {release.number} was interrupted during {release.stage or 'its start'}")
+        if release.stage == "release" and release_phase.remove_container(docker_client(), app.name, release.number):
+            out.detail("stopped its release command, which was still running")
         if release.stage not in STAGES_TOUCHING_THE_STACK:
             continue
         live = releases.live(app)

@@ -50,8 +50,7 @@ def run_release_command(
 ) -> None:
     """Run the release command in a one-off container of the release's pinned images.
 
-    Its output streams as detail lines; a non-zero exit or a timeout fails the deploy. A
-    timed-out container is removed, since killing Compose leaves it running.
+    Its output streams as detail lines; a non-zero exit or a timeout fails the deploy.
     """
     found = release_command(env, services)
     if found is None:
@@ -59,16 +58,12 @@ def run_release_command(
     service, command = found
     text = env["MIDDOCK_RELEASE_COMMAND"].strip()
     timeout = build.seconds(env, "MIDDOCK_RELEASE_TIMEOUT", DEFAULT_RELEASE_TIMEOUT)
-    name = f"{stack.project}-release-{env['MIDDOCK_RELEASE']}"
+    release = int(env["MIDDOCK_RELEASE"])
+    argv = stack.run(service, command, name=container_name(stack.project, release))
     out.step(f"Running release command: {text}")
-    result = process.stream(
-        stack.run(service, command, name=name), out.detail, env=env, cwd=stack.directory, timeout=timeout
-    )
+    result = process.stream(argv, out.detail, env=env, cwd=stack.directory, timeout=timeout)
     if result.timed_out:
-        try:
-            client.containers.get(name).remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        remove_container(client, stack.project, release)
         raise MiddockError(
             f"release command `{text}` did not finish within {timeout:g} seconds (MIDDOCK_RELEASE_TIMEOUT) "
             "and was stopped"
@@ -76,6 +71,20 @@ def run_release_command(
     if result.returncode != 0:
         raise MiddockError(f"release command `{text}` failed with exit code {result.returncode}")
     out.detail("release command succeeded")
+
+
+def container_name(project: str, release: int) -> str:
+    return f"{project}-release-{release}"
+
+
+def remove_container(client: docker.DockerClient, project: str, release: int) -> bool:
+    """Stop and remove a release's one-off container, if there is one (killing Compose, or the
+    deploy process, leaves it running: a migration must not run on beside the next one)."""
+    try:
+        client.containers.get(container_name(project, release)).remove(force=True)
+    except docker.errors.NotFound:
+        return False
+    return True
 
 
 def note_rollback(release_folder: Path, out: Output) -> None:

@@ -4,6 +4,9 @@ pushes, real Docker Engine, and a real PostgreSQL on the host outside Docker."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 
 from conftest import PSQL_IMAGE, free_port, http_get, write_busybox_app
 
@@ -121,6 +124,27 @@ def test_failing_release_command_fails_the_deploy_and_replaces_nothing(server, w
     assert "did not finish within 2 seconds (MIDDOCK_RELEASE_TIMEOUT) and was stopped" in timed.stdout + timed.stderr
     assert http_get(port) == "v1"
     assert project_containers(docker_client, app) == serving
+    assert not project_containers(docker_client, app, oneoff=True)
+
+
+def test_a_deploy_killed_during_its_release_command_leaves_no_migration_running(server, work, app, docker_client):
+    write_busybox_app(work, free_port(), "v1")
+    work.write("middock.env", "MIDDOCK_RELEASE_COMMAND='worker sh -c \"echo migrating; sleep 60\"'\n")
+    work.commit("a long migration")
+    push = subprocess.Popen(
+        ["git", "push", "production", "main"], cwd=work.path, env=work.env, stderr=subprocess.PIPE, text=True
+    )
+    assert push.stderr is not None
+    for line in push.stderr:
+        if "migrating" in line:
+            break
+    deploying = json.loads(server.middock("releases", app, "--json").stdout)[-1]
+    os.kill(deploying["pid"], signal.SIGKILL)
+    push.communicate(timeout=60)
+    assert project_containers(docker_client, app, oneoff=True)  # killing the deploy does not stop Docker's container
+
+    shown = server.middock("status", app)
+    assert "stopped its release command, which was still running" in shown.stderr
     assert not project_containers(docker_client, app, oneoff=True)
 
 
