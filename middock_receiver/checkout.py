@@ -122,15 +122,16 @@ def update_tree(store: BaseObjectStore, old_tree: bytes, new_tree: bytes, previo
 def checkout(store: BaseObjectStore, commit: str, dest: Path, previous: tuple[str, Path] | None = None) -> str:
     """Check out `commit` into `dest`, incrementally from `previous` (commit, folder) when it exists.
 
-    Returns a short description for the output. A failed incremental update falls back to a full
-    write, so a damaged previous folder cannot poison the new release.
+    Returns a short description for the output. A failed incremental update (a damaged previous
+    folder, a previous commit the repo no longer has) falls back to a full write, which applies
+    the same safety checks, so the previous release can never poison the new one.
     """
     tree = commit_tree(store, commit)
     if previous and previous[1].is_dir():
         try:
             count = update_tree(store, commit_tree(store, previous[0]), tree, previous[1], dest)
             return f"{count} changed files since {previous[0][:7]}"
-        except (OSError, subprocess.CalledProcessError):
+        except (OSError, subprocess.CalledProcessError, MiddockError):
             subprocess.run(["rm", "-rf", "--", str(dest)], check=False)
     count = write_tree(store, tree, dest)
     return f"{count} files"
