@@ -16,7 +16,7 @@ from . import account, apps, config, keys, lock, releases, ssh
 from .apps import App
 from .compose import compose_program
 from .deploy import recover
-from .errors import MiddockError
+from .errors import MiddockError, os_error_line
 from .hook import pusher
 from .lock import DeployLock, Request
 from .output import Output
@@ -433,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 1
     except OSError as error:
-        sys.stderr.write(f" !     cannot write {error.filename or 'a file'}: {error.strerror}; nothing was changed\n")
+        sys.stderr.write(f" !     {os_error_line(error)}; nothing was changed\n")
         return 1
 
 

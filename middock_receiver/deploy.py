@@ -22,7 +22,7 @@ from dulwich.repo import Repo
 from . import build, compose, config, gate, health, release_phase, releases
 from .apps import App, read_settings
 from .checkout import checkout
-from .errors import MiddockError
+from .errors import MiddockError, os_error_line
 from .lock import Request
 from .output import Output
 from .plan import ComposeStack, Target, build_scripts, compose_files, deploy_env, release_tag, without_git
@@ -162,7 +162,7 @@ class Deploy:
             self.fail(str(error))
             return False
         except OSError as error:
-            self.fail(f"cannot write {error.filename or 'a file'}: {error.strerror}")
+            self.fail(f"{os_error_line(error)}")
             return False
         self.succeed()
         return True

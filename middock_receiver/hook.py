@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import gate
 from .apps import App, read_settings
-from .errors import MiddockError
+from .errors import MiddockError, os_error_line
 from .lock import Request
 from .output import Output
 from .refs import RefUpdate, parse_updates, verdict
@@ -49,6 +49,9 @@ def receive(repo: Path, stdin: str, gated: bool) -> int:
             code = deploy_push(app, update, gated)
         except MiddockError as error:
             say.error(str(error))
+            code = 1
+        except OSError as error:
+            say.error(f"{os_error_line(error)}; nothing was deployed")
             code = 1
     return code
 

@@ -19,7 +19,7 @@ from typing import BinaryIO
 from . import config, gate
 from .apps import App, middock_home
 from .deploy import Deploy
-from .errors import MiddockError
+from .errors import MiddockError, os_error_line
 from .lock import (
     DeployLock,
     Request,
@@ -124,6 +124,9 @@ def work(app: App, request: Request, out: Output) -> int:
         return 0
     except MiddockError as error:
         out.error(str(error))
+        return 1
+    except OSError as error:
+        out.error(f"{os_error_line(error)}; nothing was deployed")
         return 1
     finally:
         lock.release()
