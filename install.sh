@@ -141,15 +141,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if [ -n "$compose_deb" ]; then
     say "Installing docker-compose (Compose v2) from Debian 13"
-    tmp=$(mktemp -d)
-    echo "deb http://deb.debian.org/debian trixie main" >"$tmp/debian-13.list"
-    apt_opts=(-o "Dir::Etc::SourceList=$tmp/debian-13.list" -o "Dir::Etc::SourceParts=-"
-        -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache::Archives=$tmp")
-    mkdir -p "$tmp/lists/partial"
-    apt-get "${apt_opts[@]}" update -qq
-    (cd "$tmp" && apt-get "${apt_opts[@]}" download docker-compose >/dev/null)
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tmp"/docker-compose_*.deb >/dev/null
-    rm -rf "$tmp"
+    bash "$source_dir/scripts/compose-from-debian-13.sh"
 fi
 compose_v2 || die "Docker Compose v2 is still not working after the install; see 'docker compose version'"
 getent group docker >/dev/null || groupadd --system docker

@@ -27,15 +27,7 @@ apt_install python3-venv # install.sh's virtualenv, made with the distribution's
 # Compose v2: Debian 12 has none; Debian 13's docker-compose (a static binary) installs cleanly.
 if ! docker compose version >/dev/null 2>&1; then
     log "fetching docker-compose (Compose v2) from Debian 13"
-    tmp=$(mktemp -d)
-    echo "deb http://deb.debian.org/debian trixie main" > "$tmp/trixie.list"
-    apt_opts=(-o "Dir::Etc::SourceList=$tmp/trixie.list" -o "Dir::Etc::SourceParts=-"
-              -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache::Archives=$tmp")
-    mkdir -p "$tmp/lists/partial"
-    apt-get "${apt_opts[@]}" update -qq
-    (cd "$tmp" && apt-get "${apt_opts[@]}" download docker-compose >/dev/null)
-    dpkg -i --force-depends "$tmp"/docker-compose_*.deb >/dev/null
-    rm -rf "$tmp"
+    bash "$(dirname "$0")/compose-from-debian-13.sh" # the same way as install.sh --compose-from-debian-13
 fi
 
 # Docker Engine

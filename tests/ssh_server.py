@@ -75,6 +75,7 @@ class Sshd:
             "PermitRootLogin no",
             f"AllowUsers {user}",
             "LogLevel VERBOSE",
+            "Subsystem sftp internal-sftp",
             *extra_config,
         ]
         if not any(line.startswith("PasswordAuthentication") for line in extra_config):
@@ -109,8 +110,7 @@ class SshClient:
 
     def __init__(self, sshd: Sshd, user: str, key: Path) -> None:
         self.sshd, self.user, self.key = sshd, user, key
-        self.base = [
-            "ssh",
+        self.options = [
             "-F",
             "/dev/null",
             "-i",
@@ -124,6 +124,7 @@ class SshClient:
             "-o",
             "BatchMode=yes",
         ]
+        self.base = ["ssh", *self.options]
 
     @property
     def destination(self) -> str:

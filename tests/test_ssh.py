@@ -317,6 +317,15 @@ def test_refused_with_one_line_and_nothing_run(deployment, request_):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("protocol", [(), ("-O",)])  # SFTP (the default), the old scp protocol
+def test_scp_is_refused(deployment, tmp_path, protocol):
+    target = Path(f"/tmp/middock-scp-{uuid.uuid4().hex[:8]}")
+    (tmp_path / "file").write_text("x")
+    scp = ["scp", *deployment.alice.options, *protocol, "-P", str(deployment.sshd.port), str(tmp_path / "file")]
+    result = subprocess.run([*scp, f"{deployment.alice.destination}:{target}"], capture_output=True, text=True)
+    assert result.returncode != 0 and not target.exists()
+
+
 def test_push_to_an_unknown_app_says_how_to_create_it(deployment, tmp_path):
     work = Workdir(tmp_path / "w")
     work.commit("empty")
