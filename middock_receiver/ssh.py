@@ -82,4 +82,7 @@ def serve(key: str, commands: Collection[str], run: Callable[[Sequence[str]], in
     if argv == ["help"]:
         sys.stdout.write(help_text(commands))
         return 0
+    # Over SSH stdout is a pipe: flush each line, so a command's own lines and the deploy
+    # output it follows (written straight to the binary buffer) arrive in order.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
     return run(argv)

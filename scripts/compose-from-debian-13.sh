@@ -5,7 +5,7 @@
 set -euo pipefail
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-chmod 755 "$tmp" # apt's download sandbox user reads it
+chown _apt "$tmp" 2>/dev/null || true # apt downloads as _apt, into this folder
 echo "deb http://deb.debian.org/debian trixie main" >"$tmp/debian-13.list"
 apt_opts=(-o "Dir::Etc::SourceList=$tmp/debian-13.list" -o "Dir::Etc::SourceParts=-"
     -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache::Archives=$tmp")
