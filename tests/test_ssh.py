@@ -236,9 +236,10 @@ def test_status_releases_and_logs_over_ssh_name_the_pushing_key(deployment, push
 
 def test_a_command_over_ssh_records_its_key_as_pusher(deployment, pushed):
     app = pushed[0]
-    redeploy = deployment.bob.run("deploy", app)
+    redeploy = deployment.bob.run("config:set", app, "SET_BY=bob")
     assert redeploy.returncode == 0, redeploy.stdout + redeploy.stderr
-    assert "is live" in redeploy.stdout
+    lines = redeploy.stdout.splitlines()
+    assert lines[0].startswith("-----> Config saved; redeploying") and "is live" in lines[-1]
     releases = json.loads(deployment.bob.run("releases", app, "--json").stdout)
     assert [r["pusher"] for r in releases][-1] == "bob"
 
