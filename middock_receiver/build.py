@@ -45,7 +45,10 @@ def run_scripts(
     paths = [check_script(checkout, script, what) for script in scripts]
     for script, path in zip(scripts, paths, strict=True):
         out.step(f"Running {script}")
-        result = process.stream([str(path)], out.detail, env=env, cwd=checkout, timeout=timeout)
+        try:
+            result = process.stream([str(path)], out.detail, env=env, cwd=checkout, timeout=timeout)
+        except OSError as error:  # a bad #! line, a binary for another machine
+            raise MiddockError(f"{what} {script} cannot be run: {error.strerror}") from None
         if result.timed_out:
             raise MiddockError(f"{what} {script} did not finish within {timeout:g} seconds (MIDDOCK_BUILD_TIMEOUT)")
         if result.returncode != 0:

@@ -114,10 +114,20 @@ def recover(app: App, program: tuple[str, ...], out: Output) -> None:
             continue
         live = releases.live(app)
         stack = release_stack(app, program, live.number if live else release.number)
-        # recreate: the killed deploy may have left a container half-stopped by the daemon
-        argv = stack.up(recreate=True) if live else stack.down()
-        compose.run(argv, without_git(os.environ), stack.directory, out, "restoring the live release")
-        out.detail(f"restored release {live.number}" if live else "stopped its stack; no release is live")
+        env = without_git(os.environ)
+        if live is None:
+            compose.run(stack.down(), env, stack.directory, out, "stopping the interrupted stack")
+            out.detail("stopped its stack; no release is live")
+            continue
+        try:
+            # recreate: the killed deploy may have left a container half-stopped by the daemon
+            compose.run(stack.up(recreate=True), env, stack.directory, out, "restoring the live release")
+        except MiddockError:
+            out.detail("removing the stack's containers and starting the live release afresh")
+            for container in health.project_containers(docker_client(), app.name):
+                container.remove(force=True)
+            compose.run(stack.up(), env, stack.directory, out, "restoring the live release")
+        out.detail(f"restored release {live.number}")
 
 
 class Deploy:
@@ -247,8 +257,10 @@ class Deploy:
         resolved = repath(
             json.loads((old_folder / "compose.json").read_text()), str(old_folder / "checkout"), str(self.checkout_dir)
         )
-        self.env = {**without_git(os.environ), "COMPOSE_PROJECT_NAME": self.app.name}
         assert self.release is not None
+        variables = config.parse(old_folder.joinpath("env").read_text(), "env") if (old_folder / "env").exists() else {}
+        target = Target(self.app.name, self.release.number, self.request.commit, self.request.ref)
+        self.env = deploy_env(target, {}, variables, os.environ)
         self.release.built = {}
         self.pin(resolved)
 

@@ -175,3 +175,11 @@ def test_read_only_state_folder(server, work, app, live_app):
     result = server.middock("deploy", app)
     assert "is live" in result.stdout
     assert http_get(live_app) == "v2"
+
+
+def test_build_script_that_cannot_be_run(server, work, app, live_app):
+    work.write("docker/build-web.sh", "#!/nonexistent/interpreter\n", executable=True)
+    work.commit("bad interpreter")
+    errors = error_lines(work.push().stderr)
+    assert len(errors) == 1 and "build script docker/build-web.sh cannot be run: No such file" in errors[0]
+    assert http_get(live_app) == "v1"

@@ -9,7 +9,7 @@ from conftest import free_port, http_get, write_busybox_app
 
 TRICKY = {
     "SPACES": "a b  c ",
-    "QUOTES": "say \"hi\" it's",
+    "QUOTES": 'say "hi" it\'s',
     "DOLLAR": "$HOME ${X} $$ `id`",
     "HASH": "a #not a comment",
     "EQUALS": "k=v=w",
