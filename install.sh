@@ -125,7 +125,7 @@ if ! compose_v2; then
         compose_deb=debian-13
     else
         cat >&2 <<EOF
- !     ${PRETTY_NAME:-This system} has no Docker Compose v2 package, and middock needs it. Nothing was changed.
+ !     ${PRETTY_NAME:-This system} has no Docker Compose v2 package, and middock needs it. Nothing was installed.
        Either re-run with --compose-from-debian-13 (Debian 12: installs Debian 13's docker-compose
        package, a static binary that needs only libc6):
            sudo $0 --compose-from-debian-13 ${arguments[*]}
