@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from dulwich.repo import Repo
+
 from .errors import MiddockError
 
 APP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
@@ -128,16 +130,20 @@ def write_setting(app: App, key: str, value: str) -> dict:
 
 def create(app: App, python: str) -> None:
     """Make the bare repo with its hook and the state folder."""
-    from dulwich.repo import Repo
-
     if app.exists():
         raise MiddockError(f"app {app.name!r} already exists")
     app.releases_dir.mkdir(parents=True, exist_ok=True)
     if not app.repo.exists():
         Repo.init_bare(str(app.repo), mkdir=True)
+    point_head(app, DEFAULT_SETTINGS["branch"])
     install_hooks(app, python)
     if not app.settings_file.exists():
         write_atomic(app.settings_file, json.dumps(DEFAULT_SETTINGS, indent=2) + "\n")
+
+
+def point_head(app: App, branch: str) -> None:
+    """Make the bare repo's HEAD the deploy branch, so `git clone` checks it out."""
+    Repo(str(app.repo)).refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
 
 
 def hook_source(name: str) -> Path:

@@ -118,6 +118,8 @@ def set_setting(app: App, key: str, value: str) -> dict:
     settings = apps.write_setting(app, key, value)
     if key == "gate":
         apps.install_hooks(app, sys.executable, "pre-receive" if settings["gate"] == "on" else "post-receive")
+    if key == "branch":
+        apps.point_head(app, settings["branch"])
     return settings
 
 
@@ -424,6 +426,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # our lines before a deploy's streamed output
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

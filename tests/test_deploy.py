@@ -211,3 +211,12 @@ def test_retention_keeps_five_good_releases_and_only_prunes_this_apps_images(ser
     for image_id in other_images:
         docker_client.images.get(image_id)
     docker_client.images.get("middock-test/busybox")
+
+
+def test_clone_checks_out_the_deploy_branch(server, work, app, tmp_path):
+    write_busybox_app(work, free_port())
+    work.commit("v1")
+    work.push("main:refs/heads/main", "HEAD:refs/heads/another")
+    clone = tmp_path / "clone"
+    work.git("clone", "-q", str(server.repo_path(app)), str(clone))
+    assert (clone / "compose.yaml").exists()
