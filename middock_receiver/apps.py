@@ -142,8 +142,13 @@ def create(app: App, python: str) -> None:
 
 
 def point_head(app: App, branch: str) -> None:
-    """Make the bare repo's HEAD the deploy branch, so `git clone` checks it out."""
-    Repo(str(app.repo)).refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
+    """Make the bare repo's HEAD the deploy branch, so `git clone` checks it out, while still
+    letting a push delete that branch (it deploys nothing and stops nothing)."""
+    repo = Repo(str(app.repo))
+    repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
+    config = repo.get_config()
+    config.set((b"receive",), b"denyDeleteCurrent", b"ignore")
+    config.write_to_path()
 
 
 def hook_source(name: str) -> Path:

@@ -17,10 +17,10 @@ from .apps import App
 from .compose import compose_program
 from .deploy import recover
 from .errors import MiddockError, os_error_line
+from .follow import submit
 from .hook import pusher
 from .lock import DeployLock, Request
 from .output import Output
-from .worker import submit
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from . import gate
 from .apps import App, read_settings
 from .errors import MiddockError, os_error_line
+from .follow import submit
 from .lock import Request
 from .output import Output
 from .refs import RefUpdate, parse_updates, verdict
-from .worker import submit
 
 
 def pusher() -> str:
