@@ -10,6 +10,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import docker.models.images
 
 from . import process
 from .errors import MiddockError
@@ -59,21 +60,22 @@ def pin_images(client: docker.DockerClient, config: dict, app: str, release: int
     tag keeps the image from being deleted while the release is kept. A service whose image
     did not change keeps the same configuration, so Compose leaves its containers running.
     """
-    images = {}
-    for service, spec in config["services"].items():
-        ref = spec.get("image")
-        if not ref:
-            raise MiddockError(f"service {service} has no image: name the image a build script makes")
-        try:
-            image = client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            raise MiddockError(f"service {service}: image {ref} does not exist; no build script built it") from None
-        repository, tag = release_tag(app, release, service).rsplit(":", 1)
-        image.tag(repository, tag)
-        spec["image"] = image.id
-        spec.pop("build", None)
-        images[service] = image.id
-    return images
+    found = {service: service_image(client, service, spec) for service, spec in config["services"].items()}
+    for service, image in found.items():  # only once every image exists: no stray tags
+        image.tag(*release_tag(app, release, service).rsplit(":", 1))
+        config["services"][service]["image"] = image.id
+        config["services"][service].pop("build", None)
+    return {service: image.id for service, image in found.items()}
+
+
+def service_image(client: docker.DockerClient, service: str, spec: dict) -> docker.models.images.Image:
+    ref = spec.get("image")
+    if not ref:
+        raise MiddockError(f"service {service} has no image: name the image a build script makes")
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        raise MiddockError(f"service {service}: image {ref} does not exist; no build script built it") from None
 
 
 def write_config(config: dict, path: Path) -> None:

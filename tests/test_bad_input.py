@@ -146,7 +146,7 @@ def test_pushing_an_empty_tree(server, work, app):
     assert releases_of(server, app)[0]["result"] == "failed"
 
 
-def test_compose_image_that_no_script_built(server, work, app, live_app):
+def test_compose_image_that_no_script_built(server, work, app, live_app, docker_client):
     compose = work.path.joinpath("compose.yaml").read_text()
     work.write("compose.yaml", compose.replace("image: middock-test/busybox", "image: nobody-built-this:1"))
     work.commit("image missing")
@@ -155,6 +155,8 @@ def test_compose_image_that_no_script_built(server, work, app, live_app):
     assert len(errors) == 1, result.stderr
     assert "service worker: image nobody-built-this:1 does not exist; no build script built it" in errors[0]
     assert http_get(live_app) == "v1"
+    tags = [tag for image in docker_client.images.list() for tag in image.tags]
+    assert not [tag for tag in tags if tag.startswith(f"middock-release:{app}.r2.")]
 
 
 def test_read_only_state_folder(server, work, app, live_app):
