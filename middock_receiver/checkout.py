@@ -39,37 +39,51 @@ def checked_parts(path: bytes) -> list[str]:
     return [os.fsdecode(p) for p in parts]
 
 
-def parent_dir(root: Path, parts: list[str]) -> Path:
-    """Create (or verify) the real directories leading to an entry, never following symlinks."""
-    current = root
-    for part in parts[:-1]:
-        current = current / part
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            os.mkdir(current)
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise MiddockError(f"refusing to write below {current.relative_to(root)}: it is not a folder")
-    return current
+class TreeWriter:
+    """Writes tree entries below `root`, never through a symlink or a non-folder.
 
+    Folders it has created or checked are remembered: an entry never replaces a folder, so
+    they stay real folders while it writes (a whole tree is 20,000 entries, not 60,000 lstats).
+    """
 
-def write_entry(store: BaseObjectStore, root: Path, path: bytes, mode: int, sha: bytes) -> None:
-    if S_ISGITLINK(mode):
-        raise MiddockError(
-            f"submodule {path.decode(errors='replace')} is not supported: vendor it or fetch it in a build script"
-        )
-    parts = checked_parts(path)
-    target = parent_dir(root, parts) / parts[-1]
-    remove_entry(target)
-    data = store[sha].as_raw_string()
-    if stat.S_ISLNK(mode):
-        os.symlink(data, target)
-        return
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-    fd = os.open(target, flags, 0o755 if mode & 0o100 else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    def __init__(self, store: BaseObjectStore, root: Path) -> None:
+        self.store = store
+        self.root = root
+        self.folders: set[Path] = {root}
+
+    def parent_dir(self, parts: list[str]) -> Path:
+        """Create (or verify) the real folders leading to an entry."""
+        current = self.root
+        for part in parts[:-1]:
+            current = current / part
+            if current in self.folders:
+                continue
+            try:
+                st = os.lstat(current)
+            except FileNotFoundError:
+                os.mkdir(current)
+                st = None
+            if st is not None and not stat.S_ISDIR(st.st_mode):
+                raise MiddockError(f"refusing to write below {current.relative_to(self.root)}: it is not a folder")
+            self.folders.add(current)
+        return current
+
+    def write(self, path: bytes, mode: int, sha: bytes) -> None:
+        if S_ISGITLINK(mode):
+            raise MiddockError(
+                f"submodule {path.decode(errors='replace')} is not supported: vendor it or fetch it in a build script"
+            )
+        parts = checked_parts(path)
+        target = self.parent_dir(parts) / parts[-1]
+        remove_entry(target)
+        data = self.store[sha].as_raw_string()
+        if stat.S_ISLNK(mode):
+            os.symlink(data, target)
+            return
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        fd = os.open(target, flags, 0o755 if mode & 0o100 else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
 
 
 def remove_entry(target: Path) -> None:
@@ -100,9 +114,10 @@ def prune_empty_dirs(root: Path, folder: Path) -> None:
 def write_tree(store: BaseObjectStore, tree: bytes, dest: Path) -> int:
     """Write a whole tree into the empty folder `dest`; returns the number of files."""
     dest.mkdir(parents=True)
+    writer = TreeWriter(store, dest)
     count = 0
     for entry in iter_tree_contents(store, tree):
-        write_entry(store, dest, entry.path, entry.mode, entry.sha)
+        writer.write(entry.path, entry.mode, entry.sha)
         count += 1
     return count
 
@@ -114,8 +129,9 @@ def update_tree(store: BaseObjectStore, old_tree: bytes, new_tree: bytes, previo
     for change in changes:
         if change.type == CHANGE_DELETE:
             delete_entry(dest, change.old.path)
+    writer = TreeWriter(store, dest)
     for change in sorted((c for c in changes if c.type != CHANGE_DELETE), key=lambda c: c.new.path):
-        write_entry(store, dest, change.new.path, change.new.mode, change.new.sha)
+        writer.write(change.new.path, change.new.mode, change.new.sha)
     return len(changes)
 
 

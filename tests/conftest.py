@@ -6,6 +6,7 @@ everything an app started is destroyed afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -99,6 +100,10 @@ class Server:
             )
         return result
 
+    def releases(self, app: str) -> list[dict]:
+        """`releases APP --json`: the app's release records, oldest first."""
+        return json.loads(self.middock("releases", app, "--json").stdout)
+
     def create_app(self, prefix: str = "t", *options: str) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.middock("apps:create", name, *options)
@@ -146,6 +151,19 @@ class Workdir:
         self.git("add", "-A")
         self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.git("rev-parse", "HEAD").stdout.strip()
+
+    def start_push(self, *args: str) -> subprocess.Popen:
+        """`git push production …` running on its own, in its own process group (to kill it
+        like a vanished pusher); its output, stdout and stderr together, is `communicate()[0]`."""
+        return subprocess.Popen(
+            ["git", "push", "production", *(args or ("main",))],
+            cwd=self.path,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
     def push(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
         """`git push production …`; output in .stdout + .stderr as the pusher sees it."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
@@ -21,10 +20,6 @@ def live_app(server, work, app):
 
 def error_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if " !     " in line]
-
-
-def releases_of(server, app) -> list[dict]:
-    return json.loads(server.middock("releases", app, "--json").stdout)
 
 
 HOSTILE_BRANCHES = ["x;touch${IFS}pwned", "$(touch${IFS}pwned)", "`touch${IFS}pwned`|cat", "ünïcødé-→"]
@@ -143,7 +138,7 @@ def test_pushing_an_empty_tree(server, work, app):
     result = work.push()
     errors = error_lines(result.stderr)
     assert len(errors) == 1 and "no compose file" in errors[0], result.stderr
-    assert releases_of(server, app)[0]["result"] == "failed"
+    assert server.releases(app)[0]["result"] == "failed"
 
 
 def test_compose_image_that_no_script_built(server, work, app, live_app, docker_client):

@@ -38,10 +38,6 @@ def deploy_v1(work, port):
     assert http_get(port) == "v1"
 
 
-def releases_of(server, app):
-    return json.loads(server.middock("releases", app, "--json").stdout)
-
-
 def test_failing_build_script_keeps_the_running_release(server, work, app):
     port = free_port()
     deploy_v1(work, port)
@@ -55,7 +51,7 @@ def test_failing_build_script_keeps_the_running_release(server, work, app):
     assert "build script docker/build-web.sh failed with exit code 3" in result.stderr
     assert "release 1" in last and "still serving" in last, result.stderr
     assert http_get(port) == "v1"
-    history = releases_of(server, app)
+    history = server.releases(app)
     assert history[-1]["result"] == "failed" and history[-1]["live"] is False
     assert "exit code 3" in server.middock("logs", app, "2").stdout
 
@@ -79,7 +75,7 @@ def test_health_gate_failure_rolls_back_to_the_previous_release(server, work, ap
     assert "Rolling back to release 1" in result.stderr
     assert "rolled back to release 1" in result.stderr
     assert http_get(port) == "v1"
-    assert releases_of(server, app)[-1]["result"] == "failed"
+    assert server.releases(app)[-1]["result"] == "failed"
     status = json.loads(server.middock("status", app, "--json").stdout)
     assert status["live"]["number"] == 1
 
@@ -116,7 +112,7 @@ def test_rollback_brings_back_a_latest_only_image_without_building(server, work,
     assert "BUILD RAN" not in result.stdout
     assert "Rolling back to release 1:" in result.stdout and "is live" in result.stdout
     assert http_get(port) == "one"
-    history = releases_of(server, app)
+    history = server.releases(app)
     assert history[-1]["kind"] == "rollback to 1" and history[-1]["live"]
 
     server.middock("rollback", app, "2")
@@ -140,7 +136,7 @@ def test_other_branches_tags_and_deleting_the_branch_deploy_nothing(server, work
         assert result.returncode == 0
         assert "-----> Deploying" not in result.stderr
     assert http_get(port) == "v1"
-    assert len(releases_of(server, app)) == 1
+    assert len(server.releases(app)) == 1
 
 
 def failing_push(work, *edits) -> str:
@@ -200,7 +196,7 @@ def test_retention_keeps_five_good_releases_and_only_prunes_this_apps_images(ser
         work.push()
     assert http_get(port) == "v7"
 
-    history = releases_of(server, app)
+    history = server.releases(app)
     assert [r["pruned"] for r in history] == [True, True, False, False, False, False, False]
     for commit in commits[:2]:
         assert not docker_client.images.list(name=f"{app}-web:{commit[:12]}")

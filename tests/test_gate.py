@@ -39,10 +39,6 @@ def has_object(server, app: str, sha: str) -> bool:
     return subprocess.run(command, capture_output=True).returncode == 0
 
 
-def releases_of(server, app: str) -> list[dict]:
-    return json.loads(server.middock("releases", app, "--json").stdout)
-
-
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("remote:  !     ")]
 
@@ -61,19 +57,6 @@ def slow_build(marker) -> str:
     return BUILD_WEB.replace("set -e\n", f"set -e\ntouch {marker}\nsleep 2\n")
 
 
-def start_push(work) -> subprocess.Popen:
-    """`git push production main` in its own process group, running on its own."""
-    return subprocess.Popen(
-        ["git", "push", "production", "main"],
-        cwd=work.path,
-        env=work.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
 def wait_for(marker, push: subprocess.Popen) -> None:
     deadline = time.monotonic() + 120
     while not marker.exists():
@@ -87,7 +70,7 @@ def wait_until_idle(server, app: str) -> list[dict]:
     deadline = time.monotonic() + 300
     while True:
         row = next(r for r in json.loads(server.middock("apps", "--json").stdout) if r["app"] == app)
-        history = releases_of(server, app)
+        history = server.releases(app)
         if row["state"] != "deploying" and history and history[-1]["result"] != "deploying":
             return history
         assert time.monotonic() < deadline, "the deploy never finished"
@@ -142,7 +125,7 @@ def test_failed_build_or_health_gate_rejects_the_push_and_the_old_release_serves
     assert "rolled back to release 1" in error_lines(result)[-1], result.stderr
     assert head(server, gate_app) == good
     assert http_get(port) == "v1"
-    assert [(r["number"], r["result"], r["live"]) for r in releases_of(server, gate_app)] == [
+    assert [(r["number"], r["result"], r["live"]) for r in server.releases(gate_app)] == [
         (1, "succeeded", True),
         (2, "failed", False),
         (3, "failed", False),
@@ -171,7 +154,7 @@ def test_the_same_commit_pushed_again_after_a_config_fix_deploys(server, work, g
     assert "greeting: *****" in again.stderr and "s3cret-hello" not in again.stderr
     assert head(server, gate_app) == commit
     assert http_get(port) == "v1"
-    assert [(r["commit"], r["result"]) for r in releases_of(server, gate_app)] == [
+    assert [(r["commit"], r["result"]) for r in server.releases(gate_app)] == [
         (commit, "failed"),
         (commit, "succeeded"),
     ]
@@ -191,7 +174,7 @@ def test_other_branches_and_tags_are_accepted_without_a_deploy(server, work, gat
     assert "branch feature accepted, not deployed (only main deploys)" in branch.stderr
     assert "tag v9 accepted, not deployed" in tag.stderr
     assert head(server, gate_app, "feature") == commit
-    assert releases_of(server, gate_app) == []
+    assert server.releases(gate_app) == []
 
 
 def test_a_vanished_pusher_leaves_the_branch_on_the_live_commit(server, work, gate_app, tmp_path):
@@ -202,7 +185,7 @@ def test_a_vanished_pusher_leaves_the_branch_on_the_live_commit(server, work, ga
     work.write("docker/build-web.sh", slow_build(marker), executable=True)
     commit = work.commit("v2, slow to build")
 
-    push = start_push(work)
+    push = work.start_push()
     wait_for(marker, push)
     os.killpg(push.pid, signal.SIGKILL)
     push.communicate()
@@ -230,10 +213,10 @@ def test_a_push_queued_behind_one_that_moves_the_branch_is_rejected(server, work
     other.write("page.html", "other")
     other.commit("other change")
 
-    push = start_push(work)
+    push = work.start_push()
     wait_for(marker, push)
     queued = other.push()
-    _, first_output = push.communicate()
+    first_output = push.communicate()[0]
 
     assert push.returncode == 0 and "is live" in first_output, first_output
     assert queued.returncode != 0 and REJECTED in queued.stderr
@@ -251,7 +234,7 @@ def test_switching_modes_keeps_the_releases(server, work, app):
 
     server.middock("apps:set", app, "gate", "on")
     assert (hooks / "pre-receive").exists() and not (hooks / "post-receive").exists()
-    assert [(r["number"], r["live"]) for r in releases_of(server, app)] == [(1, True)]
+    assert [(r["number"], r["live"]) for r in server.releases(app)] == [(1, True)]
     work.write("docker/build-web.sh", "#!/bin/sh\nexit 3\n", executable=True)
     work.commit("broken build")
     assert REJECTED in work.push().stderr
@@ -263,7 +246,7 @@ def test_switching_modes_keeps_the_releases(server, work, app):
     assert "Mode:         post-receive" in server.middock("status", app).stdout
     server.middock("rollback", app, "1")
     assert http_get(port) == "v1"
-    assert [(r["number"], r["result"], r["live"]) for r in releases_of(server, app)] == [
+    assert [(r["number"], r["result"], r["live"]) for r in server.releases(app)] == [
         (1, "succeeded", False),
         (2, "failed", False),
         (3, "succeeded", False),

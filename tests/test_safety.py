@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -30,10 +29,6 @@ def wait_for(predicate, timeout: float = 60, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def releases_of(server, app) -> list[dict]:
-    return json.loads(server.middock("releases", app, "--json").stdout)
-
-
 def slow_app(work, tmp_path: Path, port: int, page: str) -> Path:
     markers = tmp_path / "markers"
     markers.mkdir(exist_ok=True)
@@ -43,24 +38,12 @@ def slow_app(work, tmp_path: Path, port: int, page: str) -> Path:
     return markers
 
 
-def start_push(work, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        ["git", "push", "production", *(args or ("main",))],
-        cwd=work.path,
-        env=work.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
 def test_waiting_pushes_coalesce_to_the_newest(server, work, app, tmp_path):
     port = free_port()
     markers = slow_app(work, tmp_path, port, "v1")
     work.env["BUILD_SLEEP"] = "4"
     first_commit = work.commit("v1")
-    first = start_push(work)
+    first = work.start_push()
     wait_for(lambda: list(markers.glob("build-*")), what="the first build")
 
     waiting = []
@@ -68,7 +51,7 @@ def test_waiting_pushes_coalesce_to_the_newest(server, work, app, tmp_path):
     for n in (2, 3, 4):
         work.write("page.html", f"v{n}")
         commits.append(work.commit(f"v{n}"))
-        waiting.append(start_push(work, "--force", "main"))
+        waiting.append(work.start_push("--force", "main"))
         # each push moves the branch, then waits behind the first deploy
         time.sleep(0.8)
     outputs = [p.communicate(timeout=120)[0] for p in [first, *waiting]]
@@ -83,20 +66,20 @@ def test_waiting_pushes_coalesce_to_the_newest(server, work, app, tmp_path):
     built = sorted(p.name for p in markers.glob("build-*"))
     assert built == sorted([f"build-{first_commit[:12]}", f"build-{commits[-1][:12]}"])
     assert http_get(port) == "v4"
-    assert [r["commit"] for r in releases_of(server, app)] == [first_commit, commits[-1]]
+    assert [r["commit"] for r in server.releases(app)] == [first_commit, commits[-1]]
 
 
 def test_vanished_pusher_does_not_stop_the_deploy(server, work, app, tmp_path):
     port = free_port()
     markers = slow_app(work, tmp_path, port, "v1")
     work.commit("v1")
-    push = start_push(work)
+    push = work.start_push()
     wait_for(lambda: list(markers.glob("build-*")), what="the build to start")
     os.killpg(push.pid, signal.SIGKILL)
     push.wait()
 
     release = wait_for(
-        lambda: [r for r in releases_of(server, app) if r["result"] != "deploying"], what="the deploy to end"
+        lambda: [r for r in server.releases(app) if r["result"] != "deploying"], what="the deploy to end"
     )[0]
     assert release["result"] == "succeeded" and release["live"]
     assert http_get(port) == "v1"
@@ -109,7 +92,7 @@ def kill_worker_when(server, app, marker: str) -> None:
     """SIGKILL the deploy process of the newest release once its log shows `marker`."""
 
     def deploying():
-        history = releases_of(server, app)
+        history = server.releases(app)
         if history and history[-1]["result"] == "deploying":
             log = server.home / ".middock" / app / "releases" / str(history[-1]["number"]) / "log"
             if log.exists() and marker in log.read_text():
@@ -121,7 +104,7 @@ def kill_worker_when(server, app, marker: str) -> None:
 
 
 def history_stage(server, app) -> str:
-    return releases_of(server, app)[-1]["stage"]
+    return server.releases(app)[-1]["stage"]
 
 
 def with_web_settings(compose: str, settings: str) -> str:
@@ -162,7 +145,7 @@ def test_a_killed_deploy_is_settled_at_each_stage(server, work, app, tmp_path):
         prepare()
         work.write("page.html", f"killed at {stage}")
         work.commit(f"to be killed at {stage}")
-        push = start_push(work)
+        push = work.start_push()
         kill_worker_when(server, app, marker)
         output = push.communicate(timeout=60)[0]
         assert "the deploy process ended unexpectedly" in output, output
@@ -172,7 +155,7 @@ def test_a_killed_deploy_is_settled_at_each_stage(server, work, app, tmp_path):
         if history_stage(server, app) in ("up", "health"):
             assert "restored release 1" in shown.stderr, shown.stderr
         status = json.loads(shown.stdout)
-        history = releases_of(server, app)
+        history = server.releases(app)
         recorded[stage] = history[-1]["stage"]
         assert history[-1]["result"] == "interrupted", stage
         assert status["live"]["number"] == 1 and status["state"] == "live", stage
@@ -201,7 +184,7 @@ def test_docker_daemon_down_changes_nothing(server, work, app):
     errors = [line for line in result.stderr.splitlines() if " !     " in line]
     assert len(errors) == 1 and "the Docker daemon is not reachable" in errors[0], result.stderr
     assert http_get(port) == "v1"
-    assert len(releases_of(server, app)) == 1
+    assert len(server.releases(app)) == 1
 
 
 def test_lock_holds_deploys_with_its_reason(server, work, app):
@@ -211,7 +194,7 @@ def test_lock_holds_deploys_with_its_reason(server, work, app):
     server.middock("lock", app, "database", "migration", "until", "5pm")
     held = work.push()
     assert "deploys of" in held.stderr and "(database migration until 5pm)" in held.stderr
-    assert releases_of(server, app) == []
+    assert server.releases(app) == []
     assert json.loads(server.middock("apps", "--json").stdout)[0]["state"] == "locked"
     denied = server.middock("deploy", app, check=False)
     assert denied.returncode != 0 and "locked" in denied.stderr
