@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 from conftest import BUILD_WEB, Workdir, free_port, http_get, write_busybox_app
 
@@ -216,3 +217,21 @@ def test_clone_checks_out_the_deploy_branch(server, work, app, tmp_path):
     clone = tmp_path / "clone"
     work.git("clone", "-q", str(server.repo_path(app)), str(clone))
     assert (clone / "compose.yaml").exists()
+
+
+def test_a_push_from_a_minimal_environment_and_another_folder_deploys(server, work, app, tmp_path):
+    port = free_port()
+    write_busybox_app(work, port, "minimal")
+    work.commit("minimal env")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        ["/usr/bin/git", "-C", str(work.path), "push", "production", "main"],
+        cwd=elsewhere,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "is live" in result.stderr, result.stderr
+    assert http_get(port) == "minimal"
