@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import docker
@@ -142,6 +142,7 @@ class Deploy:
         self.program = compose.compose_program()
         self.previous = releases.live(app)
         self.release: Release | None = None
+        self.restored: str | None = None  # what a failed health gate brought back
 
     @property
     def folder(self) -> Path:
@@ -172,7 +173,7 @@ class Deploy:
             self.fail(str(error))
             return False
         except OSError as error:
-            self.fail(f"{os_error_line(error)}")
+            self.fail(os_error_line(error))
             return False
         self.succeed()
         return True
@@ -252,13 +253,14 @@ class Deploy:
             raise MiddockError(f"release {number} cannot be rolled back to (only kept, successful releases can)")
         self.out.step(f"Restoring release {number} (no build)")
         subprocess.run(["cp", "-al", "--", str(old_folder / "checkout"), str(self.checkout_dir)], check=True)
+        variables = {}
         if (old_folder / "env").exists():
-            shutil.copy2(old_folder / "env", self.folder / "env")
+            variables = config.parse((old_folder / "env").read_text(), "env")
+            write_env_file(self.folder / "env", config.render(variables))
         resolved = repath(
             json.loads((old_folder / "compose.json").read_text()), str(old_folder / "checkout"), str(self.checkout_dir)
         )
         assert self.release is not None
-        variables = config.parse(old_folder.joinpath("env").read_text(), "env") if (old_folder / "env").exists() else {}
         target = Target(self.app.name, self.release.number, self.request.commit, self.request.ref)
         self.env = deploy_env(target, {}, variables, os.environ)
         self.release.built = {}
@@ -296,7 +298,7 @@ class Deploy:
             for problem in problems:
                 self.out.detail(problem)
             self.restore_previous()
-            raise MiddockError(f"health check failed: {problems[0]}; {self.restored}")
+            raise MiddockError(f"health check failed: {problems[0]}")
         for service in services:
             self.out.detail(f"{service}: ok")
 
@@ -317,12 +319,12 @@ class Deploy:
         if self.release is None:
             self.out.error(message)
             return
+        message = f"{message}; {self.restored or describe(self.previous)}"
         try:
             releases.finish(self.app, self.release, releases.FAILED, message)
         except OSError:
             pass  # the record keeps saying "deploying"; the next deploy marks it interrupted
-        tail = "" if "serving" in message or "nothing is running" in message else f"; {describe(self.previous)}"
-        self.out.error(f"Deploy failed: {message}{tail}")
+        self.out.error(f"Deploy failed: {message}")
 
     def succeed(self) -> None:
         assert self.release is not None
@@ -339,22 +341,31 @@ class Deploy:
         """Keep the last `keep` good releases rollback-able; remove older ones and their images."""
         assert self.release is not None
         kept, dropped = releases.retained(self.app, int(self.settings["keep"]), self.release.number)
-        kept_refs = {(ref, id_) for r in kept for ref, id_ in r.built.items()}
+        still_used = {(ref, id_) for r in kept for ref, id_ in r.built.items()}
         for old in dropped:
-            for service in old.images:
-                self.remove_image(release_tag(self.app.name, old.number, service))
-            for ref, id_ in old.built.items():
-                if (ref, id_) not in kept_refs and image_ids(self.client, [ref]).get(ref) == id_:
-                    self.remove_image(ref)
+            remove_images(self.client, self.app, old, still_used)
             releases.prune_files(self.app, old)
         if dropped:
             self.out.detail(
                 f"pruned release{'s' if len(dropped) > 1 else ''} {', '.join(str(r.number) for r in dropped)}"
             )
 
-    def remove_image(self, ref: str) -> None:
+
+def remove_images(
+    client: docker.DockerClient, app: App, release: Release, still_used: AbstractSet[tuple[str, str]] = frozenset()
+) -> None:
+    """Untag a release's images: its release tags, and the refs its build scripts made that
+    still name what they built and no kept release uses. Docker deletes an image with its
+    last tag, so images of other apps, or not built by this app, are never touched."""
+    refs = [release_tag(app.name, release.number, service) for service in release.images]
+    refs += [
+        ref
+        for ref, id_ in release.built.items()
+        if (ref, id_) not in still_used and image_ids(client, [ref]).get(ref) == id_
+    ]
+    for ref in refs:
         try:
-            self.client.images.remove(ref)
+            client.images.remove(ref)
         except docker.errors.APIError:
             pass  # still used by a container, or already gone: nothing of ours to force
 
@@ -371,10 +382,4 @@ def destroy_stack(app: App) -> None:
     for network in client.networks.list(filters={"label": f"{health.PROJECT_LABEL}={app.name}"}):
         network.remove()
     for release in releases.history(app):
-        refs = [release_tag(app.name, release.number, service) for service in release.images]
-        refs += [ref for ref, id_ in release.built.items() if image_ids(client, [ref]).get(ref) == id_]
-        for ref in refs:
-            try:
-                client.images.remove(ref)
-            except docker.errors.APIError:
-                pass
+        remove_images(client, app, release)
