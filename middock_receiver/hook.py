@@ -28,7 +28,7 @@ def deploy_push(app: App, update: RefUpdate, gated: bool) -> int:
         gate.hold_push(app, request, update.old)
     try:
         return submit(app, request)
-    except MiddockError:
+    except (MiddockError, OSError):
         gate.discard(app, request)
         raise
 

@@ -14,6 +14,11 @@ MASK = "*****"
 MIN_MASKED_LENGTH = 4
 
 
+def open_appending(path: Path) -> BinaryIO:
+    """Unbuffered, so a follower or a crash sees every line as soon as it is written."""
+    return open(path, "ab", buffering=0)
+
+
 class Output:
     def __init__(self, *sinks: BinaryIO) -> None:
         self.files: list[BinaryIO] = list(sinks)
@@ -21,7 +26,7 @@ class Output:
 
     @classmethod
     def to_file(cls, path: Path) -> Output:
-        return cls(open(path, "ab", buffering=0))
+        return cls(open_appending(path))
 
     def mask(self, values: list[str]) -> None:
         """Hide these values (and each of their lines) from everything written from now on."""
@@ -32,7 +37,7 @@ class Output:
         self.secrets.sort(key=len, reverse=True)
 
     def add_file(self, path: Path) -> None:
-        self.files.append(open(path, "ab", buffering=0))
+        self.files.append(open_appending(path))
 
     def write(self, text: str) -> None:
         for secret in self.secrets:
