@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import Server, Workdir, ensure_busybox_image, free_port, http_get, write_busybox_app  # noqa: E402
 
-from middock_receiver.checkout import checkout  # noqa: E402
+from middock_receiver.pipeline.checkout import checkout  # noqa: E402
 
 REPO_FILES = 20_000
 REPO_FOLDERS = 250

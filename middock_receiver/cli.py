@@ -12,15 +12,16 @@ from dataclasses import asdict
 from dulwich.objectspec import parse_commit
 from dulwich.repo import Repo
 
-from . import account, apps, config, keys, lock, releases, ssh
-from .apps import App
-from .compose import compose_program
-from .deploy import recover
 from .errors import MiddockError, os_error_line
 from .follow import submit
 from .hook import pusher
-from .lock import DeployLock, Request
 from .output import Output
+from .pipeline.deploy import recover
+from .runtime.compose import compose_program
+from .server import account, keys, ssh
+from .state import apps, config, lock, releases
+from .state.apps import App
+from .state.lock import DeployLock, Request
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -102,7 +103,7 @@ def cmd_apps_create(args: argparse.Namespace) -> int:
 
 @command("apps:destroy")
 def cmd_apps_destroy(args: argparse.Namespace) -> int:
-    from .deploy import destroy_stack
+    from .pipeline.deploy import destroy_stack
 
     app = App.named(args.app).require()
     if not args.force:
@@ -205,7 +206,7 @@ def cmd_releases(args: argparse.Namespace) -> int:
 
 @command("status")
 def cmd_status(args: argparse.Namespace) -> int:
-    from .deploy import service_status
+    from .pipeline.deploy import service_status
 
     app = settled(App.named(args.app).require())
     live = releases.live(app)

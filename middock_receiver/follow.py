@@ -14,8 +14,8 @@ import sys
 import time
 from typing import BinaryIO
 
-from .apps import App
-from .lock import Request, check_not_held, enqueue, request_path
+from .state.apps import App
+from .state.lock import Request, check_not_held, enqueue, request_path
 
 FOLLOW_INTERVAL = 0.05
 ERROR_PREFIX = b" !     "

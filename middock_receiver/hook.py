@@ -7,13 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-from . import gate
-from .apps import App, read_settings
 from .errors import MiddockError, os_error_line
 from .follow import submit
-from .lock import Request
 from .output import Output
-from .refs import RefUpdate, parse_updates, verdict
+from .pipeline import gate
+from .pipeline.refs import RefUpdate, parse_updates, verdict
+from .state.apps import App, read_settings
+from .state.lock import Request
 
 
 def pusher() -> str:

@@ -12,11 +12,13 @@ import json
 import os
 from pathlib import Path
 
-from . import compose, process, releases
-from .apps import App
-from .deploy import release_stack
+from . import process
 from .errors import MiddockError
-from .plan import without_git
+from .pipeline.deploy import release_stack
+from .runtime import compose
+from .runtime.plan import without_git
+from .state import releases
+from .state.apps import App
 
 
 def run(app: App, service: str, command: list[str]) -> int:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sys
 
-from . import config, gate
-from .apps import App, middock_home
-from .deploy import Deploy
 from .errors import MiddockError, os_error_line
-from .lock import (
+from .output import Output
+from .pipeline import gate
+from .pipeline.deploy import Deploy
+from .state import config
+from .state.apps import App, middock_home
+from .state.lock import (
     DeployLock,
     Request,
     check_not_held,
@@ -22,8 +24,7 @@ from .lock import (
     newer_request,
     request_path,
 )
-from .output import Output
-from .releases import Release
+from .state.releases import Release
 
 
 def work(app: App, request: Request, out: Output) -> int:

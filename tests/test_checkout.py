@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
-from middock_receiver.checkout import checkout
 from middock_receiver.errors import MiddockError
+from middock_receiver.pipeline.checkout import checkout
 
 
 def git(path: Path, *args: str) -> str:

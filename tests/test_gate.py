@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import BUILD_WEB, Workdir, free_port, http_get, write_busybox_app
 
-from middock_receiver.gate import link_objects, process_identity
+from middock_receiver.pipeline.gate import link_objects, process_identity
 
 REJECTED = "! [remote rejected] main -> main (pre-receive hook declined)"
 

@@ -28,8 +28,8 @@ from ssh_server import (
     world_readable_dir,
 )
 
-from middock_receiver import keys, ssh
 from middock_receiver.errors import MiddockError
+from middock_receiver.server import keys, ssh
 
 EXAMPLE = ROOT / "examples" / "hello"
 COMMANDS = {"apps", "apps:create", "status", "keys:add", "keys:list", "ssh-serve", "refresh"}

@@ -17,10 +17,12 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from . import build, config, process
-from .errors import MiddockError
-from .output import Output
-from .plan import ComposeStack
+from .. import process
+from ..errors import MiddockError
+from ..output import Output
+from ..runtime.plan import ComposeStack
+from ..state import config
+from . import build
 
 DEFAULT_RELEASE_TIMEOUT = 30 * 60
 

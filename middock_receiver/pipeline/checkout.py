@@ -20,7 +20,7 @@ from dulwich.diff_tree import CHANGE_DELETE, tree_changes
 from dulwich.object_store import BaseObjectStore, iter_tree_contents
 from dulwich.objects import S_ISGITLINK
 
-from .errors import MiddockError
+from ..errors import MiddockError
 
 
 def commit_tree(store: BaseObjectStore, commit: str) -> bytes:

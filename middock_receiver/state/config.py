@@ -13,8 +13,8 @@ from pathlib import Path
 
 from dotenv.parser import parse_stream
 
+from ..errors import MiddockError
 from .apps import App, write_atomic
-from .errors import MiddockError
 
 KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
-from .errors import MiddockError
+from ..errors import MiddockError
 
 APP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
 DEFAULT_SETTINGS = {"branch": "main", "gate": "off", "keep": 5}
@@ -153,7 +153,7 @@ def point_head(app: App, branch: str) -> None:
 
 def hook_source(name: str) -> Path:
     """The hook file shipped in `hooks/`: the source tree's, else the installed copy."""
-    for folder in (Path(__file__).resolve().parent.parent / "hooks", Path(sys.prefix) / "share" / "middock" / "hooks"):
+    for folder in (Path(__file__).resolve().parents[2] / "hooks", Path(sys.prefix) / "share" / "middock" / "hooks"):
         if (folder / name).is_file():
             return folder / name
     raise MiddockError(f"middock's {name} hook file is missing from this installation")

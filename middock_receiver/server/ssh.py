@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
-from .apps import APP_NAME, App, middock_home
-from .errors import MiddockError
+from ..errors import MiddockError
+from ..state.apps import APP_NAME, App, middock_home
 
 GIT_PROGRAMS = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
 LOCAL_ONLY = frozenset({"keys:add", "keys:list", "keys:remove", "refresh", "ssh-serve"})

@@ -22,10 +22,10 @@ from pathlib import Path
 from dulwich.object_store import DiskObjectStore
 from dulwich.repo import Repo
 
-from .apps import App
-from .errors import MiddockError
-from .lock import Request, request_path
-from .output import Output
+from ..errors import MiddockError
+from ..output import Output
+from ..state.apps import App
+from ..state.lock import Request, request_path
 from .refs import ZERO
 
 SETTLE_POLL = 0.1

@@ -12,9 +12,9 @@ import docker
 import docker.errors
 import docker.models.images
 
-from . import process
-from .errors import MiddockError
-from .output import Output
+from .. import process
+from ..errors import MiddockError
+from ..output import Output
 from .plan import ComposeStack, release_tag
 
 

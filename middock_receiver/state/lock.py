@@ -17,8 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import MiddockError
 from .apps import App, write_atomic
-from .errors import MiddockError
 
 
 @dataclass

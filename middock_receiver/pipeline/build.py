@@ -6,9 +6,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import process
-from .errors import MiddockError
-from .output import Output
+from .. import process
+from ..errors import MiddockError
+from ..output import Output
 
 DEFAULT_BUILD_TIMEOUT = 30 * 60
 

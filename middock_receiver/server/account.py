@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import apps, keys
-from .errors import MiddockError
+from ..errors import MiddockError
+from ..state import apps
+from . import keys
 
 DEFAULT_USER = "deploy"
 

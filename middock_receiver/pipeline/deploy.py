@@ -19,14 +19,16 @@ import docker
 import docker.errors
 from dulwich.repo import Repo
 
-from . import build, compose, config, gate, health, release_phase, releases
-from .apps import App, read_settings
+from ..errors import MiddockError, os_error_line
+from ..output import Output
+from ..runtime import compose
+from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env, release_tag, without_git
+from ..state import config, releases
+from ..state.apps import App, read_settings
+from ..state.lock import Request
+from ..state.releases import Release
+from . import build, gate, health, release_phase
 from .checkout import checkout
-from .errors import MiddockError, os_error_line
-from .lock import Request
-from .output import Output
-from .plan import ComposeStack, Target, build_scripts, compose_files, deploy_env, release_tag, without_git
-from .releases import Release
 
 
 def docker_client() -> docker.DockerClient:

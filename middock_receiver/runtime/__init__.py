@@ -1,0 +1,1 @@
+"""Where a release's containers run: the plan (argument lists, plain data) and Compose."""
