@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import process
 from .errors import MiddockError
-from .pipeline.deploy import release_stack
+from .pipeline.stacks import release_stack
 from .runtime import compose
 from .runtime.plan import without_git
 from .state import releases
@@ -25,7 +25,7 @@ def run(app: App, service: str, command: list[str]) -> int:
     live = releases.live(app)
     if live is None:
         raise MiddockError(f"{app.name} has no live release to run a command in; deploy it first")
-    stack = release_stack(app, compose.compose_program(), live.number)
+    stack = release_stack(app, compose.compose_program(), live)
     pinned = Path(stack.files[0])
     if not pinned.exists():
         raise MiddockError(f"the live release {live.number} of {app.name} has no pinned compose file; deploy again")

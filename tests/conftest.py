@@ -113,7 +113,21 @@ class Server:
     def repo_path(self, app: str) -> Path:
         return self.home / f"{app}.git"
 
+    def start_edge(self, *settings: str) -> tuple[int, int]:
+        """Start this home's edge on free ports (and `settings`); returns (http, https) ports."""
+        ports = free_port(), free_port()
+        self.middock("edge:set", f"http-port={ports[0]}", f"https-port={ports[1]}", *settings)
+        self.middock("edge:start")
+        self.edge_started = True
+        return ports
+
+    def app_port(self, app: str) -> int:
+        """The app's own port on the edge."""
+        return json.loads((self.home / ".middock" / app / "settings.json").read_text())["port"]
+
     def cleanup(self) -> None:
+        if getattr(self, "edge_started", False):
+            self.middock("edge:stop", check=False)
         for app in self.apps:
             if (self.repo_path(app)).exists():
                 self.middock("apps:destroy", app, "--force", check=False)
@@ -201,6 +215,49 @@ def write_busybox_app(work: Workdir, port: int, page: str = "v1") -> None:
     work.write("docker/build-web.sh", BUILD_WEB, executable=True)
     work.write("compose.yaml", COMPOSE.format(port=port))
     work.write("page.html", page)
+
+
+WEB_APP_BUILD = """#!/bin/sh
+set -e
+ctx=$(mktemp -d)
+cp -r www "$ctx/www"
+cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+FROM middock-test/busybox
+COPY www /www
+CMD ["sh", "-c", "echo \\"$VERSION\\" > /www/index.html && exec httpd -f -p 8080 -h /www"]
+DOCKERFILE
+docker build -q -t "$MIDDOCK_APP-web:$IMAGE_TAG" "$ctx"
+rm -rf "$ctx"
+"""
+
+SLOW_CGI = """#!/bin/sh
+sleep 3
+printf 'Content-Type: text/plain\\r\\n\\r\\nslow %s\\n' "$(cat /www/index.html)"
+"""
+
+WEB_APP_COMPOSE = """services:
+  web:
+    image: ${MIDDOCK_APP}-web:${IMAGE_TAG}
+    environment:
+      VERSION: ${VERSION:-unset}
+    ports: ["8080:8080"]
+    init: true
+    stop_grace_period: 1s
+  worker:
+    image: middock-test/busybox
+    command: ["sleep", "1000000"]
+    init: true
+    stop_grace_period: 1s
+"""
+
+
+def write_web_app(work: Workdir, version: str = "v1", compose: str = WEB_APP_COMPOSE, settings: str = "") -> None:
+    """The tests' app behind the edge: `web` answers its VERSION on / and, after 3 seconds,
+    on /cgi-bin/slow (the requests in flight at a switch); `worker` sleeps."""
+    work.write("docker/build-web.sh", WEB_APP_BUILD, executable=True)
+    work.write("www/cgi-bin/slow", SLOW_CGI, executable=True)
+    work.write("compose.yaml", compose)
+    work.write("middock.env", f"MIDDOCK_WEB=web:8080\nVERSION={version}\n{settings}")
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""A deploy, stage by stage: checkout, build, compose up, health gate, record, prune.
+"""A deploy, stage by stage: checkout, build, release command, start and gate, record, prune.
 
-Called with the app's deploy lock held. Every failure leaves the previous release serving:
-a failure before `compose up` has touched nothing running, and a failed health gate brings
-the previous release back (or stops the stack on a first deploy).
+Called with the app's deploy lock held. A release starts beside the live one behind the edge
+(switch.py) when the app names its web service, else it replaces the stack in place. Every
+failure leaves the previous release serving: a failure before anything starts has touched
+nothing running, a failed gate behind the edge removes only the new containers, and a failed
+gate in place brings the previous release back (or stops the stack on a first deploy).
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ import docker
 import docker.errors
 from dulwich.repo import Repo
 
+from ..edge import routes
+from ..edge.control import Edge
 from ..errors import MiddockError, os_error_line
 from ..output import Output
-from ..runtime import compose
+from ..runtime import compose, side_by_side
 from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env, release_tag, without_git
+from ..runtime.side_by_side import Web
 from ..state import config, releases
 from ..state.apps import App, read_settings
 from ..state.lock import Request
 from ..state.releases import Release
-from . import build, gate, health, release_phase
+from . import build, gate, health, release_phase, stacks, switch
 from .checkout import checkout
 
 
@@ -55,15 +60,6 @@ def commit_details(repo: Repo, commit: str) -> tuple[str, str]:
         raise MiddockError(f"commit {commit} is not in the repository") from None
     subject = obj.message.decode("utf-8", errors="replace").strip().splitlines()
     return (subject[0] if subject else ""), obj.author.decode("utf-8", errors="replace")
-
-
-def service_names(resolved: dict) -> list[str]:
-    """The services that must be running: all but those scaled to zero."""
-    return [
-        name
-        for name, spec in resolved["services"].items()
-        if (spec.get("deploy") or {}).get("replicas", 1) != 0 and spec.get("scale", 1) != 0
-    ]
 
 
 def image_ids(client: docker.DockerClient, refs: list[str]) -> dict[str, str]:
@@ -95,41 +91,52 @@ def repath(value: object, old: str, new: str) -> object:
     return value
 
 
-def release_stack(app: App, program: tuple[str, ...], number: int) -> ComposeStack:
-    """A release's pinned stack: its resolved compose.json, its checkout as project directory."""
-    folder = releases.folder(app, number)
-    return ComposeStack(program, app.name, (str(folder / "compose.json"),), folder / "checkout")
-
-
-STAGES_TOUCHING_THE_STACK = ("up", "health")
+STAGES_TOUCHING_THE_STACK = ("release", "up", "health", "switch", "drain")
 
 
 def recover(app: App, program: tuple[str, ...], out: Output) -> None:
     """Settle what a crashed deploy left (call holding the deploy lock): its release is recorded
-    as interrupted and, if it had started replacing the stack, the live release is brought back,
-    so what runs is what `status` calls live."""
+    as interrupted and, if it had started changing what runs, exactly the live release is made to
+    run again, so what runs is what `status` calls live."""
+    touched = False
     for release in releases.mark_interrupted(app):
         out.step(f"Release {release.number} was interrupted during {release.stage or 'its start'}")
         if release.stage == "release" and release_phase.remove_container(docker_client(), app.name, release.number):
             out.detail("stopped its release command, which was still running")
-        if release.stage not in STAGES_TOUCHING_THE_STACK:
-            continue
-        live = releases.live(app)
-        stack = release_stack(app, program, live.number if live else release.number)
-        env = without_git(os.environ)
-        if live is None:
-            compose.run(stack.down(), env, stack.directory, out, "stopping the interrupted stack")
-            out.detail("stopped its stack; no release is live")
-            continue
+        touched = touched or release.stage in STAGES_TOUCHING_THE_STACK
+    if touched:
+        restore_live(app, program, out)
+
+
+def restore_live(app: App, program: tuple[str, ...], out: Output) -> None:
+    """Remove every project of the app but the live release's, bring that one up, and point the
+    edge at it."""
+    client = docker_client()
+    live = releases.live(app)
+    keep = stacks.project(app, live) if live else None
+    for name in sorted(stacks.app_projects(client, app) - {keep}):
+        stacks.remove_project(client, name)
+        out.detail(f"removed the containers of {name}")
+    if live is None:
+        if routes.load(app).serving:
+            Edge(app.home).switch(app, None)
+        out.detail("no release is live")
+        return
+    stack = stacks.release_stack(app, program, live)
+    env = without_git(os.environ)
+    if live.slot:  # behind the edge: its web containers may be serving, never recreate them
+        compose.run(stack.up(), env, stack.directory, out, "restoring the live release")
+        if routes.load(app).serving != live.slot:
+            Edge(app.home).switch(app, live.slot)
+    else:
         try:
             # recreate: the killed deploy may have left a container half-stopped by the daemon
             compose.run(stack.up(recreate=True), env, stack.directory, out, "restoring the live release")
         except MiddockError:
             out.detail("removing the stack's containers and starting the live release afresh")
-            for container in health.project_containers(docker_client(), app.name):
-                container.remove(force=True)
+            stacks.remove_project(client, stack.project)
             compose.run(stack.up(), env, stack.directory, out, "restoring the live release")
-        out.detail(f"restored release {live.number}")
+    out.detail(f"restored release {live.number}")
 
 
 class Deploy:
@@ -145,6 +152,7 @@ class Deploy:
         self.previous = releases.live(app)
         self.release: Release | None = None
         self.restored: str | None = None  # what a failed health gate brought back
+        self.web: Web | None = None  # the web service behind the edge (MIDDOCK_WEB), else in place
 
     @property
     def folder(self) -> Path:
@@ -164,7 +172,7 @@ class Deploy:
             on_started(self.release)
             if self.request.rollback_to is None:
                 self.prepare_from_repo()
-                stack = self.stack(self.release.number)
+                stack = stacks.release_stack(self.app, self.program, self.release)
                 self.enter("release")
                 release_phase.run_release_command(stack, self.resolved["services"], self.env, self.out, self.client)
             else:
@@ -234,6 +242,7 @@ class Deploy:
         write_env_file((self.checkout_dir / files[0]).parent / ".env", config.render(variables, config.quote_compose))
         stack = ComposeStack(self.program, self.app.name, tuple(files), self.checkout_dir)
         resolved = compose.resolve(stack, env)
+        self.choose_runtime(resolved)
         refs = sorted({spec["image"] for spec in resolved["services"].values() if spec.get("image")})
         before = image_ids(self.client, refs)
 
@@ -264,15 +273,27 @@ class Deploy:
         )
         assert self.release is not None
         target = Target(self.app.name, self.release.number, self.request.commit, self.request.ref)
-        self.env = deploy_env(target, {}, variables, os.environ)
+        self.env = deploy_env(target, config.repo_defaults(self.checkout_dir), variables, os.environ)
+        self.choose_runtime(resolved)
         self.release.built = {}
         self.pin(resolved)
+
+    def choose_runtime(self, resolved: dict) -> None:
+        """Behind the edge (MIDDOCK_WEB) or in place; refuse, before anything starts, a stack
+        that cannot run beside its predecessor, or a deploy the edge is not there to serve."""
+        self.web = side_by_side.web_target(self.env)
+        if self.web:
+            side_by_side.check(resolved, self.web, side_by_side.stop_first(self.env))
+            side_by_side.health_path(self.env)
+            Edge(self.app.home).require_running()
 
     def pin(self, resolved: dict) -> None:
         assert self.release is not None
         self.resolved = resolved
         self.release.images = compose.pin_images(self.client, resolved, self.app.name, self.release.number)
-        compose.write_config(resolved, self.folder / "compose.json")
+        compose.write_config(resolved, self.folder / stacks.PINNED)
+        if self.web:
+            switch.prepare(self.app, self.release, self.previous, resolved, self.web, self.env)
         releases.save(self.app, self.release)
 
     def enter(self, stage: str) -> None:
@@ -281,20 +302,37 @@ class Deploy:
         self.release.stage = stage
         releases.save(self.app, self.release)
 
-    def stack(self, release_number: int) -> ComposeStack:
-        return release_stack(self.app, self.program, release_number)
+    def stack(self, release: Release) -> ComposeStack:
+        return stacks.release_stack(self.app, self.program, release)
 
     def switch(self) -> None:
-        """Replace the running stack with the new release and gate it on health."""
+        """Make the new release the one that serves, and gate it on health."""
+        assert self.release is not None
+        if self.web:
+            beside = switch.Beside(
+                self.app, self.release, self.previous, self.env, self.resolved, self.web, self.out, self.client,
+                self.program, self.enter,
+            )  # fmt: skip
+            beside.run()
+        else:
+            self.replace_in_place()
+
+    def replace_in_place(self) -> None:
+        """`docker compose up` over the running stack, then the health gate; on failure, the
+        previous release is brought back."""
         assert self.release is not None
         self.enter("up")
         self.out.step("Starting the stack: docker compose up")
-        stack = self.stack(self.release.number)
-        compose.run(stack.up(), self.env, stack.directory, self.out, "docker compose up")
+        stack = self.stack(self.release)
+        try:
+            compose.run(stack.up(), self.env, stack.directory, self.out, "docker compose up")
+        except MiddockError:
+            self.restore_previous()
+            raise
         timeout = build.seconds(self.env, "MIDDOCK_HEALTH_TIMEOUT", health.DEFAULT_HEALTH_TIMEOUT)
         self.enter("health")
         self.out.step(f"Waiting for the services to be healthy (up to {timeout:g}s)")
-        services = service_names(self.resolved)
+        services = health.running_services(self.resolved)
         problems = health.wait_healthy(self.client, self.app.name, services, timeout, self.out.detail)
         if problems:
             for problem in problems:
@@ -303,17 +341,30 @@ class Deploy:
             raise MiddockError(f"health check failed: {problems[0]}")
         for service in services:
             self.out.detail(f"{service}: ok")
+        if self.previous and self.previous.slot:
+            self.leave_edge(self.previous)
+
+    def leave_edge(self, previous: Release) -> None:
+        """The app ran behind the edge and now runs in place: retire that release and its routes."""
+        self.out.step(f"Stopping release {previous.number}, which ran behind the edge")
+        old = self.stack(previous)
+        try:
+            compose.run(old.down(), self.env, old.directory, self.out, "docker compose down")
+        except MiddockError:
+            stacks.remove_project(self.client, old.project)
+        Edge(self.app.home).forget(self.app)
 
     def restore_previous(self) -> None:
-        """Bring back the previous release after a failed health gate (or stop a first deploy)."""
-        if self.previous is None:
-            self.out.step("Stopping the failed stack (there is no previous release)")
-            stack = self.stack(self.release.number)  # type: ignore[union-attr]
-            compose.run(stack.down(), self.env, stack.directory, self.out, "docker compose down")
-            self.restored = "stopped the new stack; nothing is running"
+        """Bring back the previous release after a failed start or health gate (or stop a first deploy)."""
+        assert self.release is not None
+        new = self.stack(self.release)
+        if self.previous is None or self.previous.slot:
+            self.out.step("Stopping the failed stack")
+            compose.run(new.down(), self.env, new.directory, self.out, "docker compose down")
+            self.restored = describe(self.previous) if self.previous else "stopped the new stack; nothing is running"
             return
         self.out.step(f"Rolling back to release {self.previous.number}")
-        stack = self.stack(self.previous.number)
+        stack = self.stack(self.previous)
         compose.run(stack.up(), self.env, stack.directory, self.out, "docker compose up")
         self.restored = f"rolled back to release {self.previous.number} ({self.previous.commit[:7]}), which is serving"
 
@@ -322,6 +373,11 @@ class Deploy:
             self.out.error(message)
             return
         message = f"{message}; {self.restored or describe(self.previous)}"
+        if self.release.project and releases.live_number(self.app) != self.release.number:
+            try:  # what its release command (or a start cut short) left of its own project
+                stacks.remove_project(self.client, self.release.project)
+            except docker.errors.DockerException:
+                pass
         try:
             releases.finish(self.app, self.release, releases.FAILED, message)
         except OSError:
@@ -337,7 +393,9 @@ class Deploy:
             release_phase.post_deploy(self.checkout_dir, self.env, previous, self.out)
         self.prune()
         duration = self.release.duration or 0
-        self.out.step(f"Release {self.release.number} ({self.request.short}) is live, deployed in {duration:.1f}s")
+        where = Edge(self.app.home).urls(self.app) if self.web else []
+        at = f" at {', '.join(where)}" if where else ""
+        self.out.step(f"Release {self.release.number} ({self.request.short}) is live{at}, deployed in {duration:.1f}s")
 
     def prune(self) -> None:
         """Keep the last `keep` good releases rollback-able; remove older ones and their images."""
@@ -373,15 +431,17 @@ def remove_images(
 
 
 def service_status(app: App) -> list[dict]:
-    return health.service_status(docker_client(), app.name)
+    live = releases.live(app)
+    return health.service_status(docker_client(), stacks.project(app, live) if live else app.name)
 
 
 def destroy_stack(app: App) -> None:
-    """Stop the app's containers and remove every image its releases pinned or built."""
+    """Stop the app's containers, take it off the edge and remove every image its releases
+    pinned or built."""
     client = docker_client()
-    for container in health.project_containers(client, app.name):
-        container.remove(force=True)
-    for network in client.networks.list(filters={"label": f"{health.PROJECT_LABEL}={app.name}"}):
-        network.remove()
+    for name in stacks.app_projects(client, app) | {app.name}:
+        stacks.remove_project(client, name)
+    if routes.load(app).slots:
+        Edge(app.home).forget(app)
     for release in releases.history(app):
         remove_images(client, app, release)

@@ -14,6 +14,15 @@ ONEOFF_LABEL = "com.docker.compose.oneoff"
 DEFAULT_HEALTH_TIMEOUT = 60.0
 
 
+def running_services(resolved: dict) -> list[str]:
+    """The services that must be running: all but those scaled to zero."""
+    return [
+        name
+        for name, spec in resolved["services"].items()
+        if (spec.get("deploy") or {}).get("replicas", 1) != 0 and spec.get("scale", 1) != 0
+    ]
+
+
 def project_containers(client: docker.DockerClient, project: str) -> list:
     containers = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
     return [c for c in containers if c.labels.get(ONEOFF_LABEL) != "True"]

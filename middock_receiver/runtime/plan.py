@@ -6,7 +6,7 @@ Kept apart from running so the plan can be read and tested without Docker (Kamal
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,10 +89,14 @@ class ComposeStack:
     def config(self) -> list[str]:
         return self.command("config", "--format", "json")
 
-    def up(self, recreate: bool = False) -> list[str]:
-        """Bring the stack to this configuration; `recreate` replaces even unchanged containers."""
+    def up(self, recreate: bool = False, services: Sequence[str] = ()) -> list[str]:
+        """Bring the stack (or some of its services) to this configuration; `recreate` replaces
+        even unchanged containers."""
         args = ["up", "--detach", "--remove-orphans", "--no-build", "--pull", "never"]
-        return self.command(*args, *(["--force-recreate"] if recreate else []))
+        return self.command(*args, *(["--force-recreate"] if recreate else []), *services)
+
+    def stop(self, services: Sequence[str]) -> list[str]:
+        return self.command("stop", *services)
 
     def down(self) -> list[str]:
         return self.command("down", "--remove-orphans")

@@ -18,7 +18,9 @@ from ..errors import MiddockError
 from ..state.apps import APP_NAME, App, middock_home
 
 GIT_PROGRAMS = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
-LOCAL_ONLY = frozenset({"keys:add", "keys:list", "keys:remove", "refresh", "ssh-serve"})
+LOCAL_ONLY = frozenset(
+    {"keys:add", "keys:list", "keys:remove", "refresh", "ssh-serve", "edge", "edge:start", "edge:stop", "edge:set"}
+)
 HELP_WORDS = frozenset({"help", "--help", "-h"})
 
 
@@ -57,7 +59,7 @@ def route(request: str | None, home: Path, commands: Collection[str]) -> list[st
     if program in HELP_WORDS:
         return ["help"]
     if program in LOCAL_ONLY:
-        raise MiddockError(f"refused: {program} runs only on the server, as root")
+        raise MiddockError(f"refused: {program} runs only on the server itself")
     if program in commands:
         return words
     raise MiddockError(f"refused: {program!r} is not a middock command; run: ssh USER@HOST help")

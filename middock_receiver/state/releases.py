@@ -35,7 +35,9 @@ class Release:
     images: dict[str, str] = field(default_factory=dict)  # service -> image id
     built: dict[str, str] = field(default_factory=dict)  # image refs the build scripts made -> id
     pruned: bool = False
-    stage: str = ""  # the deploy stage reached: checkout, build, release, up, health
+    stage: str = ""  # the deploy stage reached: checkout, build, release, up, health, switch, drain
+    project: str = ""  # its Compose project: the app's name in place, its own beside another (blue/green)
+    slot: str = ""  # behind the edge: the slot (blue, green) its web containers fill
 
     @property
     def duration(self) -> float | None:

@@ -1,0 +1,34 @@
+"""The `middock` command: the same words locally and as `ssh deploy@host WORD …`.
+
+Each module here holds one group of commands, registered with `@command` and `@argument`
+(commands.py); `main` parses the words and runs the command, turning a MiddockError into one
+line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from ..errors import MiddockError, os_error_line
+from . import apps, edge, releases, server  # noqa: F401 (each registers its commands)
+from .commands import COMMANDS, parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # our lines before a deploy's streamed output
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except MiddockError as error:
+        sys.stderr.write(f" !     {error}\n")
+        return 1
+    except BrokenPipeError:
+        return 1
+    except OSError as error:
+        sys.stderr.write(f" !     {os_error_line(error)}; nothing was changed\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The command registry: each command's words, options and function, and the parser made of them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Run = Callable[[argparse.Namespace], int]
+
+
+@dataclass
+class Command:
+    name: str
+    help: str
+    run: Run
+    app: bool = True  # the first argument is an app's name
+    json: bool = False  # it prints a listing that --json makes machine-readable
+    arguments: list[tuple[tuple, dict]] = field(default_factory=list)
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, *, app: bool = True, json: bool = False) -> Callable[[Run], Run]:
+    """Register a command; `@argument` lines under it add its options."""
+
+    def register(fn: Run) -> Run:
+        arguments = list(reversed(getattr(fn, "arguments", [])))
+        COMMANDS[name] = Command(name, help, fn, app, json, arguments)
+        return fn
+
+    return register
+
+
+def argument(*args: object, **kwargs: object) -> Callable[[Run], Run]:
+    def add(fn: Run) -> Run:
+        fn.arguments = [*getattr(fn, "arguments", []), (args, kwargs)]  # type: ignore[attr-defined]
+        return fn
+
+    return add
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f" !     {self.prog}: {message}\n")
+        sys.exit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = Parser(prog="middock", description="git push to deploy a docker compose stack")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        if cmd.app:
+            p.add_argument("app")
+        for args, kwargs in cmd.arguments:
+            p.add_argument(*args, **kwargs)
+        if cmd.json:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+    return top
+
+
+def when(timestamp: float | None) -> str:
+    return "-" if timestamp is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+
+
+def emit_json(data: object) -> int:
+    print(json.dumps(data, indent=2))
+    return 0

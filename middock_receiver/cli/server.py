@@ -1,0 +1,80 @@
+"""The server's deploy account, managed by root: SSH keys, refresh after an upgrade, and the
+SSH dispatcher every key runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import MiddockError
+from ..server import account, keys, ssh
+from .commands import COMMANDS, argument, command, emit_json
+
+USER_OPTION = (("--user",), {"help": "the deploy user, when run as root (default: deploy)"})
+
+
+def read_key(file: str) -> str:
+    if file == "-":
+        return sys.stdin.read()
+    try:
+        return open(file).read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise MiddockError(f"cannot read the key file {file}: {getattr(error, 'strerror', None) or error}") from None
+
+
+@command("keys:add", "authorize an SSH public key for pushes and commands (as root)", app=False)
+@argument("name", help="who the key is: recorded as the pusher")
+@argument("file", help="the .pub file, or - to read it from stdin")
+@argument(*USER_OPTION[0], **USER_OPTION[1])
+def cmd_keys_add(args: argparse.Namespace) -> int:
+    user = account.deploy_user(args.user)
+    key = keys.parse_public_key(read_key(args.file), args.name)
+    with account.acting_as(user):
+        added = keys.add(account.authorized_keys(user), key)
+    state = "Authorized" if added else "Already authorized:"
+    print(f"-----> {state} key {key.name} ({key.type} {key.fingerprint}) for {user.pw_name}")
+    return 0
+
+
+@command("keys:list", "the authorized keys", app=False, json=True)
+@argument(*USER_OPTION[0], **USER_OPTION[1])
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    user = account.deploy_user(args.user)
+    with account.acting_as(user):
+        found = keys.listed(account.authorized_keys(user))
+    if args.json:
+        return emit_json([key.as_dict() for key in found])
+    if not found:
+        print(f"no keys for {user.pw_name}; add one with: keys:add NAME FILE")
+    for key in found:
+        warning = "" if key.name else "   ! unrestricted (not added by middock): remove this line"
+        print(f"{key.name or '(no name)':<20} {key.type:<20} {key.fingerprint}  {key.comment}{warning}")
+    return 0
+
+
+@command("keys:remove", "remove a key", app=False)
+@argument("name")
+@argument(*USER_OPTION[0], **USER_OPTION[1])
+def cmd_keys_remove(args: argparse.Namespace) -> int:
+    user = account.deploy_user(args.user)
+    with account.acting_as(user):
+        keys.remove(account.authorized_keys(user), args.name)
+    print(f"-----> Removed key {args.name} of {user.pw_name}")
+    return 0
+
+
+@command("refresh", "point apps' hooks and keys at this installation (install.sh)", app=False)
+@argument(*USER_OPTION[0], **USER_OPTION[1])
+def cmd_refresh(args: argparse.Namespace) -> int:
+    user = account.deploy_user(args.user)
+    refreshed = account.refresh(user)
+    print(f"-----> Hooks of {len(refreshed)} app(s) and the keys of {user.pw_name} point at {sys.executable}")
+    return 0
+
+
+@command("ssh-serve", "the forced command of every key (sshd runs it)", app=False)
+@argument("--key", required=True)
+def cmd_ssh_serve(args: argparse.Namespace) -> int:
+    from . import main  # the dispatcher runs the words it allows as this very command
+
+    return ssh.serve(args.key, COMMANDS, main)

@@ -1,0 +1,125 @@
+"""Which app the edge serves where: each web app's port, its domains, its two slots.
+
+Per app, `~/.middock/APP/edge.json` records its domains, the loopback ports of its blue and
+green slots, and the slot the edge sends requests to (`serving`); the app's public port is the
+`port` setting (`apps:set APP port N`), chosen at its first deploy when not set. The proxies'
+configurations are derived from these records alone, so they can always be written again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from dataclasses import asdict, dataclass, field
+
+from ..errors import MiddockError
+from ..state import apps
+from ..state.apps import App, write_atomic
+
+APP_PORTS = range(8000, 9000)  # the first free one is an app's public port
+SLOT_PORTS = range(20000, 30000)  # loopback ports of the slots' web containers
+DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
+@dataclass
+class AppEdge:
+    domains: list[str] = field(default_factory=list)
+    slots: dict[str, list[int]] = field(default_factory=dict)
+    serving: str | None = None
+
+    @property
+    def ports(self) -> set[int]:
+        return {port for ports in self.slots.values() for port in ports}
+
+
+def record_path(app: App):
+    return app.state / "edge.json"
+
+
+def load(app: App) -> AppEdge:
+    try:
+        stored = json.loads(record_path(app).read_text())
+    except FileNotFoundError:
+        return AppEdge()
+    return AppEdge(**{k: v for k, v in stored.items() if k in AppEdge.__dataclass_fields__})
+
+
+def save(app: App, record: AppEdge) -> None:
+    write_atomic(record_path(app), json.dumps(asdict(record), indent=2) + "\n")
+
+
+def app_port(app: App) -> int | None:
+    port = apps.read_settings(app).get("port")
+    return int(port) if port else None
+
+
+def check_domain(name: str) -> str:
+    """A host name the edge may answer for and get a certificate for (lowercase, with a dot)."""
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(DOMAIN_LABEL.match(label) for label in labels):
+        raise MiddockError(
+            f"invalid domain {name!r}: use a lowercase host name such as www.example.org (letters, digits, '-', dots)"
+        )
+    if labels[-1].isdigit():
+        raise MiddockError(f"invalid domain {name!r}: an IP address is not a domain")
+    return name
+
+
+def owner(name: str, among: list[App]) -> App | None:
+    for app in among:
+        if name in load(app).domains:
+            return app
+    return None
+
+
+def bindable(port: int, address: str = "") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def taken_ports(among: list[App]) -> set[int]:
+    taken = set()
+    for app in among:
+        taken |= load(app).ports
+        port = app_port(app)
+        if port:
+            taken.add(port)
+    return taken
+
+
+def choose_app_port(app: App) -> int:
+    """The app's public port: its setting, else the first free one of APP_PORTS (then kept)."""
+    port = app_port(app)
+    if port:
+        return port
+    taken = taken_ports(apps.all_apps(app.home))
+    for candidate in APP_PORTS:
+        if candidate not in taken and bindable(candidate):
+            apps.write_setting(app, "port", str(candidate))
+            return candidate
+    raise MiddockError(f"no free port for {app.name} in {APP_PORTS.start}-{APP_PORTS.stop - 1}: set one with apps:set")
+
+
+def choose_slot_ports(app: App, record: AppEdge, slot: str, count: int) -> list[int]:
+    """`count` consecutive free loopback ports for a slot's web containers; the slot's own when
+    it already has that many (then HAProxy's configuration does not change)."""
+    current = record.slots.get(slot, [])
+    if len(current) == count:
+        return current
+    taken = taken_ports(apps.all_apps(app.home)) - set(current)
+    start = SLOT_PORTS.start
+    while start + count <= SLOT_PORTS.stop:
+        run = list(range(start, start + count))
+        busy = [port for port in run if port in taken or not bindable(port, "127.0.0.1")]
+        if not busy:
+            record.slots[slot] = run
+            save(app, record)
+            return run
+        start = busy[-1] + 1
+    raise MiddockError(f"no {count} free consecutive loopback ports for {app.name}'s web containers")

@@ -1,0 +1,175 @@
+"""The edge's own settings (`edge:set`) and where its files live.
+
+Everything of the edge lives under the deploy user's home, in `~/.middock/_edge/` (`_` never
+starts an app name), so two homes run two edges on their own ports. Its unix sockets go there
+too, unless that path is too long for a socket address; then they go to a private folder in
+/tmp named after the home.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import MiddockError
+from ..state.apps import middock_home, write_atomic
+
+SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
+TLS_MODES = ("acme", "internal", "off")
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    http_port: int = 80
+    https_port: int = 443
+    acme_email: str = ""
+    acme_ca: str = ""  # empty: Let's Encrypt
+    acme_ca_root: str = ""  # a CA file to trust for the ACME server's own TLS
+    tls: str = "acme"
+
+    def as_dict(self) -> dict:
+        return {key.replace("_", "-"): value for key, value in asdict(self).items()}
+
+
+def parse_setting(key: str, value: str) -> tuple[str, str | int]:
+    """Validate one `edge:set KEY=VALUE`; returns the field name and its typed value."""
+    if key in ("http-port", "https-port"):
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise MiddockError(f"{key} must be a port number (1-65535), not {value!r}")
+        return key.replace("-", "_"), int(value)
+    if key == "acme-email":
+        if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise MiddockError(f"acme-email must be an email address, not {value!r}")
+        return "acme_email", value
+    if key == "acme-ca":
+        if value and urlsplit(value).scheme != "https":
+            raise MiddockError(f"acme-ca must be an https:// ACME directory URL, not {value!r}")
+        return "acme_ca", value
+    if key == "acme-ca-root":
+        if value and not (Path(value).is_absolute() and Path(value).is_file()):
+            raise MiddockError(f"acme-ca-root must be the absolute path of a CA certificate file, not {value!r}")
+        return "acme_ca_root", value
+    if key == "tls":
+        if value not in TLS_MODES:
+            raise MiddockError(f"tls must be one of {', '.join(TLS_MODES)}, not {value!r}")
+        return "tls", value
+    known = ", ".join(EdgeSettings().as_dict())
+    raise MiddockError(f"unknown edge setting {key!r}; settings are: {known}")
+
+
+class EdgePaths:
+    """The edge's files under one home."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or middock_home()
+        self.root = self.home / ".middock" / "_edge"
+        self.held = False
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.json"
+
+    @property
+    def haproxy_config(self) -> Path:
+        return self.root / "haproxy.cfg"
+
+    @property
+    def live_map(self) -> Path:
+        return self.root / "live.map"
+
+    @property
+    def caddy_config(self) -> Path:
+        return self.root / "caddy.json"
+
+    @property
+    def caddy_data(self) -> Path:
+        return self.root / "caddy"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def pidfile(self, proxy: str) -> Path:
+        return self.root / f"{proxy}.pid"
+
+    @property
+    def run(self) -> Path:
+        """The folder of the sockets: beside the rest, or in /tmp when that path is too long."""
+        near = self.root / "run"
+        if len(str(near / "haproxy-master.sock")) <= SOCKET_PATH_MAX:
+            return near
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+        return Path("/tmp") / f"middock-edge-{os.getuid()}-{digest}"
+
+    @property
+    def haproxy_socket(self) -> Path:
+        return self.run / "haproxy.sock"
+
+    @property
+    def haproxy_master_socket(self) -> Path:
+        return self.run / "haproxy-master.sock"
+
+    @property
+    def caddy_socket(self) -> Path:
+        return self.run / "caddy-admin.sock"
+
+    def prepare(self) -> None:
+        """Create the folders; the sockets' folder private to the edge's owner (never one planted by another)."""
+        for folder in (self.root, self.caddy_data, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        run = self.run
+        with contextlib.suppress(FileExistsError):
+            run.mkdir(mode=0o700)
+        st = os.lstat(run)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != self.root.stat().st_uid or st.st_mode & 0o077:
+            raise MiddockError(f"{run} is not a private folder of this user; remove it and try again")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One change of the edge's configuration at a time, across all apps' deploys (re-entrant
+        within this object, so a command may hold it around a change that applies it)."""
+        if self.held:
+            yield
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "edge.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.held = True
+            yield
+        finally:
+            self.held = False
+            os.close(fd)
+
+
+def read_settings(paths: EdgePaths) -> EdgeSettings:
+    try:
+        stored = json.loads(paths.settings.read_text())
+    except FileNotFoundError:
+        return EdgeSettings()
+    return EdgeSettings(**{k: v for k, v in stored.items() if k in EdgeSettings.__dataclass_fields__})
+
+
+def write_settings(paths: EdgePaths, assignments: list[str]) -> EdgeSettings:
+    values = asdict(read_settings(paths))
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise MiddockError(f"expected KEY=VALUE, got {assignment!r}")
+        field, typed = parse_setting(key, value)
+        values[field] = typed
+    settings = EdgeSettings(**values)
+    if settings.http_port == settings.https_port:
+        raise MiddockError("http-port and https-port must differ")
+    paths.root.mkdir(parents=True, exist_ok=True)
+    write_atomic(paths.settings, json.dumps(asdict(settings), indent=2) + "\n")
+    return settings

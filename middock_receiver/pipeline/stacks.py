@@ -1,0 +1,56 @@
+"""A release's stack on disk and in Docker: which Compose project and file run it, and the
+app's projects that exist right now.
+
+A release replaced in place runs under the app's own project, from its pinned `compose.json`.
+A release behind the edge runs beside the live one under a project of its own (`APP_rN`), from
+`stack.json`: the pinned configuration changed to run side by side (runtime/side_by_side.py).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import docker
+
+from ..runtime.plan import ComposeStack
+from ..state import releases
+from ..state.apps import App
+from ..state.releases import Release
+from .health import PROJECT_LABEL, project_containers
+
+PINNED, BESIDE = "compose.json", "stack.json"
+
+
+def project(app: App, release: Release) -> str:
+    return release.project or app.name
+
+
+def release_stack(app: App, program: tuple[str, ...], release: Release) -> ComposeStack:
+    """What acts on a release's containers: its project, its run file, its checkout."""
+    folder = releases.folder(app, release.number)
+    run_file = folder / BESIDE if (folder / BESIDE).exists() else folder / PINNED
+    return ComposeStack(program, project(app, release), (str(run_file),), folder / "checkout")
+
+
+def run_file(stack: ComposeStack) -> Path:
+    return Path(stack.files[0])
+
+
+def app_projects(client: docker.DockerClient, app: App) -> set[str]:
+    """The Compose projects of the app that have containers: in place, and its releases beside."""
+    own = re.compile(rf"{re.escape(app.name)}(_r[0-9]+)?\Z")
+    containers = client.containers.list(all=True, filters={"label": PROJECT_LABEL})
+    return {c.labels[PROJECT_LABEL] for c in containers if own.match(c.labels.get(PROJECT_LABEL, ""))}
+
+
+def remove_project(client: docker.DockerClient, name: str) -> None:
+    """Remove a project's containers and networks at once, without its file (a crashed deploy's,
+    or one whose release was pruned). Volumes stay: they are the app's data."""
+    for container in project_containers(client, name):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": f"{PROJECT_LABEL}={name}"}):
+        try:
+            network.remove()
+        except docker.errors.APIError:
+            pass  # still in use by a container of another project; it goes with that one

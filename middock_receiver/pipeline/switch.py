@@ -1,0 +1,232 @@
+"""Blue/green behind the edge: a release starts beside the live one, passes its gate, takes
+every new request in one atomic flip of the edge, and the old release drains and goes.
+
+Nothing the old release serves is touched until the new one has passed its gate, and a failed
+gate removes only the new containers, so a failed deploy never costs a request. Services listed
+in MIDDOCK_STOP_FIRST never run twice: the old ones stop just before the new ones start (and
+start again if the new release fails its gate).
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import docker
+import docker.errors
+
+from ..edge import routes
+from ..edge.control import Edge
+from ..errors import MiddockError
+from ..output import Output
+from ..runtime import compose, side_by_side
+from ..runtime.side_by_side import Web
+from ..state import releases
+from ..state.apps import App
+from ..state.releases import Release
+from . import build, health, stacks
+
+DEFAULT_DRAIN_TIMEOUT = 30.0
+PROJECT_LABEL = health.PROJECT_LABEL
+
+
+def prepare(app: App, release: Release, previous: Release | None, resolved: dict, web: Web, env: dict) -> None:
+    """Give the release its project, its slot (the one not serving) and that slot's loopback
+    ports, and write the configuration it runs beside the live one (`stack.json`)."""
+    side_by_side.check(resolved, web, side_by_side.stop_first(env))
+    release.slot = side_by_side.other_slot(previous.slot if previous else None)
+    release.project = side_by_side.project_name(app.name, release.number)
+    record = routes.load(app)
+    ports = routes.choose_slot_ports(app, record, release.slot, side_by_side.web_replicas(resolved, web))
+    config = side_by_side.beside(resolved, app.name, release.project, web, ports)
+    compose.write_config(config, releases.folder(app, release.number) / stacks.BESIDE)
+
+
+def ensure_shared(client: docker.DockerClient, app: App, resolved: dict) -> None:
+    """Create the app-wide volumes and user-named networks the release shares with others."""
+    labels = {PROJECT_LABEL: app.name}
+    for name, spec in side_by_side.shared_volumes(resolved, app.name).items():
+        try:
+            client.volumes.get(name)
+        except docker.errors.NotFound:
+            client.volumes.create(
+                name,
+                driver=spec.get("driver") or "local",
+                driver_opts=spec.get("driver_opts") or {},
+                labels={**labels, "com.docker.compose.volume": spec["key"], **(spec.get("labels") or {})},
+            )
+    for name, spec in side_by_side.shared_networks(resolved, app.name).items():
+        if not client.networks.list(names=[name]):
+            client.networks.create(
+                name,
+                driver=spec.get("driver") or "bridge",
+                options=spec.get("driver_opts") or {},
+                internal=bool(spec.get("internal")),
+                attachable=bool(spec.get("attachable")),
+                labels={**labels, "com.docker.compose.network": spec["key"], **(spec.get("labels") or {})},
+            )
+
+
+def http_problem(port: int, path: str, host: str | None) -> str | None:
+    """None when `GET path` on the container's loopback port answers 2xx or 3xx."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host} if host else {})
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as error:
+        return f"GET {path} on 127.0.0.1:{port}: {error.__class__.__name__} {error}".strip()
+    finally:
+        conn.close()
+    return None if 200 <= status < 400 else f"GET {path} on 127.0.0.1:{port} answered {status}"
+
+
+@dataclass
+class Beside:
+    """One release started beside the live one, and everything its switch needs."""
+
+    app: App
+    release: Release
+    previous: Release | None
+    env: dict[str, str]
+    resolved: dict
+    web: Web
+    out: Output
+    client: docker.DockerClient
+    program: tuple[str, ...]
+    enter: Callable[[str], None]
+    edge: Edge = field(init=False)
+    stopped: list[str] = field(default_factory=list)  # the previous release's stop-first services we stopped
+    replaced_in_place: bool = False  # the previous release ran in place and was stopped for the switch
+
+    def __post_init__(self) -> None:
+        self.edge = Edge(self.app.home)
+        self.stack = stacks.release_stack(self.app, self.program, self.release)
+        self.old = stacks.release_stack(self.app, self.program, self.previous) if self.previous else None
+        self.first = side_by_side.stop_first(self.env)
+
+    @property
+    def services(self) -> list[str]:
+        return [s for s in health.running_services(self.resolved) if s not in self.first]
+
+    def run(self) -> None:
+        """Start, gate, switch, drain, retire. A failure up to the switch removes only the new
+        release's containers; after the switch the new release is live whatever happens."""
+        try:
+            self.start()
+            self.gate()
+            self.swap_stop_first()
+            self.switch()
+        except MiddockError:
+            self.abandon()
+            raise
+        self.retire()
+
+    def start(self) -> None:
+        self.edge.require_running()
+        ensure_shared(self.client, self.app, self.resolved)
+        if self.previous and self.previous.slot:
+            self.edge.apply()  # the new slot's ports, if they changed
+        self.enter("up")
+        beside = f" beside release {self.previous.number}" if self.previous else ""
+        self.out.step(f"Starting release {self.release.number}{beside}: docker compose up ({self.release.slot})")
+        self.compose(self.stack.up(services=self.services), "docker compose up")
+
+    def gate(self) -> None:
+        timeout = build.seconds(self.env, "MIDDOCK_HEALTH_TIMEOUT", health.DEFAULT_HEALTH_TIMEOUT)
+        deadline = time.monotonic() + timeout
+        self.enter("health")
+        self.out.step(f"Waiting for the services to be healthy (up to {timeout:g}s)")
+        self.wait_healthy(self.services, deadline)
+        path = side_by_side.health_path(self.env)
+        domains = routes.load(self.app).domains
+        ports = routes.load(self.app).slots[self.release.slot]
+        self.out.step(f"Checking GET {path} on {self.web.service} ({len(ports)} container{'s' * (len(ports) > 1)})")
+        for port in ports:
+            problem = http_problem(port, path, domains[0] if domains else None)
+            while problem and time.monotonic() < deadline:
+                time.sleep(0.25)
+                problem = http_problem(port, path, domains[0] if domains else None)
+            if problem:
+                raise MiddockError(f"health check failed: {problem}")
+        self.out.detail(f"{self.web.service}: answers")
+
+    def wait_healthy(self, services: list[str], deadline: float) -> None:
+        remaining = max(deadline - time.monotonic(), 0)
+        problems = health.wait_healthy(self.client, self.stack.project, services, remaining, self.out.detail)
+        if problems:
+            for problem in problems:
+                self.out.detail(problem)
+            raise MiddockError(f"health check failed: {problems[0]}")
+        for service in services:
+            self.out.detail(f"{service}: ok")
+
+    def swap_stop_first(self) -> None:
+        """Stop the old stop-first services, then start the new ones and gate them."""
+        if not self.first:
+            return
+        if self.old:
+            self.out.step(f"Stopping {', '.join(self.first)} of release {self.previous.number} first")  # type: ignore[union-attr]
+            self.stopped = list(self.first)
+            self.compose(self.old.stop(self.first), "docker compose stop")
+        self.out.step(f"Starting {', '.join(self.first)}")
+        self.compose(self.stack.up(services=self.first), "docker compose up")
+        timeout = build.seconds(self.env, "MIDDOCK_HEALTH_TIMEOUT", health.DEFAULT_HEALTH_TIMEOUT)
+        self.wait_healthy(self.first, time.monotonic() + timeout)
+
+    def switch(self) -> None:
+        """The flip: from now on every new request reaches the new release."""
+        self.enter("switch")
+        if self.old and not self.previous.slot:  # type: ignore[union-attr]
+            self.out.step(f"Stopping release {self.previous.number}, which ran in place")  # type: ignore[union-attr]
+            self.compose(self.old.down(), "docker compose down")
+            self.replaced_in_place = True
+        port = routes.choose_app_port(self.app)
+        serving = routes.load(self.app).serving
+        if serving is None and not routes.bindable(port):
+            raise MiddockError(
+                f"port {port} is in use on this server: choose another with apps:set {self.app.name} port N"
+            )
+        self.out.step(f"Switching the edge to release {self.release.number}")
+        try:
+            self.edge.switch(self.app, self.release.slot)
+        except MiddockError:
+            self.edge.switch(self.app, serving)
+            raise
+        releases.set_live(self.app, self.release.number)
+
+    def retire(self) -> None:
+        """Drain the old release, then stop and remove it (the new one is live already)."""
+        if not (self.previous and self.old) or self.replaced_in_place:
+            return
+        self.enter("drain")
+        timeout = build.seconds(self.env, "MIDDOCK_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT)
+        self.out.step(f"Draining release {self.previous.number} (up to {timeout:g}s)")
+        took = self.edge.drain(self.app, self.previous.slot, timeout)
+        self.out.detail("drained" if took is None else f"drained in {took:.1f}s")
+        if took is None:
+            self.out.detail(f"requests still in flight after {timeout:g}s (MIDDOCK_DRAIN_TIMEOUT) are cut off")
+        self.out.step(f"Stopping release {self.previous.number}")
+        try:
+            self.compose(self.old.down(), "docker compose down")
+        except MiddockError as error:
+            self.out.warn(f"{error}; removing its containers")
+            stacks.remove_project(self.client, self.old.project)
+
+    def abandon(self) -> None:
+        """After a failed gate: remove the new release's containers, restart what we stopped."""
+        self.out.step(f"Removing release {self.release.number}'s containers")
+        try:
+            self.compose(self.stack.down(), "docker compose down")
+        except MiddockError:
+            stacks.remove_project(self.client, self.stack.project)
+        if self.replaced_in_place and self.old:
+            self.out.step(f"Starting release {self.previous.number} again")  # type: ignore[union-attr]
+            self.compose(self.old.up(), "docker compose up")
+        elif self.stopped and self.old:
+            self.out.step(f"Starting {', '.join(self.stopped)} of release {self.previous.number} again")  # type: ignore[union-attr]
+            self.compose(self.old.up(services=self.stopped), "docker compose up")
+
+    def compose(self, argv: list[str], what: str) -> None:
+        compose.run(argv, self.env, self.stack.directory, self.out, what)

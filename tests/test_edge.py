@@ -1,0 +1,320 @@
+"""The edge: blue/green deploys that drop no request, under real load, through the real proxies
+(HAProxy and Caddy from Debian's packages), with a real Docker Engine and real git pushes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import docker
+import pytest
+from conftest import WEB_APP_COMPOSE, free_port, http_get, write_busybox_app, write_web_app
+from load import Load, Report
+from pebble import Pebble
+
+
+def deploy(work, message: str) -> str:
+    work.commit(message)
+    result = work.push()
+    assert "is live at http://" in result.stderr, result.stderr
+    return result.stderr
+
+
+def assert_clean_switch(report: Report, old: str, new: str) -> None:
+    """No request failed, both versions answered, and the slow requests in flight when the new
+    version first answered were answered by the old one that accepted them."""
+    assert not report.failures, report.summary()
+    assert {old, new} <= report.versions(), report.summary()
+    switched = report.first_seen(new)
+    in_flight = report.slow_in_flight_at(switched)
+    assert in_flight, f"no slow request was in flight at the switch: {report.summary()}"
+    assert {a.version for a in in_flight} == {old}, in_flight
+
+
+def project_names(client: docker.DockerClient, app: str) -> set[str]:
+    containers = client.containers.list(filters={"label": "com.docker.compose.project"})
+    return {
+        c.labels["com.docker.compose.project"]
+        for c in containers
+        if c.labels["com.docker.compose.project"].startswith(f"{app}_r")
+    }
+
+
+def test_push_rollback_config_and_failed_gate_drop_no_request(server, work, app, docker_client):
+    server.start_edge()
+    write_web_app(work, "v1")
+    first = deploy(work, "v1")
+    port = server.app_port(app)
+    assert f":{port}/" in [line for line in first.splitlines() if "----->" in line][-1]
+    assert http_get(port) == "v1\n"
+
+    with Load(port) as load:
+        time.sleep(1)
+        write_web_app(work, "v2")
+        deploy(work, "v2")
+        time.sleep(1)
+    assert_clean_switch(load.report, "v1", "v2")
+
+    with Load(port) as load:
+        time.sleep(1)
+        rollback = server.middock("rollback", app)
+        assert "is live" in rollback.stdout, rollback.stdout
+        time.sleep(1)
+    assert_clean_switch(load.report, "v2", "v1")
+
+    with Load(port) as load:
+        time.sleep(1)
+        changed = server.middock("config:set", app, "VERSION=v3")
+        assert "is live" in changed.stdout, changed.stdout
+        time.sleep(1)
+    assert_clean_switch(load.report, "v1", "v3")
+
+    with Load(port) as load:
+        time.sleep(1)
+        failed = server.middock("config:set", app, "VERSION=v4", "MIDDOCK_HEALTH_PATH=/missing", check=False)
+        time.sleep(1)
+    assert failed.returncode == 1 and "health check failed" in failed.stderr, failed.stdout
+    assert not load.report.failures, load.report.summary()
+    assert load.report.versions() == {"v3"}
+    assert http_get(port) == "v3\n"
+    assert project_names(docker_client, app) == {f"{app}_r{server.releases(app)[-2]['number']}"}
+    status = json.loads(server.middock("status", app, "--json").stdout)
+    assert status["routes"][0]["release"] == status["live"]["number"]
+
+
+STATEFUL_COMPOSE = (
+    WEB_APP_COMPOSE.replace(
+        """  worker:
+    image: middock-test/busybox
+    command: ["sleep", "1000000"]""",
+        """  worker:
+    image: middock-test/busybox
+    command: ["sh", "-c", "[ -f /data/first ] || echo $$VERSION > /data/first; exec sleep 1000000"]
+    environment:
+      VERSION: ${VERSION:-unset}
+    volumes: ["data:/data"]""",
+    )
+    + "volumes:\n  data: {}\n"
+)
+
+
+def worker_events(client: docker.DockerClient, app: str, since: float) -> list[tuple[str, str]]:
+    """(action, project) of every start and death of the app's worker containers, in order."""
+    wanted = {"type": "container", "event": ["start", "die"]}
+    events = client.events(since=int(since), until=int(time.time()) + 1, decode=True, filters=wanted)
+    found = []
+    for event in events:
+        labels = event["Actor"]["Attributes"]
+        project = labels.get("com.docker.compose.project", "")
+        oneoff = labels.get("com.docker.compose.oneoff") == "True"  # `middock run`
+        if labels.get("com.docker.compose.service") == "worker" and project.startswith(f"{app}_r") and not oneoff:
+            found.append((event["Action"], labels["com.docker.compose.project"]))
+    return found
+
+
+def read_volume(server, app: str) -> str:
+    return server.middock("run", app, "worker", "cat", "/data/first").stdout.strip()
+
+
+def test_volume_data_stays_and_stop_first_never_runs_twice(server, work, app, docker_client):
+    server.start_edge()
+    write_web_app(work, "v1", STATEFUL_COMPOSE, "MIDDOCK_STOP_FIRST=worker\n")
+    deploy(work, "v1")
+    assert read_volume(server, app) == "v1"
+
+    since = time.time()
+    write_web_app(work, "v2", STATEFUL_COMPOSE, "MIDDOCK_STOP_FIRST=worker\n")
+    deploy(work, "v2")
+    assert http_get(server.app_port(app)) == "v2\n"
+    assert read_volume(server, app) == "v1"  # the same volume, not a fresh one for the new project
+    events = worker_events(docker_client, app, since)
+    assert [action for action, _ in events] == ["die", "start"], events
+    assert events[0][1] != events[1][1]
+
+    server.middock("rollback", app)
+    assert http_get(server.app_port(app)) == "v1\n"
+    assert read_volume(server, app) == "v1"
+    assert len(docker_client.volumes.list(filters={"name": f"{app}_data"})) == 1
+
+
+def wait_for_stage(server, app: str, number: int, stage: str, timeout: float = 60) -> dict:
+    path = server.home / ".middock" / app / "releases" / str(number) / "release.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            record = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            record = {}
+        if record.get("stage") == stage:
+            return record
+        time.sleep(0.05)
+    raise AssertionError(f"release {number} never reached {stage}")
+
+
+def test_kill_during_drain_leaves_exactly_one_release(server, work, app, docker_client):
+    server.start_edge()
+    write_web_app(work, "v1", settings="MIDDOCK_DRAIN_TIMEOUT=30\n")
+    deploy(work, "v1")
+    port = server.app_port(app)
+    with Load(port, keepalive=1, fresh=1, slow=2):
+        time.sleep(1)
+        write_web_app(work, "v2", settings="MIDDOCK_DRAIN_TIMEOUT=30\n")
+        work.commit("v2")
+        push = work.start_push()
+        record = wait_for_stage(server, app, 2, "drain")
+        os.kill(record["pid"], signal.SIGKILL)
+        push.communicate(timeout=60)
+    status = server.middock("status", app)
+    assert "interrupted during drain" in status.stderr, status.stderr
+    assert project_names(docker_client, app) == {f"{app}_r2"}
+    assert http_get(port) == "v2\n"
+    assert server.releases(app)[-1]["result"] == "interrupted"
+
+
+def test_app_without_web_runs_in_place_beside_the_edge(server, work, app, docker_client):
+    server.start_edge()
+    port = free_port()
+    write_busybox_app(work, port, "v1")
+    work.commit("v1")
+    result = work.push()
+    assert "is live, deployed" in result.stderr, result.stderr
+    assert http_get(port) == "v1"
+    assert {c.name for c in docker_client.containers.list(filters={"label": f"com.docker.compose.project={app}"})} == {
+        f"{app}-web-1",
+        f"{app}-worker-1",
+    }
+    assert json.loads(server.middock("edge", "--json").stdout)["routes"] == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ("MIDDOCK_WEB=nope:80\n", "MIDDOCK_WEB names service 'nope'"),
+        ("MIDDOCK_WEB=web\n", "MIDDOCK_WEB must be SERVICE:PORT"),
+        ("MIDDOCK_WEB=web:8080\nMIDDOCK_STOP_FIRST=web\n", "cannot be in MIDDOCK_STOP_FIRST"),
+    ],
+)
+def test_bad_web_settings_are_refused_before_anything_starts(server, work, app, settings, message):
+    server.start_edge()
+    write_web_app(work, "v1")
+    work.write("middock.env", settings)
+    work.commit("bad")
+    result = work.push()
+    assert message in result.stderr, result.stderr
+    assert "Running docker/build-web.sh" not in result.stderr
+
+
+def test_a_port_published_by_another_service_is_refused(server, work, app):
+    server.start_edge()
+    write_web_app(work, "v1", WEB_APP_COMPOSE.replace('command: ["sleep", "1000000"]', 'ports: ["9999:9999"]'))
+    work.commit("fixed port")
+    result = work.push()
+    assert "service worker publishes host port 9999" in result.stderr, result.stderr
+
+
+def test_deploy_behind_a_stopped_edge_is_refused(server, work, app):
+    write_web_app(work, "v1")
+    work.commit("v1")
+    result = work.push()
+    assert "the edge is not running" in result.stderr, result.stderr
+
+
+@pytest.fixture
+def pebble(tmp_path):
+    acme = Pebble(tmp_path / "pebble", free_port(), free_port())
+    acme.start()
+    yield acme
+    acme.stop()
+
+
+def https_get(port: int, name: str, root: str, path: str = "/") -> tuple[str, dict]:
+    """GET https://name:port/ on loopback, verifying the certificate against `root` alone."""
+    context = ssl.create_default_context(cadata=root)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                context.wrap_socket(raw, server_hostname=name) as tls,
+            ):
+                conn = http.client.HTTPConnection(name, port)
+                conn.sock = tls
+                conn.request("GET", path)
+                return conn.getresponse().read().decode(), tls.getpeercert()
+        except (OSError, ssl.SSLError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def kill_proxies(server) -> None:
+    for proxy in ("haproxy", "caddy"):
+        pid = int((server.home / ".middock" / "_edge" / f"{proxy}.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+    subprocess.run(["pkill", "-9", "-f", str(server.home / ".middock" / "_edge" / "haproxy.cfg")], check=False)
+
+
+def test_domains_get_certificates_and_survive_edge_restarts(server, work, app, pebble, tmp_path):
+    http_port, https_port = server.start_edge(
+        f"acme-ca={pebble.directory}", f"acme-ca-root={pebble.ca}", "acme-email=ops@example.org"
+    )
+    other = server.create_app("other")
+    added = server.middock("domains:add", app, "www.example.test", "example.test")
+    assert "www.example.test, example.test" in added.stdout
+    taken = server.middock("domains:add", other, "example.test", check=False)
+    assert taken.returncode == 1 and "already a domain of" in taken.stderr and len(taken.stderr.splitlines()) == 1
+    for bad in ("not a domain", "x-.example.test", "localhost", "10.0.0.1", "a..b.test", "UPPER_case.test"):
+        refused = server.middock("domains:add", other, bad, check=False)
+        assert refused.returncode == 1 and "invalid domain" in refused.stderr, (bad, refused.stderr)
+
+    write_web_app(work, "v1")
+    result = deploy_tls(work)
+    assert "is live at https://www.example.test:" in result
+    root = pebble.root()
+    for name in ("www.example.test", "example.test"):
+        page, cert = https_get(https_port, name, root)
+        assert page == "v1\n"
+        assert ("DNS", name) in cert["subjectAltName"]
+
+    redirect = http.client.HTTPConnection("127.0.0.1", http_port, timeout=5)
+    redirect.request("GET", "/some/path?x=1", headers={"Host": "example.test"})
+    response = redirect.getresponse()
+    assert response.status == 308
+    assert response.getheader("Location") == f"https://example.test:{https_port}/some/path?x=1"
+
+    domains = json.loads(server.middock("domains", app, "--json").stdout)
+    assert all(row["certificate"].startswith("valid until") for row in domains), domains
+
+    server.middock("edge:stop")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", https_port), timeout=1)
+    server.middock("edge:start")
+    assert https_get(https_port, "example.test", root)[0] == "v1\n"
+    assert http_get(server.app_port(app)) == "v1\n"
+
+    kill_proxies(server)
+    server.middock("edge:start")
+    assert https_get(https_port, "www.example.test", root)[0] == "v1\n"
+    edge = json.loads(server.middock("edge", "--json").stdout)
+    assert edge["running"] == {"haproxy": True, "caddy": True}
+    assert [row["app"] for row in edge["routes"]] == [app]
+
+    server.middock("domains:remove", app, "example.test")
+    assert https_get(https_port, "www.example.test", root)[0] == "v1\n"
+    with pytest.raises(ssl.SSLError):
+        context = ssl.create_default_context(cadata=root)
+        with socket.create_connection(("127.0.0.1", https_port), timeout=5) as raw:
+            context.wrap_socket(raw, server_hostname="example.test")
+
+
+def deploy_tls(work) -> str:
+    work.commit("v1")
+    result = work.push()
+    assert "is live at https://" in result.stderr, result.stderr
+    return result.stderr
