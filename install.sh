@@ -2,12 +2,13 @@
 # middock's one-time server install. Safe to re-run: it upgrades middock in place and keeps
 # apps, releases, config and keys.
 #
-#   sudo ./install.sh [--user NAME] [--key FILE]... [--compose-from-debian-13]
+#   sudo ./install.sh [--user NAME] [--key FILE]... [--compose-from-debian-13] [--no-edge] [--acme-email EMAIL]
 #
 # On Debian 12/13 and Ubuntu 22.04/24.04 it installs what is missing from the distribution's
-# packages (git, python3-venv, Docker Engine, Compose v2, sshd), installs middock from this
-# folder into its own virtualenv with `middock` on PATH, creates the deploy user (in the docker
-# group, no password, every SSH key restricted to middock) and authorizes the keys given.
+# packages (git, python3-venv, Docker Engine, Compose v2, sshd, and the edge's HAProxy and
+# Caddy), installs middock from this folder into its own virtualenv with `middock` on PATH,
+# creates the deploy user (in the docker group, no password, every SSH key restricted to
+# middock), authorizes the keys given and starts the edge.
 set -euo pipefail
 umask 022 # the deploy user runs what is installed here
 
@@ -16,6 +17,8 @@ user=deploy
 prefix=/opt/middock
 bin_dir=/usr/local/bin
 compose_from_debian_13=0
+edge=1
+edge_settings=()
 keys=()
 arguments=("$@")
 
@@ -26,6 +29,11 @@ usage: sudo ./install.sh [options]
   --key FILE                 authorize this SSH public key for the deploy user (repeatable)
   --compose-from-debian-13   on Debian 12, which has no Compose v2, install Debian 13's
                              docker-compose package (a static binary; needs only libc6)
+  --no-edge                  do not install or start the edge (HAProxy and Caddy, which serve
+                             apps that set MIDDOCK_WEB, with their domains and HTTPS)
+  --acme-email EMAIL         the contact for the edge's ACME (Let's Encrypt) account
+  --http-port N              the edge's HTTP port (default: 80)
+  --https-port N             the edge's HTTPS port (default: 443)
   --prefix DIR               middock's virtualenv (default: /opt/middock)
   --bin-dir DIR              where the `middock` command is linked (default: /usr/local/bin)
 EOF
@@ -40,17 +48,19 @@ die() {
 
 while [ $# -gt 0 ]; do
     case "$1" in
-    --user | --key | --prefix | --bin-dir)
+    --user | --key | --prefix | --bin-dir | --acme-email | --http-port | --https-port)
         [ $# -ge 2 ] || { usage >&2 && exit 2; }
         case "$1" in
         --user) user=$2 ;;
         --key) keys+=("$2") ;;
         --prefix) prefix=$2 ;;
         --bin-dir) bin_dir=$2 ;;
+        --acme-email | --http-port | --https-port) edge_settings+=("${1#--}=$2") ;;
         esac
         shift 2
         ;;
     --compose-from-debian-13) compose_from_debian_13=1 && shift ;;
+    --no-edge) edge=0 && shift ;;
     -h | --help) usage && exit 0 ;;
     *) usage >&2 && exit 2 ;;
     esac
@@ -114,6 +124,10 @@ command -v git >/dev/null || missing+=(git)
 dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed" || missing+=(python3-venv)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v docker >/dev/null || missing+=(docker.io)
+if [ "$edge" = 1 ]; then
+    [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+    [ -x /usr/bin/caddy ] || missing+=(caddy)
+fi
 if [ ${#missing[@]} -gt 0 ] || ! compose_v2; then
     apt_update
 fi
@@ -192,7 +206,27 @@ esac
 [ "$(getent shadow "$user" | cut -d: -f2)" = "*" ] || usermod -p '*' "$user"
 "$prefix/bin/middock" refresh --user "$user" | sed 's/^-----> /       /'
 
-# --- 4. Keys --------------------------------------------------------------------------------
+# --- 4. The edge ------------------------------------------------------------------------------
+
+if [ "$edge" = 1 ]; then
+    if [ -d /run/systemd/system ]; then
+        # The packages enable their own services on the default configuration (Caddy's would hold
+        # port 80); middock runs the proxies in units of its own, with its configuration.
+        for unit in caddy.service haproxy.service; do
+            if systemctl is-enabled --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit"; then
+                detail "disabling the package's own $unit (the edge runs middock-edge-* units)"
+                systemctl disable --now "$unit" >/dev/null 2>&1 || true
+            fi
+        done
+    fi
+    if [ ${#edge_settings[@]} -gt 0 ]; then
+        "$prefix/bin/middock" edge:set --user "$user" "${edge_settings[@]}" >/dev/null
+    fi
+    say "Starting the edge"
+    "$prefix/bin/middock" edge:start --user "$user" | sed 's/^-----> /       /'
+fi
+
+# --- 5. Keys --------------------------------------------------------------------------------
 
 for key in "${keys[@]}"; do
     # The key's name: its comment (alice@laptop), else the file's name without .pub.
@@ -201,7 +235,7 @@ for key in "${keys[@]}"; do
     "$prefix/bin/middock" keys:add --user "$user" "$name" "$key"
 done
 
-# --- 5. Next steps --------------------------------------------------------------------------
+# --- 6. Next steps --------------------------------------------------------------------------
 
 host=$(hostname -f 2>/dev/null || hostname)
 user_option=""

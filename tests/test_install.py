@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -10,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_port
 from ssh_server import Sshd, as_user, make_key, remove_user, run_install, unique_user, world_readable_dir
 
 SOURCE_IGNORE = shutil.ignore_patterns(
@@ -19,9 +20,12 @@ SOURCE_IGNORE = shutil.ignore_patterns(
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
-    """Every file, folder and link under `root`: its mode, owner and content (or target)."""
+    """Every file, folder and link under `root`: its mode, owner and content (or target); the
+    edge's logs aside (a reload writes a line)."""
     found = {}
     for folder, dirs, files in os.walk(root):
+        if folder.endswith("_edge/logs"):
+            continue
         for name in dirs + files:
             path = Path(folder, name)
             info = path.lstat()
@@ -58,11 +62,20 @@ class Installed:
         self.key = make_key(base, "alice@laptop").with_suffix(".pub")
         self.middock = str(base / "venv" / "bin" / "middock")
         self.first: subprocess.CompletedProcess | None = None
+        self.edge_ports = (free_port(), free_port())
 
     def install(self) -> subprocess.CompletedProcess:
-        result = run_install(self.user, self.base, "--key", str(self.key), source=self.source)
+        ports = ["--http-port", str(self.edge_ports[0]), "--https-port", str(self.edge_ports[1])]
+        result = run_install(self.user, self.base, "--key", str(self.key), *ports, source=self.source)
         assert result.returncode == 0, result.stdout + result.stderr
         return result
+
+    def edge(self) -> dict:
+        listed = subprocess.run([self.middock, "edge", "--json", "--user", self.user], capture_output=True, text=True)
+        return json.loads(listed.stdout)
+
+    def haproxy_master(self) -> int:
+        return int((self.home / ".middock" / "_edge" / "haproxy.pid").read_text().split()[0])
 
     @property
     def home(self) -> Path:
@@ -76,6 +89,7 @@ def installed():
         installed.first = installed.install()
         yield installed
     finally:
+        subprocess.run([installed.middock, "edge:stop", "--user", installed.user], capture_output=True)
         remove_user(installed.user)
         shutil.rmtree(installed.base, ignore_errors=True)
 
@@ -93,6 +107,15 @@ def test_first_install_sets_up_middock_the_user_and_the_key(installed):
     assert line.startswith(f'command="{installed.base}/venv/bin/python3 -I -m middock_receiver ssh-serve')
 
 
+def test_the_edge_runs_as_the_deploy_user_on_the_ports_given(installed):
+    edge = installed.edge()
+    assert edge["running"] == {"haproxy": True, "caddy": True}
+    assert (edge["settings"]["http-port"], edge["settings"]["https-port"]) == installed.edge_ports
+    for proxy in ("haproxy", "caddy"):
+        pid = (installed.home / ".middock" / "_edge" / f"{proxy}.pid").read_text().split()[0]
+        assert Path(f"/proc/{pid}").stat().st_uid == pwd.getpwnam(installed.user).pw_uid
+
+
 def test_second_run_upgrades_in_place_and_keeps_apps_config_and_keys(installed):
     app = "keep-me"
     as_user(installed.user, installed.middock, "apps:create", app)
@@ -104,8 +127,10 @@ def test_second_run_upgrades_in_place_and_keeps_apps_config_and_keys(installed):
     hook = installed.home / f"{app}.git" / "hooks" / "post-receive"
     as_user(installed.user, "cp", "/dev/null", str(hook))  # a hook an older version left
 
+    master = installed.haproxy_master()
     second = installed.install()
     assert "Already authorized: key alice@laptop" in second.stdout
+    assert installed.haproxy_master() == master and installed.edge()["running"] == {"haproxy": True, "caddy": True}
     assert snapshot(installed.home) == before  # the hook is back as it was; nothing else moved
     assert account(installed.user) == user_before
     python = installed.base / "venv" / "bin" / "python3"

@@ -156,7 +156,8 @@ class Deployment:
     def start(self) -> None:
         self.keys = {name: make_key(self.base, name) for name in ("alice", "bob")}
         base = self.base
-        installed = run_install(self.user, base, "--key", str(self.keys["alice"].with_suffix(".pub")))
+        edge = ["--http-port", str(free_port()), "--https-port", str(free_port())]
+        installed = run_install(self.user, base, "--key", str(self.keys["alice"].with_suffix(".pub")), *edge)
         assert installed.returncode == 0, installed.stdout + installed.stderr
         self.middock = str(base / "venv" / "bin" / "middock")
         self.root_middock("keys:add", "bob", str(self.keys["bob"].with_suffix(".pub")))
@@ -182,6 +183,7 @@ class Deployment:
             subprocess.run(["docker", "compose", "-p", app, "down", "--timeout", "1"], capture_output=True, cwd="/")
         if self.sshd:
             self.sshd.stop()
+        subprocess.run([self.middock, "edge:stop", "--user", self.user], capture_output=True)
         remove_user(self.user)
         shutil.rmtree(self.base, ignore_errors=True)
 
@@ -198,9 +200,9 @@ def deployment(docker_client):
 
 @pytest.fixture(scope="module")
 def pushed(deployment, tmp_path_factory):
-    """The example app, created and pushed over ssh:// by alice: (app, port, work tree)."""
+    """The example app, created and pushed over ssh:// by alice: (app, its port on the edge, work tree)."""
     app, port = deployment.new_app(), free_port()
-    configured = deployment.alice.run("config:set", app, f"HTTP_PORT={port}", "--no-deploy")
+    configured = deployment.alice.run("apps:set", app, "port", str(port))
     assert configured.returncode == 0, configured.stderr
     work = Workdir(tmp_path_factory.mktemp("work") / "hello")
     shutil.copytree(EXAMPLE, work.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
@@ -215,7 +217,11 @@ def test_push_over_ssh_deploys_the_example_with_heroku_output(pushed):
     app, port, _, push = pushed
     assert push.returncode == 0, push.stderr
     assert "remote: -----> Running docker/build-1-app.sh" in push.stderr
-    assert "remote: -----> Release 1 " in push.stderr and "is live" in push.stderr
+    assert (
+        "remote: -----> Release 1 " in push.stderr
+        and "is live at http://" in push.stderr
+        and f":{port}/" in push.stderr
+    )
     page = http_get(port)
     assert "<h1>Hello from middock</h1>" in page and "release 1" in page
     assert "color" in http_get(port, "/static/style.css")
