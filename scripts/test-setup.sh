@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install and start everything the test suite needs on a fresh Debian 12 machine:
-# Docker Engine, Compose v2, sshd, busybox (for test images), PostgreSQL, git, ruff.
+# Docker Engine, Compose v2, sshd, busybox (for test images), PostgreSQL, the edge's proxies
+# (HAProxy, Caddy) and pebble, git, ruff.
 # Idempotent: what is already there is left alone.
 set -euo pipefail
 
@@ -22,6 +23,8 @@ apt_install() {
 }
 
 apt_install docker.io openssh-server openssh-client busybox-static git postgresql iproute2 ca-certificates
+apt_install haproxy caddy pebble openssl # the edge's proxies, and Let's Encrypt's test server
+apt_install debootstrap                    # the Debian base image of the django-postgres example's test
 apt_install python3-venv # install.sh's virtualenv, made with the distribution's /usr/bin/python3
 
 # Compose v2: Debian 12 has none; Debian 13's docker-compose (a static binary) installs cleanly.

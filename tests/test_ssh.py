@@ -313,6 +313,8 @@ def test_clone_with_the_path_forms_git_clients_send(deployment, pushed, tmp_path
         "git-upload-pack '/etc/passwd'",
         "git-receive-pack 'nope.git'",
         "keys:list",
+        "edge:stop",
+        "edge:set http-port=1",
     ],
 )
 def test_refused_with_one_line_and_nothing_run(deployment, request_):

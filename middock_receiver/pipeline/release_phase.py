@@ -61,11 +61,12 @@ def run_release_command(
     text = env["MIDDOCK_RELEASE_COMMAND"].strip()
     timeout = build.seconds(env, "MIDDOCK_RELEASE_TIMEOUT", DEFAULT_RELEASE_TIMEOUT)
     release = int(env["MIDDOCK_RELEASE"])
-    argv = stack.run(service, command, name=container_name(stack.project, release))
+    app = env["MIDDOCK_APP"]  # not the project: a release beside the live one has its own
+    argv = stack.run(service, command, name=container_name(app, release))
     out.step(f"Running release command: {text}")
     result = process.stream(argv, out.detail, env=env, cwd=stack.directory, timeout=timeout)
     if result.timed_out:
-        remove_container(client, stack.project, release)
+        remove_container(client, app, release)
         raise MiddockError(
             f"release command `{text}` did not finish within {timeout:g} seconds (MIDDOCK_RELEASE_TIMEOUT) "
             "and was stopped"
@@ -75,15 +76,15 @@ def run_release_command(
     out.detail("release command succeeded")
 
 
-def container_name(project: str, release: int) -> str:
-    return f"{project}-release-{release}"
+def container_name(app: str, release: int) -> str:
+    return f"{app}-release-{release}"
 
 
-def remove_container(client: docker.DockerClient, project: str, release: int) -> bool:
+def remove_container(client: docker.DockerClient, app: str, release: int) -> bool:
     """Stop and remove a release's one-off container, if there is one (killing Compose, or the
     deploy process, leaves it running: a migration must not run on beside the next one)."""
     try:
-        client.containers.get(container_name(project, release)).remove(force=True)
+        client.containers.get(container_name(app, release)).remove(force=True)
     except docker.errors.NotFound:
         return False
     return True

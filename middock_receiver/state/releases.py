@@ -131,7 +131,7 @@ def retained(app: App, keep: int, current: int) -> tuple[list[Release], list[Rel
 def prune_files(app: App, release: Release) -> None:
     """Remove what made a release rollback-able, keeping its record and log for `releases`/`logs`."""
     base = folder(app, release.number)
-    for name in ("checkout", "compose.json", "env"):
+    for name in ("checkout", "compose.json", "stack.json", "env"):
         path = base / name
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

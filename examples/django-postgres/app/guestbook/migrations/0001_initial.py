@@ -1,0 +1,20 @@
+# The table of Note, written by hand (what `makemigrations` would write): the release command
+# `python3 manage.py migrate` applies it before a release starts serving.
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+
+    dependencies = []
+
+    operations = [
+        migrations.CreateModel(
+            name="Note",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("text", models.TextField()),
+                ("created", models.DateTimeField(auto_now_add=True)),
+            ],
+        ),
+    ]

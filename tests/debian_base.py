@@ -1,0 +1,193 @@
+"""A local Debian 12 base image for tests that build real app images without a registry.
+
+`middock-test/debian` is `debootstrap --variant=minbase bookworm` plus Python 3 with Django,
+gunicorn and psycopg2, nginx and ca-certificates, all from Debian's own packages, imported with
+`docker import`. It stands in for `python:3.12-slim` and `nginx:1.27` (pass it as the
+example's PYTHON_IMAGE and NGINX_IMAGE). Built once, in about two minutes, then reused while its
+recipe is unchanged (the recipe's hash is a label of the image).
+
+Use it as the session fixture `debian_base` (a module that wants it says
+`pytest_plugins = ["debian_base"]`), or call `ensure_debian_base(client)`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+DEBIAN_IMAGE = "middock-test/debian"
+SUITE = "bookworm"
+PACKAGES = ("python3", "python3-django", "gunicorn", "python3-psycopg2", "nginx-light", "ca-certificates")
+FALLBACK_MIRROR = "http://deb.debian.org/debian"
+RECIPE_LABEL = "middock-test.recipe"
+CHANGES = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    'CMD ["bash"]',
+)
+# Left out of the image: downloaded .debs, apt's lists, docs and translations (about 60 MB).
+PRUNE = (
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+)
+KEEP = {"partial", "lock", "locale.alias"}  # apt's own empty folders and lock files stay
+RECIPE = hashlib.sha256(repr((SUITE, PACKAGES, CHANGES, PRUNE, 1)).encode()).hexdigest()[:16]
+
+
+def apt_mirror(suite: str = SUITE) -> str:
+    """The Debian mirror apt is configured with for `suite` (deb822 .sources or one-line
+    sources.list), so debootstrap fetches from the same place apt does."""
+    found = []
+    etc = Path("/etc/apt")
+    for path in sorted(etc.glob("sources.list.d/*.sources")):
+        for stanza in re.split(r"\n\s*\n", path.read_text(errors="replace")):
+            fields = {}
+            for line in stanza.splitlines():
+                if ":" in line and not line.lstrip().startswith("#"):
+                    key, _, value = line.partition(":")
+                    fields[key.strip().lower()] = value.split()
+            if "deb" in fields.get("types", []) and fields.get("enabled", ["yes"]) != ["no"]:
+                found += [(uri, fields.get("suites", [])) for uri in fields.get("uris", [])]
+    for path in [etc / "sources.list", *sorted(etc.glob("sources.list.d/*.list"))]:
+        if path.is_file():
+            for line in path.read_text(errors="replace").splitlines():
+                words = re.sub(r"\[[^\]]*\]", "", line.split("#")[0]).split()
+                if len(words) >= 3 and words[0] == "deb":
+                    found.append((words[1], [words[2]]))
+    for uri, suites in found:
+        if suite in suites:
+            return uri.rstrip("/")
+    return FALLBACK_MIRROR
+
+
+def apt_proxy_env(mirror: str) -> dict[str, str]:
+    """apt's proxy for the mirror (Acquire::http::Proxy, or its per-host form) as the variable
+    debootstrap's wget reads; none when apt uses none."""
+    scheme, _, rest = mirror.partition("://")
+    host = rest.split("/")[0].split("@")[-1].split(":")[0]
+    dump = subprocess.run(
+        ["apt-config", "dump", "--no-empty", "--format", "%f=%v%n", f"Acquire::{scheme}::Proxy"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    settings = dict(line.partition("=")[::2] for line in dump.splitlines() if "=" in line)
+    value = settings.get(f"Acquire::{scheme}::Proxy::{host}", settings.get(f"Acquire::{scheme}::Proxy", ""))
+    return {f"{scheme}_proxy": value} if "://" in value else {}
+
+
+def image_recipe(client: docker.DockerClient) -> str | None:
+    try:
+        return (client.images.get(DEBIAN_IMAGE).labels or {}).get(RECIPE_LABEL)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def ensure_debian_base(client: docker.DockerClient) -> str:
+    """The image's name, built first if it is missing or was built from another recipe."""
+    if image_recipe(client) == RECIPE:
+        return DEBIAN_IMAGE
+    # One build at a time on this Docker Engine (two test runs may share it).
+    with open(Path(tempfile.gettempdir()) / "middock-test-debian.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if image_recipe(client) != RECIPE:
+            build_debian_base(client)
+    return DEBIAN_IMAGE
+
+
+def build_debian_base(client: docker.DockerClient) -> None:
+    if shutil.which("debootstrap") is None:
+        pytest.exit("building the Debian base image needs debootstrap (apt-get install debootstrap)", returncode=3)
+    try:
+        old = client.images.get(DEBIAN_IMAGE).id
+    except docker.errors.ImageNotFound:
+        old = None
+    work = Path(tempfile.mkdtemp(prefix="middock-debian-", dir="/var/tmp"))
+    root = work / "root"
+    started = time.monotonic()
+    try:
+        mirror = apt_mirror()
+        # In its own process group, so a timeout also ends the dpkg it runs in the chroot.
+        debootstrap = subprocess.Popen(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(root), mirror],
+            env={**os.environ, **apt_proxy_env(mirror), "DEBIAN_FRONTEND": "noninteractive"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            output = debootstrap.communicate(timeout=900)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(debootstrap.pid, signal.SIGKILL)
+            output = debootstrap.communicate()[0] + "\n(killed after 900 s)"
+        if debootstrap.returncode != 0:
+            log = root / "debootstrap/debootstrap.log"
+            detail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise RuntimeError(f"debootstrap from {mirror} exited {debootstrap.returncode}:\n{output[-3000:]}{detail}")
+        prune(root)
+        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        changes = [arg for change in (*CHANGES, f"LABEL {RECIPE_LABEL}={RECIPE}") for arg in ("--change", change)]
+        imported = subprocess.run(
+            ["docker", "import", *changes, "-", DEBIAN_IMAGE], stdin=tar.stdout, capture_output=True, text=True
+        )
+        tar.stdout.close()
+        if tar.wait() != 0 or imported.returncode != 0:
+            raise RuntimeError(f"docker import failed: {imported.stderr}")
+    finally:
+        remove_tree(work)
+    image = client.images.get(DEBIAN_IMAGE)
+    print(f"built {DEBIAN_IMAGE} in {time.monotonic() - started:.0f}s, {image.attrs['Size'] / 1e6:.0f} MB")
+    if old and old != image.id:
+        try:
+            client.images.remove(old)  # the previous recipe's image, unless something still uses it
+        except docker.errors.APIError:
+            pass
+
+
+def prune(root: Path) -> None:
+    for name in PRUNE:
+        for path in (root / name).glob("*"):
+            if path.name in KEEP:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    # The host's own name and resolver, copied in by debootstrap; Docker provides its own.
+    for name in ("etc/hostname", "etc/resolv.conf"):
+        if (root / name).is_file():
+            (root / name).write_text("")
+
+
+def remove_tree(path: Path) -> None:
+    """Remove the build folder, unmounting first whatever debootstrap left mounted inside it
+    (/proc, /sys, a bound /dev), so nothing outside it is ever deleted through a mount."""
+    inside = str(path.resolve()) + "/"
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(inside)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    if any(m.startswith(inside) for m in mounts):
+        raise RuntimeError(f"{path} still has mounts inside; not removing it")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def debian_base(docker_client: docker.DockerClient) -> str:
+    """`middock-test/debian`, built once (about two minutes) and reused afterwards."""
+    return ensure_debian_base(docker_client)
