@@ -123,7 +123,9 @@ class Load:
                     self.report.answers.append(answer)
             except (OSError, http.client.HTTPException) as error:
                 with self.lock:
-                    self.report.failures.append(f"{kind}: {type(error).__name__}: {error}")
+                    self.report.failures.append(
+                        f"{kind} sent at {sent:.3f}, failed at {time.monotonic():.3f}: {type(error).__name__}: {error}"
+                    )
                 conn.close()
                 conn = self.connect(30 if slow else 10)
                 time.sleep(0.05)

@@ -157,24 +157,38 @@ def wait_for_stage(server, app: str, number: int, stage: str, timeout: float = 6
     raise AssertionError(f"release {number} never reached {stage}")
 
 
-def test_kill_during_drain_leaves_exactly_one_release(server, work, app, docker_client):
+@pytest.mark.parametrize(
+    ("stage", "settings", "survivor"),
+    [
+        ("health", "MIDDOCK_HEALTH_PATH=/cgi-bin/slow\n", 1),  # its gate takes 3 s: killed before the switch
+        ("drain", "MIDDOCK_DRAIN_TIMEOUT=30\n", 2),  # the slow requests keep the old release draining
+    ],
+)
+def test_a_deploy_killed_at_the_gate_or_mid_drain_leaves_exactly_one_release(
+    server, work, app, docker_client, stage, settings, survivor
+):
     server.start_edge()
-    write_web_app(work, "v1", settings="MIDDOCK_DRAIN_TIMEOUT=30\n")
+    write_web_app(work, "v1", settings=settings)
     deploy(work, "v1")
     port = server.app_port(app)
-    with Load(port, keepalive=1, fresh=1, slow=2):
+    with Load(port, keepalive=1, fresh=1, slow=2) as load:
         time.sleep(1)
-        write_web_app(work, "v2", settings="MIDDOCK_DRAIN_TIMEOUT=30\n")
+        write_web_app(work, "v2", settings=settings)
         work.commit("v2")
         push = work.start_push()
-        record = wait_for_stage(server, app, 2, "drain")
+        record = wait_for_stage(server, app, 2, stage)
         os.kill(record["pid"], signal.SIGKILL)
         push.communicate(timeout=60)
-    status = server.middock("status", app)
-    assert "interrupted during drain" in status.stderr, status.stderr
-    assert project_names(docker_client, app) == {f"{app}_r2"}
-    assert http_get(port) == "v2\n"
-    assert server.releases(app)[-1]["result"] == "interrupted"
+        status = server.middock("status", app)
+        time.sleep(1)
+    assert f"interrupted during {stage}" in status.stderr, status.stderr
+    assert project_names(docker_client, app) == {f"{app}_r{survivor}"}
+    assert http_get(port) == f"v{survivor}\n"
+    assert server.releases(app)[1]["result"] == "interrupted"
+    if stage == "health":
+        assert not load.report.failures, load.report.summary()
+    deploy_again = server.middock("deploy", app)
+    assert "is live" in deploy_again.stdout, deploy_again.stdout
 
 
 def test_app_without_web_runs_in_place_beside_the_edge(server, work, app, docker_client):

@@ -197,3 +197,39 @@ def test_without_compose_v2_it_says_how_to_get_it_and_changes_nothing(tmp_path):
 def test_refuses_to_run_without_root():
     result = subprocess.run(["runuser", "-u", "nobody", "--", str(ROOT / "install.sh")], capture_output=True, text=True)
     assert result.returncode == 1 and "must run as root" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "mirror"),
+    [
+        (
+            {
+                "sources.list": "# a comment\ndeb-src http://src/debian bookworm main\n"
+                "deb http://sec/debian-security bookworm-security main\n"
+                "deb [signed-by=/k.gpg arch=amd64] http://mirror.local/debian/ bookworm main contrib\n"
+            },
+            "http://mirror.local/debian",
+        ),
+        (
+            {
+                "sources.list.d/debian.sources": "Types: deb\nURIs: http://sec.example/debian-security\n"
+                "Suites: bookworm-security\n\nTypes: deb deb-src\nURIs: http://proxy:3142/debian\n"
+                "Suites: bookworm bookworm-updates\nComponents: main\n"
+            },
+            "http://proxy:3142/debian",
+        ),
+        ({}, "http://deb.debian.org/debian"),
+    ],
+)
+def test_compose_from_debian_13_asks_the_mirror_apt_already_uses(tmp_path, files, mirror):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    script = ROOT / "scripts" / "compose-from-debian-13.sh"
+    found = subprocess.run(
+        ["bash", str(script), "--print-mirror"],
+        env={**os.environ, "APT_ETC": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert found.stdout.strip() == mirror, found.stderr

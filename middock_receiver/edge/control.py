@@ -37,8 +37,7 @@ class Edge:
 
     def __init__(self, home: Path | None = None) -> None:
         self.paths = EdgePaths(home)
-        self.haproxy = haproxy.Admin(self.paths.haproxy_socket)
-        self.master = haproxy.Admin(self.paths.haproxy_master_socket)
+        self.haproxy = haproxy.Master(self.paths.haproxy_master_socket)
         self.caddy = caddy.Admin(self.paths.caddy_socket)
 
     @property
@@ -90,18 +89,12 @@ class Edge:
             changed = self.write()
             if self.running():
                 if changed.haproxy:
-                    self.reload_haproxy()
+                    self.haproxy.reload()
                 for fe in self.frontends():
                     if fe.serving:
                         self.haproxy.set_serving(self.paths.live_map, fe.app, fe.serving)
             if changed.caddy and self.caddy.answers():
                 self.load_caddy()
-
-    def reload_haproxy(self) -> None:
-        """A seamless reload: the master starts a new worker with the listeners of the old one."""
-        before = self.haproxy.info().get("Pid")
-        self.master.command("reload")
-        proxies.wait_started("haproxy", self.paths, lambda: self.haproxy.info().get("Pid") not in (None, before))
 
     def start(self, owner: proxies.Owner) -> None:
         """Start whichever proxy is not running, with the configuration of the records; bring a
@@ -117,7 +110,7 @@ class Edge:
             proxies.wait_started("haproxy", self.paths, self.running)
             proxies.wait_started("caddy", self.paths, self.caddy.answers)
             if running["haproxy"]:
-                self.reload_haproxy()
+                self.haproxy.reload()
             if first or running["caddy"]:
                 self.write()
                 self.load_caddy()
@@ -150,8 +143,6 @@ class Edge:
         self.apply()
 
     def drain(self, app: App, slot: str, timeout: float) -> float | None:
-        if not self.running():
-            return 0.0
         return self.haproxy.drain(app.name, slot, timeout)
 
     def forget(self, app: App) -> None:

@@ -43,7 +43,7 @@ def render_config(frontends: Iterable[Frontend], admin_socket: Path, live_map: P
         "# Written by middock from its records (edge:start, deploys); edits are lost.",
         "global",
         "    master-worker",
-        f"    stats socket {admin_socket} mode 600 level admin expose-fd listeners",
+        f"    stats socket {admin_socket} mode 600 level admin expose-fd listeners",  # hands listeners over
         "    hard-stop-after 10m",
         "    maxconn 4096",
         "",
@@ -84,8 +84,11 @@ def render_map(frontends: Iterable[Frontend]) -> str:
     return "".join(f"{fe.app} {backend(fe.app, fe.serving)}\n" for fe in frontends if fe.serving)
 
 
-class Admin:
-    """HAProxy's runtime API on a unix socket (the stats socket, or the master's for `reload`)."""
+class Master:
+    """HAProxy's master CLI (a unix socket): it reloads, and it reaches every worker, the current
+    one and the old ones a reload leaves finishing their connections. A switch and a drain must
+    see them all: an old worker still routes the next request of a kept-alive client with its
+    own copy of the map, and counts the requests it has in flight."""
 
     def __init__(self, path: Path, timeout: float = 10) -> None:
         self.path = path
@@ -96,45 +99,68 @@ class Admin:
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.settimeout(self.timeout)
                 sock.connect(str(self.path))
-                sock.sendall(line.encode() + b"\n")
+                sock.sendall(line.encode() + b"; quit\n")  # else the master keeps the session open
                 chunks = []
                 while chunk := sock.recv(65536):
                     chunks.append(chunk)
         except OSError as error:
-            raise MiddockError(
-                f"the edge's HAProxy does not answer on {self.path} ({error.strerror or error})"
-            ) from None
+            reason = error.strerror or error
+            raise MiddockError(f"the edge's HAProxy does not answer on {self.path} ({reason})") from None
         return b"".join(chunks).decode(errors="replace")
+
+    def workers(self) -> list[int]:
+        """The workers' pids, the current one first, then the old ones."""
+        pids = []
+        for line in self.command("show proc").splitlines():
+            fields = line.split()
+            if len(fields) > 1 and fields[1] == "worker" and fields[0].isdigit():
+                pids.append(int(fields[0]))
+        return pids
+
+    def worker_command(self, pid: int, line: str) -> str:
+        return self.command(f"@!{pid} {line}")
 
     def answers(self) -> bool:
         try:
-            self.command("show info")
-            return True
+            return bool(self.workers())
         except MiddockError:
             return False
 
-    def info(self) -> dict[str, str]:
-        """`show info`: Pid, Uptime, CurrConns…; empty when HAProxy does not answer."""
-        try:
-            text = self.command("show info")
-        except MiddockError:
-            return {}
-        return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    def reload(self, wait: float = 15) -> None:
+        """A seamless reload: a new worker takes over the listeners; wait until it is there."""
+        before = self.workers()[:1]
+        self.command("reload")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                now = self.workers()[:1]
+            except MiddockError:
+                now = before
+            if now and now != before:
+                return
+            time.sleep(0.05)
+        raise MiddockError("the edge's HAProxy did not start a new worker after a reload: see its log")
 
     def set_serving(self, live_map: Path, app: str, slot: str) -> None:
-        """Point the app's frontend at `slot`: from the next request on, atomically."""
-        reply = self.command(f"set map {live_map} {app} {backend(app, slot)}").strip()
-        if reply and "not found" in reply.lower():
-            reply = self.command(f"add map {live_map} {app} {backend(app, slot)}").strip()
-        if reply:
-            raise MiddockError(f"the edge refused to switch {app} to its {slot} slot: {reply.splitlines()[0]}")
+        """Point the app's frontend at `slot` in every worker: from the next request on."""
+        workers = self.workers()
+        for pid in workers:
+            try:
+                reply = self.worker_command(pid, f"set map {live_map} {app} {backend(app, slot)}").strip()
+                if reply and "not found" in reply.lower():
+                    reply = self.worker_command(pid, f"add map {live_map} {app} {backend(app, slot)}").strip()
+            except MiddockError:
+                if pid == workers[0]:
+                    raise
+                continue  # an old worker that has just finished
+            if reply and pid == workers[0]:
+                raise MiddockError(f"the edge refused to switch {app} to its {slot} slot: {reply.splitlines()[0]}")
 
-    def stats(self) -> dict[tuple[str, str], dict[str, str]]:
-        """`show stat` as {(proxy, server or FRONTEND/BACKEND): {column: value}}."""
-        text = self.command("show stat")
-        lines = text.splitlines()
+    def stats(self, pid: int) -> dict[tuple[str, str], dict[str, str]]:
+        """One worker's `show stat` as {(proxy, server or FRONTEND/BACKEND): {column: value}}."""
+        lines = self.worker_command(pid, "show stat").splitlines()
         if not lines or not lines[0].startswith("# "):
-            return {}
+            raise MiddockError(f"the edge's HAProxy answered `show stat` with {lines[:1]}")
         columns = lines[0][2:].split(",")
         rows = {}
         for line in lines[1:]:
@@ -143,14 +169,25 @@ class Admin:
                 rows[(values[0], values[1])] = dict(zip(columns, values, strict=False))
         return rows
 
-    def in_flight(self, app: str, slot: str) -> int:
-        """Requests the slot is serving or queueing now."""
-        row = self.stats().get((backend(app, slot), "BACKEND"), {})
-        return int(row.get("scur") or 0) + int(row.get("qcur") or 0)
+    def in_flight(self, app: str, slot: str) -> int | None:
+        """Requests the slot is serving or queueing now, in every worker; None when HAProxy cannot say."""
+        total = 0
+        try:
+            workers = self.workers()
+            for pid in workers:
+                row = self.stats(pid).get((backend(app, slot), "BACKEND"))
+                if row is None and pid == workers[0]:
+                    return None
+                if row is not None:  # an old worker from before the app's frontend knows no such slot
+                    total += int(row.get("scur") or 0) + int(row.get("qcur") or 0)
+        except MiddockError:
+            return None
+        return total if workers else None
 
     def drain(self, app: str, slot: str, timeout: float, poll: float = 0.1) -> float | None:
         """Wait until the slot has no request in flight, twice in a row (a request routed just
-        before the switch may not be counted yet); returns the seconds it took, None on timeout."""
+        before the switch may not be counted yet); returns the seconds it took, None on timeout.
+        When HAProxy cannot say, the slot is not known to be idle: wait on."""
         started = time.monotonic()
         idle = 0
         while time.monotonic() - started < timeout:
