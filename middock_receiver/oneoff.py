@@ -8,13 +8,11 @@ code becomes ours.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 from . import process
 from .errors import MiddockError
-from .pipeline.stacks import release_stack
+from .pipeline import stacks
 from .runtime import compose
 from .runtime.plan import without_git
 from .state import releases
@@ -25,14 +23,7 @@ def run(app: App, service: str, command: list[str]) -> int:
     live = releases.live(app)
     if live is None:
         raise MiddockError(f"{app.name} has no live release to run a command in; deploy it first")
-    stack = release_stack(app, compose.compose_program(), live)
-    pinned = Path(stack.files[0])
-    if not pinned.exists():
-        raise MiddockError(f"the live release {live.number} of {app.name} has no pinned compose file; deploy again")
-    services = json.loads(pinned.read_text())["services"]
-    if service not in services:
-        raise MiddockError(
-            f"{app.name} has no service {service!r} in release {live.number} (services: {', '.join(services)})"
-        )
+    stacks.check_service(app, live, service)
+    stack = stacks.release_stack(app, compose.compose_program(), live)
     env = {**without_git(os.environ), "COMPOSE_PROJECT_NAME": app.name}
     return process.attached(stack.run(service, command), env, stack.directory)

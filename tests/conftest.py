@@ -224,7 +224,7 @@ cp -r www "$ctx/www"
 cat > "$ctx/Dockerfile" <<'DOCKERFILE'
 FROM middock-test/busybox
 COPY www /www
-CMD ["sh", "-c", "echo \\"$VERSION\\" > /www/index.html && exec httpd -f -p 8080 -h /www"]
+CMD ["sh", "-c", "echo \\"$VERSION\\" > /www/index.html && hostname > /www/host.html && exec httpd -f -p 8080 -h /www"]
 DOCKERFILE
 docker build -q -t "$MIDDOCK_APP-web:$IMAGE_TAG" "$ctx"
 rm -rf "$ctx"

@@ -10,7 +10,7 @@ import pytest
 from middock_receiver.edge import caddy, haproxy, proxies, routes
 from middock_receiver.edge.settings import EdgePaths, EdgeSettings, parse_setting
 from middock_receiver.errors import MiddockError
-from middock_receiver.runtime import side_by_side
+from middock_receiver.runtime import overrides, side_by_side
 from middock_receiver.runtime.side_by_side import Web
 
 RESOLVED = {
@@ -148,3 +148,22 @@ def test_systemd_units_run_the_proxies_as_the_deploy_user(monkeypatch):
     caddy_unit = proxies.render_unit("caddy", paths, owner)
     assert f"ExecStart=/usr/bin/caddy run --config {paths.caddy_config}" in caddy_unit
     assert proxies.unit_name("caddy", owner) == "middock-edge-caddy-deploy.service"
+
+
+def test_scale_counts_and_the_default_restart_policy():
+    assert overrides.parse_counts(["web=3", "worker=0"]) == {"web": 3, "worker": 0}
+    for bad in ("web", "web=", "web=-1", "web=x", "web=101", "=2"):
+        with pytest.raises(MiddockError):
+            overrides.parse_counts([bad])
+    config = overrides.apply(RESOLVED, {"worker": 4}, web="web")
+    assert config["services"]["worker"]["scale"] == 4 and config["services"]["worker"]["restart"] == "unless-stopped"
+    kept = {**RESOLVED, "services": {"w": {"image": "x", "restart": "no", "deploy": {"replicas": 2}}}}
+    assert overrides.apply(kept, {"w": 3})["services"]["w"] == {
+        "image": "x",
+        "restart": "no",
+        "deploy": {"replicas": 3},
+        "scale": 3,
+    }
+    with pytest.raises(MiddockError, match="publishes host port 8080"):
+        overrides.check_counts(RESOLVED, {"web": 2})
+    overrides.check_counts(RESOLVED, {"web": 2}, web="web")  # behind the edge it publishes none of its own

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shlex
 import shutil
 import socket
@@ -415,3 +416,37 @@ def test_run_over_ssh_passes_stdin_stdout_stderr_and_the_exit_code(deployment, p
     assert missing.returncode == 1 and missing.stdout == ""
     assert len(missing.stderr.splitlines()) == 1, missing.stderr
     assert missing.stderr.startswith(f" !     {app} has no service 'nosuch' in release ")
+
+
+def serving_processes(user: str) -> list[str]:
+    """The deploy user's processes still serving an SSH session (the forced command's)."""
+    found = subprocess.run(["pgrep", "-u", user, "-f", "ssh-serve"], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+def test_logs_follow_over_ssh_ends_when_the_client_goes_away(deployment, pushed):
+    app, port = pushed[:2]
+    client = subprocess.Popen(
+        deployment.alice.argv("logs", app, "-t", "--service", "frontend"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert client.stdout is not None
+    try:
+        deadline = time.monotonic() + 60
+        line = b""
+        while b"GET /static/style.css" not in line and time.monotonic() < deadline:
+            http_get(port, "/static/style.css")
+            ready, _, _ = select.select([client.stdout], [], [], 0.5)
+            if ready:
+                line = client.stdout.readline()
+        assert b" frontend: " in line and b"GET /static/style.css" in line, line
+        assert serving_processes(deployment.user)
+    finally:
+        client.kill()
+        client.wait()
+    deadline = time.monotonic() + 15
+    while serving_processes(deployment.user) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert serving_processes(deployment.user) == []

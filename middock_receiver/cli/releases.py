@@ -16,7 +16,7 @@ from ..follow import submit
 from ..hook import pusher
 from ..output import Output
 from ..runtime.compose import compose_program
-from ..state import apps, config, lock, releases
+from ..state import apps, config, lock, processes, releases
 from ..state.apps import App
 from ..state.lock import DeployLock, Request
 from .commands import argument, command, emit_json, when
@@ -44,6 +44,8 @@ def app_state(app: App) -> str:
         return "deploying"
     if lock.hold_path(app).exists():
         return "locked"
+    if processes.is_stopped(app):
+        return "stopped"
     if releases.live_number(app) is None:
         return "not deployed"
     return "live"
@@ -72,11 +74,21 @@ def run_deploy(app: App, request: Request) -> int:
 
 
 def redeploy_live(app: App) -> int:
-    """Deploy the live release's commit again: new config, a restart (through the edge, the
-    same zero-downtime path as any deploy)."""
+    """Deploy the live release's commit again, with the config vars as they are now."""
     live = releases.live(app)
     assert live is not None
     return run_deploy(app, Request(commit=live.commit, ref=live.ref, pusher=pusher()))
+
+
+def rerun_live(app: App, reason: str) -> int:
+    """Run the live release again without a build (a restart, a new scale, a start): through
+    the edge, the same zero-downtime path as any deploy."""
+    live = releases.live(app)
+    if live is None:
+        raise MiddockError(f"{app.name} has no live release; deploy it first")
+    return run_deploy(
+        app, Request(commit=live.commit, ref=live.ref, pusher=pusher(), restore=live.number, reason=reason)
+    )
 
 
 @command("deploy", "deploy the branch head (or REF) again")
@@ -95,7 +107,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if args.release is None:
         if live is None:
             raise MiddockError(f"{app.name} has no live release to roll back from")
-        target = releases.previous_good(app, live.number)
+        target = releases.previous_good(app, live)
         if target is None:
             raise MiddockError(f"{app.name} has no earlier good release to roll back to")
     else:
@@ -104,7 +116,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             raise MiddockError(f"{app.name} has no release {args.release}")
     if not target.good or not (releases.folder(app, target.number) / "compose.json").exists():
         raise MiddockError(f"release {target.number} cannot be rolled back to: only kept, successful releases can")
-    return run_deploy(app, Request(commit=target.commit, ref=target.ref, pusher=pusher(), rollback_to=target.number))
+    return run_deploy(app, Request(commit=target.commit, ref=target.ref, pusher=pusher(), restore=target.number))
 
 
 def release_row(release: releases.Release, live: int | None) -> dict:
@@ -178,16 +190,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("logs", "the stored output of a deploy")
+@command("releases:output", "the stored output of a deploy (default: the latest)")
 @argument("release", nargs="?", type=int)
-def cmd_logs(args: argparse.Namespace) -> int:
-    app = App.named(args.app).require()
-    number = args.release or (releases.numbers(app) or [None])[-1]
+def cmd_releases_output(args: argparse.Namespace) -> int:
+    return print_output(App.named(args.app).require(), args.release)
+
+
+def print_output(app: App, number: int | None) -> int:
+    number = number or (releases.numbers(app) or [None])[-1]
     if number is None:
         raise MiddockError(f"{app.name} has no releases yet")
     path = releases.folder(app, number) / "log"
     if not path.exists():
-        raise MiddockError(f"{app.name} has no log for release {number}")
+        raise MiddockError(f"{app.name} has no output stored for release {number}")
     sys.stdout.buffer.write(path.read_bytes())
     return 0
 

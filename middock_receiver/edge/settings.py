@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from ..errors import MiddockError
 from ..state.apps import middock_home, write_atomic
 
-SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
+SOCKET_PATH_MAX = 90  # sun_path holds 108 bytes, and HAProxy binds to "PATH.PID.tmp" first
 TLS_MODES = ("acme", "internal", "off")
 
 

@@ -25,10 +25,10 @@ from ..edge import routes
 from ..edge.control import Edge
 from ..errors import MiddockError, os_error_line
 from ..output import Output
-from ..runtime import compose, side_by_side
+from ..runtime import compose, overrides, side_by_side
 from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env, release_tag, without_git
 from ..runtime.side_by_side import Web
-from ..state import config, releases
+from ..state import config, processes, releases
 from ..state.apps import App, read_settings
 from ..state.lock import Request
 from ..state.releases import Release
@@ -122,6 +122,9 @@ def restore_live(app: App, program: tuple[str, ...], out: Output) -> None:
             Edge(app.home).switch(app, None)
         out.detail("no release is live")
         return
+    if processes.is_stopped(app):
+        out.detail(f"release {live.number} stays stopped (ps:stop); ps:start starts it")
+        return
     stack = stacks.release_stack(app, program, live)
     env = without_git(os.environ)
     if live.slot:  # behind the edge: its web containers may be serving, never recreate them
@@ -170,14 +173,15 @@ class Deploy:
             self.start()
             assert self.release is not None
             on_started(self.release)
-            if self.request.rollback_to is None:
+            if self.request.restore is None:
                 self.prepare_from_repo()
                 stack = stacks.release_stack(self.app, self.program, self.release)
                 self.enter("release")
                 release_phase.run_release_command(stack, self.resolved["services"], self.env, self.out, self.client)
             else:
-                self.prepare_from_release(self.request.rollback_to)
-                release_phase.note_rollback(self.folder, self.out)
+                self.prepare_from_release(self.request.restore)
+                if self.request.reason == "rollback":
+                    release_phase.note_rollback(self.app, self.release, self.out)
             self.switch()
         except MiddockError as error:
             self.fail(str(error))
@@ -188,10 +192,25 @@ class Deploy:
         self.succeed()
         return True
 
+    def kind(self) -> str:
+        """What this release is: a deploy, a rollback, or a restart or rescale of a release."""
+        if self.request.restore is None:
+            return "deploy"
+        if self.request.reason == "rollback":
+            return f"rollback to {self.request.restore}"
+        return f"{self.request.reason} of release {self.request.restore}"
+
+    def same_as(self) -> int | None:
+        """For a restart or rescale: the release whose code and config it runs again."""
+        if self.request.restore is None or self.request.reason == "rollback":
+            return None
+        origin = releases.load(self.app, self.request.restore)
+        return (origin.same_as if origin else None) or self.request.restore
+
     def start(self) -> None:
         repo = gate.open_repo(self.app, self.request)
         subject, author = commit_details(repo, self.request.commit)
-        kind = "deploy" if self.request.rollback_to is None else f"rollback to {self.request.rollback_to}"
+        kind = self.kind()
         self.release = releases.allocate(
             self.app,
             Release(
@@ -203,12 +222,14 @@ class Deploy:
                 pusher=self.request.pusher,
                 kind=kind,
                 pid=os.getpid(),
+                same_as=self.same_as(),
             ),
         )
         self.out.add_file(self.folder / "log")
-        action = (
-            "Deploying" if self.request.rollback_to is None else f"Rolling back to release {self.request.rollback_to}:"
-        )
+        action = {
+            "deploy": "Deploying",
+            f"rollback to {self.request.restore}": f"Rolling back to release {self.request.restore}:",
+        }.get(kind, f"{kind[0].upper()}{kind[1:]}:")
         self.out.step(f"{action} {self.app.name} release {self.release.number}, {self.request.short} {subject}")
 
     def prepare_from_repo(self) -> None:
@@ -288,7 +309,9 @@ class Deploy:
             Edge(self.app.home).require_running()
 
     def pin(self, resolved: dict) -> None:
+        """Pin every service to its image id, with the app's scale and restart policy."""
         assert self.release is not None
+        resolved = overrides.apply(resolved, processes.read_scale(self.app), self.web.service if self.web else None)
         self.resolved = resolved
         self.release.images = compose.pin_images(self.client, resolved, self.app.name, self.release.number)
         compose.write_config(resolved, self.folder / stacks.PINNED)
@@ -324,8 +347,9 @@ class Deploy:
         self.enter("up")
         self.out.step("Starting the stack: docker compose up")
         stack = self.stack(self.release)
-        try:
-            compose.run(stack.up(), self.env, stack.directory, self.out, "docker compose up")
+        restart = self.request.restore is not None and self.request.reason == "restart"
+        try:  # a restart recreates containers whose configuration did not change, too
+            compose.run(stack.up(recreate=restart), self.env, stack.directory, self.out, "docker compose up")
         except MiddockError:
             self.restore_previous()
             raise
@@ -388,7 +412,8 @@ class Deploy:
         assert self.release is not None
         releases.set_live(self.app, self.release.number)
         releases.finish(self.app, self.release, releases.SUCCEEDED)
-        if self.request.rollback_to is None:
+        processes.set_stopped(self.app, False)
+        if self.request.restore is None:
             previous = self.previous.number if self.previous else None
             release_phase.post_deploy(self.checkout_dir, self.env, previous, self.out)
         self.prune()

@@ -8,19 +8,18 @@ from collections.abc import Callable
 
 import docker
 
+from ..runtime import overrides
+
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
+NUMBER_LABEL = "com.docker.compose.container-number"
 DEFAULT_HEALTH_TIMEOUT = 60.0
 
 
 def running_services(resolved: dict) -> list[str]:
     """The services that must be running: all but those scaled to zero."""
-    return [
-        name
-        for name, spec in resolved["services"].items()
-        if (spec.get("deploy") or {}).get("replicas", 1) != 0 and spec.get("scale", 1) != 0
-    ]
+    return [name for name, spec in resolved["services"].items() if overrides.replicas(spec) != 0]
 
 
 def project_containers(client: docker.DockerClient, project: str) -> list:
@@ -71,16 +70,20 @@ def wait_healthy(
 
 
 def service_status(client: docker.DockerClient, project: str) -> list[dict]:
-    """Each container of the project: service, name, state and health, for `status`."""
+    """Each container of the project, for `status` and `ps`: service, number, name, state,
+    health, when it started and how often Docker restarted it."""
     rows = []
     for container in project_containers(client, project):
         state = container.attrs["State"]
         rows.append(
             {
                 "service": container.labels.get(SERVICE_LABEL, "?"),
+                "number": int(container.labels.get(NUMBER_LABEL, "1") or 1),
                 "container": container.name,
                 "state": state.get("Status"),
                 "health": state.get("Health", {}).get("Status"),
+                "started": state.get("StartedAt") if state.get("Status") == "running" else None,
+                "restarts": container.attrs.get("RestartCount", 0),
             }
         )
-    return sorted(rows, key=lambda row: (row["service"], row["container"]))
+    return sorted(rows, key=lambda row: (row["service"], row["number"], row["container"]))

@@ -21,8 +21,9 @@ from .. import process
 from ..errors import MiddockError
 from ..output import Output
 from ..runtime.plan import ComposeStack
-from ..state import config
-from . import build
+from ..state.apps import App
+from ..state.releases import Release
+from . import build, stacks
 
 DEFAULT_RELEASE_TIMEOUT = 30 * 60
 
@@ -90,12 +91,9 @@ def remove_container(client: docker.DockerClient, app: str, release: int) -> boo
     return True
 
 
-def note_rollback(release_folder: Path, out: Output) -> None:
+def note_rollback(app: App, release: Release, out: Output) -> None:
     """Say that a rollback skips the release command of the release it restores."""
-    values = config.repo_defaults(release_folder / "checkout")
-    if (release_folder / "env").exists():
-        values.update(config.parse((release_folder / "env").read_text(), "config"))
-    if values.get("MIDDOCK_RELEASE_COMMAND", "").strip():
+    if stacks.release_env(app, release).get("MIDDOCK_RELEASE_COMMAND", "").strip():
         out.step("Not running the release command: a rollback does not run it again, nor undo its migrations")
 
 

@@ -8,13 +8,14 @@ A release behind the edge runs beside the live one under a project of its own (`
 
 from __future__ import annotations
 
+import json
 import re
-from pathlib import Path
 
 import docker
 
+from ..errors import MiddockError
 from ..runtime.plan import ComposeStack
-from ..state import releases
+from ..state import config, releases
 from ..state.apps import App
 from ..state.releases import Release
 from .health import PROJECT_LABEL, project_containers
@@ -33,8 +34,29 @@ def release_stack(app: App, program: tuple[str, ...], release: Release) -> Compo
     return ComposeStack(program, project(app, release), (str(run_file),), folder / "checkout")
 
 
-def run_file(stack: ComposeStack) -> Path:
-    return Path(stack.files[0])
+def pinned_config(app: App, release: Release) -> dict:
+    """The release's pinned configuration (its services, images, scale)."""
+    path = releases.folder(app, release.number) / PINNED
+    if not path.exists():
+        raise MiddockError(f"release {release.number} of {app.name} has no pinned compose file; deploy again")
+    return json.loads(path.read_text())
+
+
+def release_env(app: App, release: Release) -> dict[str, str]:
+    """The settings a release ran with: its repo's middock.env under its config vars."""
+    folder = releases.folder(app, release.number)
+    values = config.repo_defaults(folder / "checkout")
+    if (folder / "env").exists():
+        values.update(config.parse((folder / "env").read_text(), "env"))
+    return values
+
+
+def check_service(app: App, release: Release, service: str) -> None:
+    services = list(pinned_config(app, release)["services"])
+    if service not in services:
+        raise MiddockError(
+            f"{app.name} has no service {service!r} in release {release.number} (services: {', '.join(services)})"
+        )
 
 
 def app_projects(client: docker.DockerClient, app: App) -> set[str]:

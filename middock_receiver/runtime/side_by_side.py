@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import MiddockError
+from . import overrides
 
 WEB = re.compile(r"(?P<service>[A-Za-z0-9][A-Za-z0-9_.-]*):(?P<port>[0-9]{1,5})\Z")
 SLOTS = ("blue", "green")
@@ -66,9 +67,7 @@ def project_name(app: str, release: int) -> str:
 
 
 def web_replicas(resolved: dict, web: Web) -> int:
-    spec = resolved["services"][web.service]
-    replicas = (spec.get("deploy") or {}).get("replicas")
-    return int(spec.get("scale") or (replicas if replicas is not None else 1))
+    return overrides.replicas(resolved["services"][web.service])
 
 
 def check(resolved: dict, web: Web, stopping_first: list[str]) -> None:

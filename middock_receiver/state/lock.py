@@ -28,12 +28,21 @@ class Request:
     commit: str
     ref: str
     pusher: str
-    rollback_to: int | None = None
+    restore: int | None = None  # a kept release to run again without a build
+    reason: str = "rollback"  # with `restore`: rollback, restart, scale web=3…
     id: str = field(default_factory=lambda: f"{time.time_ns():020d}-{os.getpid()}")
     # a gate-mode push (gate.py): the branch's commit when the push began, and git's
     # receive-pack process (pid, start time) that moves the branch if the deploy succeeds
     old: str | None = None
     receiver: list[int] | None = None
+
+    @classmethod
+    def from_json(cls, text: str) -> Request:
+        """A stored request, also one an older middock wrote (its `rollback_to`)."""
+        data = json.loads(text)
+        if "rollback_to" in data:
+            data["restore"] = data.pop("rollback_to")
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     @property
     def short(self) -> str:
@@ -59,7 +68,7 @@ def enqueue(app: App, request: Request) -> None:
 
 
 def load_request(app: App, request_id: str) -> Request:
-    return Request(**json.loads(request_path(app, request_id).read_text()))
+    return Request.from_json(request_path(app, request_id).read_text())
 
 
 def newer_request(app: App, request: Request) -> Request | None:
@@ -74,7 +83,7 @@ def newer_request(app: App, request: Request) -> Request | None:
         except (FileNotFoundError, json.JSONDecodeError):
             continue
     try:
-        started = Request(**json.loads((app.state / "last-request.json").read_text()))
+        started = Request.from_json((app.state / "last-request.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     return started if started.id > request.id else None

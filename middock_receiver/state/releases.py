@@ -38,6 +38,7 @@ class Release:
     stage: str = ""  # the deploy stage reached: checkout, build, release, up, health, switch, drain
     project: str = ""  # its Compose project: the app's name in place, its own beside another (blue/green)
     slot: str = ""  # behind the edge: the slot (blue, green) its web containers fill
+    same_as: int | None = None  # a restart or new scale of this release: the same code and config
 
     @property
     def duration(self) -> float | None:
@@ -108,11 +109,18 @@ def finish(app: App, release: Release, result: str, message: str = "") -> None:
     save(app, release)
 
 
-def previous_good(app: App, before: int) -> Release | None:
+def previous_good(app: App, live: Release) -> Release | None:
+    """The good release before the live one (before what the live one restarted or rescaled),
+    not counting restarts and rescales, which run the same code as the release they came from."""
+    before = live.same_as or live.number
     for release in reversed(history(app)):
-        if release.number < before and release.good and folder(app, release.number).joinpath("compose.json").exists():
+        if release.number < before and release.good and release.same_as is None and has_files(app, release):
             return release
     return None
+
+
+def has_files(app: App, release: Release) -> bool:
+    return folder(app, release.number).joinpath("compose.json").exists()
 
 
 def retained(app: App, keep: int, current: int) -> tuple[list[Release], list[Release]]:

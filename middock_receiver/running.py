@@ -1,0 +1,175 @@
+"""The running app, outside a deploy: its containers (`ps`), their output (`logs`), and
+stopping or restarting them (`ps:stop`, `ps:restart SERVICE`).
+
+What changes the stack as a whole (a restart behind the edge, a new scale, `ps:start`) is a
+deploy of the live release without a build (cli/running.py); what is here acts on the live
+release's containers as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from datetime import datetime, timezone
+from typing import BinaryIO
+
+import docker
+
+from . import process
+from .edge.control import Edge
+from .errors import MiddockError
+from .pipeline import health, stacks
+from .pipeline.deploy import docker_client
+from .runtime import compose
+from .runtime.plan import without_git
+from .state import processes, releases
+from .state.apps import App
+from .state.releases import Release
+
+FOLLOW_POLL = 0.5
+
+
+def live_release(app: App) -> Release:
+    live = releases.live(app)
+    if live is None:
+        raise MiddockError(f"{app.name} has no live release; deploy it first")
+    return live
+
+
+def uptime(started: str | None) -> float | None:
+    """Seconds since Docker's `StartedAt` (nanoseconds and a Z, which Python does not parse)."""
+    if not started:
+        return None
+    moment = datetime.strptime(started[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return max((datetime.now(timezone.utc) - moment).total_seconds(), 0.0)
+
+
+def ps(app: App) -> list[dict]:
+    """Every container of the live release: service, state, health, uptime, restarts, and (behind
+    the edge) the release, slot and route it serves."""
+    live = live_release(app)
+    urls = Edge(app.home).urls(app) if live.slot else []
+    rows = health.service_status(docker_client(), stacks.project(app, live))
+    for row in rows:
+        row.update(uptime=uptime(row["started"]), release=live.number, slot=live.slot or None, routes=urls)
+    return rows
+
+
+def compose_live(app: App, *args: str) -> None:
+    """Run `docker compose ARGS` against the live release's stack."""
+    stack = stacks.release_stack(app, compose.compose_program(), live_release(app))
+    result = process.capture(stack.command(*args), without_git(os.environ), stack.directory)
+    if result.returncode != 0:
+        raise MiddockError(f"docker compose {args[0]} failed: {compose.compose_error(result.stderr)}")
+
+
+def stop(app: App) -> None:
+    """Stop the live release's containers; they stay stopped (a reboot too) until ps:start."""
+    live_release(app)
+    processes.set_stopped(app, True)
+    compose_live(app, "stop")
+
+
+def restart_service(app: App, service: str) -> None:
+    stacks.check_service(app, live_release(app), service)
+    compose_live(app, "restart", service)
+
+
+def client_gone(fd: int) -> bool:
+    """Whether whoever reads our output has gone: a pipe or socket whose other end closed (an
+    SSH client that went away closes sshd's end). A terminal never reports it."""
+    poller = select.poll()
+    poller.register(fd, select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+class LogWriter:
+    """Lines from several containers to one output, each prefixed with its service (and number)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+        self.broken = threading.Event()
+
+    def write(self, label: str, raw: bytes) -> None:
+        stamp, _, text = raw.rstrip(b"\n").partition(b" ")
+        line = f"{stamp.decode(errors='replace')[:19]}Z {label}: ".encode() + text + b"\n"
+        with self.lock:
+            try:
+                self.out.write(line)
+                self.out.flush()
+            except (BrokenPipeError, OSError):
+                self.broken.set()
+
+
+def labels(containers: list) -> dict[str, str]:
+    """`web.1`, `web.2`…: the service, and the container's number when the service is scaled."""
+    by_service: dict[str, int] = {}
+    for container in containers:
+        service = container.labels.get(health.SERVICE_LABEL, "?")
+        by_service[service] = by_service.get(service, 0) + 1
+    found = {}
+    for container in containers:
+        service = container.labels.get(health.SERVICE_LABEL, "?")
+        number = container.labels.get(health.NUMBER_LABEL, "1")
+        found[container.id] = f"{service}.{number}" if by_service[service] > 1 else service
+    return found
+
+
+def logs(app: App, out: BinaryIO, tail: int | None, follow: bool, service: str | None) -> int:
+    """The live release's output: the last `tail` lines of every container merged by time,
+    newest last; with `follow`, new lines as they come, until Ctrl-C or the reader goes away."""
+    live = live_release(app)
+    if service:
+        stacks.check_service(app, live, service)
+    client = docker_client()
+    containers = [
+        c
+        for c in health.project_containers(client, stacks.project(app, live))
+        if service is None or c.labels.get(health.SERVICE_LABEL) == service
+    ]
+    if not containers:
+        raise MiddockError(f"{app.name} has no containers of release {live.number} (ps:start starts them)")
+    names = labels(containers)
+    writer = LogWriter(out)
+    if not follow:
+        lines = []
+        for container in containers:
+            raw = container.logs(timestamps=True, tail="all" if tail is None else tail)
+            lines += [(line.split(b" ", 1)[0], names[container.id], line) for line in raw.splitlines() if line]
+        lines.sort(key=lambda item: item[0])
+        for _, label, line in lines[-tail:] if tail is not None else lines:
+            writer.write(label, line)
+        return 0
+    return follow_logs(containers, names, writer, 10 if tail is None else tail)
+
+
+def follow_logs(containers: list, names: dict[str, str], writer: LogWriter, tail: int) -> int:
+    """Stream every container's output; return when the reader goes away, on Ctrl-C, or when
+    every container has stopped. The streams are threads of this one process: nothing stays
+    behind it."""
+    running = []
+    for container in containers:
+        stream = container.logs(stream=True, follow=True, timestamps=True, tail=tail)
+        thread = threading.Thread(target=pump, args=(stream, names[container.id], writer), daemon=True)
+        thread.start()
+        running.append(thread)
+    fd = writer.out.fileno()
+    try:
+        while any(t.is_alive() for t in running) and not writer.broken.is_set() and not client_gone(fd):
+            time.sleep(FOLLOW_POLL)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def pump(stream, label: str, writer: LogWriter) -> None:  # noqa: ANN001
+    try:
+        for line in stream:
+            writer.write(label, line)
+            if writer.broken.is_set():
+                return
+    except docker.errors.DockerException:
+        return
