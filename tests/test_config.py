@@ -49,7 +49,7 @@ def test_values_reach_the_container_byte_for_byte_and_stay_masked(server, work, 
         assert http_get(port, f"/{key}") == value, key
 
     assert "leak: *****" in result.stderr
-    log = server.middock("logs", app).stdout
+    log = server.middock("releases:output", app).stdout
     assert "leak: *****" in log
     shown = server.middock("config", app).stdout + server.middock("status", app).stdout
     for value in TRICKY.values():

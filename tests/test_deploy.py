@@ -54,7 +54,7 @@ def test_failing_build_script_keeps_the_running_release(server, work, app):
     assert http_get(port) == "v1"
     history = server.releases(app)
     assert history[-1]["result"] == "failed" and history[-1]["live"] is False
-    assert "exit code 3" in server.middock("logs", app, "2").stdout
+    assert "exit code 3" in server.middock("releases:output", app, "2").stdout
 
 
 def test_health_gate_failure_rolls_back_to_the_previous_release(server, work, app):

@@ -77,7 +77,9 @@ def test_push_rollback_config_and_failed_gate_drop_no_request(server, work, app,
 
     with Load(port) as load:
         time.sleep(1)
-        failed = server.middock("config:set", app, "VERSION=v4", "MIDDOCK_HEALTH_PATH=/missing", check=False)
+        failed = server.middock(
+            "config:set", app, "VERSION=v4", "MIDDOCK_HEALTH_PATH=/missing", "MIDDOCK_HEALTH_TIMEOUT=5", check=False
+        )
         time.sleep(1)
     assert failed.returncode == 1 and "health check failed" in failed.stderr, failed.stdout
     assert not load.report.failures, load.report.summary()

@@ -196,7 +196,7 @@ def test_a_vanished_pusher_leaves_the_branch_on_the_live_commit(server, work, ga
     assert head(server, gate_app) == commit
     fsck = ["git", "--git-dir", str(server.repo_path(gate_app)), "fsck", "--connectivity-only"]
     assert subprocess.run(fsck, capture_output=True).returncode == 0
-    log = server.middock("logs", gate_app, "2").stdout
+    log = server.middock("releases:output", gate_app, "2").stdout
     assert "is live" in log and f"middock moved main to {commit[:7]}" in log
 
 

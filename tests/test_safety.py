@@ -83,7 +83,7 @@ def test_vanished_pusher_does_not_stop_the_deploy(server, work, app, tmp_path):
     )[0]
     assert release["result"] == "succeeded" and release["live"]
     assert http_get(port) == "v1"
-    log = server.middock("logs", app).stdout
+    log = server.middock("releases:output", app).stdout
     assert "noise line 1999 of the build" in log
     assert log.rstrip().endswith("is live, deployed in " + log.rstrip().rsplit("deployed in ", 1)[1])
 

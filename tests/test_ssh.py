@@ -236,7 +236,7 @@ def test_status_releases_and_logs_over_ssh_name_the_pushing_key(deployment, push
     releases = json.loads(deployment.alice.run("releases", app, "--json").stdout)
     assert releases[0]["pusher"] == "alice"
     assert "alice" in deployment.alice.run("releases", app).stdout
-    logs = deployment.alice.run("logs", app)
+    logs = deployment.alice.run("releases:output", app)
     assert logs.returncode == 0 and "-----> Running docker/build-0-base.sh" in logs.stdout
     assert app in deployment.bob.run("apps").stdout
 

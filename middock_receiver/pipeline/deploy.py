@@ -348,6 +348,7 @@ class Deploy:
         self.out.step("Starting the stack: docker compose up")
         stack = self.stack(self.release)
         restart = self.request.restore is not None and self.request.reason == "restart"
+        started = time.time()
         try:  # a restart recreates containers whose configuration did not change, too
             compose.run(stack.up(recreate=restart), self.env, stack.directory, self.out, "docker compose up")
         except MiddockError:
@@ -357,7 +358,7 @@ class Deploy:
         self.enter("health")
         self.out.step(f"Waiting for the services to be healthy (up to {timeout:g}s)")
         services = health.running_services(self.resolved)
-        problems = health.wait_healthy(self.client, self.app.name, services, timeout, self.out.detail)
+        problems = health.wait_healthy(self.client, self.app.name, services, timeout, self.out.detail, started)
         if problems:
             for problem in problems:
                 self.out.detail(problem)

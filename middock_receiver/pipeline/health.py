@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 import docker
 
@@ -27,8 +28,16 @@ def project_containers(client: docker.DockerClient, project: str) -> list:
     return [c for c in containers if c.labels.get(ONEOFF_LABEL) != "True"]
 
 
-def problems(client: docker.DockerClient, project: str, services: list[str]) -> list[str]:
-    """What keeps the stack from being healthy now; empty when it is."""
+def created_at(container) -> float:  # noqa: ANN001
+    """When Docker created the container (its ISO time, nanoseconds and all), as a timestamp."""
+    stamp = container.attrs.get("Created", "")[:19]
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp() if stamp else 0.0
+
+
+def problems(client: docker.DockerClient, project: str, services: list[str], since: float = 0.0) -> list[str]:
+    """What keeps the stack from being healthy now; empty when it is. A container created since
+    `since` that Docker has already restarted is crashing, even if it runs this instant (every
+    service has a restart policy, so a crash shows as a restart, not as an exit)."""
     by_service: dict[str, list] = {name: [] for name in services}
     for container in project_containers(client, project):
         by_service.setdefault(container.labels.get(SERVICE_LABEL, "?"), []).append(container)
@@ -39,10 +48,10 @@ def problems(client: docker.DockerClient, project: str, services: list[str]) -> 
         for container in by_service[service]:
             state = container.attrs["State"]
             health = state.get("Health", {}).get("Status")
-            if state.get("Status") != "running":
-                found.append(
-                    f"{service}: {container.name} is {state.get('Status')} (exit code {state.get('ExitCode')})"
-                )
+            restarted = container.attrs.get("RestartCount", 0) > 0 and created_at(container) >= since - 1
+            if restarted or state.get("Status") != "running":
+                what = "keeps restarting" if restarted else f"is {state.get('Status')}"
+                found.append(f"{service}: {container.name} {what} (exit code {state.get('ExitCode')})")
             elif health not in (None, "healthy"):
                 found.append(f"{service}: {container.name} is {health}")
     return found
@@ -54,12 +63,13 @@ def wait_healthy(
     services: list[str],
     timeout: float,
     on_wait: Callable[[str], None] = lambda _: None,
+    since: float = 0.0,
 ) -> list[str]:
     """Poll until healthy or the timeout; returns the remaining problems (empty on success)."""
     deadline = time.monotonic() + timeout
     reported: set[str] = set()
     while True:
-        found = problems(client, project, services)
+        found = problems(client, project, services, since)
         if not found or time.monotonic() >= deadline:
             return found
         for problem in found:

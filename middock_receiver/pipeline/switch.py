@@ -154,7 +154,7 @@ class Beside:
 
     def wait_healthy(self, services: list[str], deadline: float) -> None:
         remaining = max(deadline - time.monotonic(), 0)
-        problems = health.wait_healthy(self.client, self.stack.project, services, remaining, self.out.detail)
+        problems = health.wait_healthy(self.client, self.stack.project, services, remaining, self.out.detail, 0.0)
         if problems:
             for problem in problems:
                 self.out.detail(problem)
