@@ -214,7 +214,7 @@ if [ "$edge" = 1 ]; then
         # port 80); middock runs the proxies in units of its own, with its configuration.
         for unit in caddy.service haproxy.service; do
             if systemctl is-enabled --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit"; then
-                detail "disabling the package's own $unit (the edge runs middock-edge-* units)"
+                detail "disabling the package's own $unit (the edge runs middock-haproxy-* and middock-caddy-* units)"
                 systemctl disable --now "$unit" >/dev/null 2>&1 || true
             fi
         done

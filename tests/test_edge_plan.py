@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from middock_receiver import daemons
 from middock_receiver.edge import caddy, haproxy, proxies, routes
 from middock_receiver.edge.settings import EdgePaths, EdgeSettings, parse_setting
 from middock_receiver.errors import MiddockError
@@ -137,17 +138,19 @@ def test_a_long_home_keeps_its_sockets_in_a_short_private_folder():
     assert long.run.parent == Path("/tmp") and len(str(long.haproxy_master_socket)) < 100
 
 
-def test_systemd_units_run_the_proxies_as_the_deploy_user(monkeypatch):
-    monkeypatch.setattr(proxies, "program", lambda proxy: f"/usr/bin/{proxy}")
-    owner = proxies.Owner("deploy", 1001, 1001, Path("/home/deploy"))
+def test_systemd_units_run_the_proxies_as_the_deploy_user():
+    owner = daemons.Owner("deploy", 1001, 1001, Path("/home/deploy"))
     paths = EdgePaths(owner.home)
-    unit = proxies.render_unit("haproxy", paths, owner)
+    haproxy_daemon = proxies.daemon("haproxy", paths, owner)
+    unit = daemons.render_unit(haproxy_daemon, owner)
     assert "User=deploy\n" in unit and "AmbientCapabilities=CAP_NET_BIND_SERVICE\n" in unit
-    assert f"ExecStart=/usr/bin/haproxy -Ws -f {paths.haproxy_config}" in unit and "Type=notify" in unit
-    assert "WantedBy=multi-user.target" in unit
-    caddy_unit = proxies.render_unit("caddy", paths, owner)
+    assert f"ExecStart=/usr/sbin/haproxy -Ws -f {paths.haproxy_config}" in unit and "Type=notify" in unit
+    assert "ExecReload=/bin/kill -USR2 $MAINPID" in unit and "WantedBy=multi-user.target" in unit
+    caddy_unit = daemons.render_unit(proxies.daemon("caddy", paths, owner), owner)
     assert f"ExecStart=/usr/bin/caddy run --config {paths.caddy_config}" in caddy_unit
-    assert proxies.unit_name("caddy", owner) == "middock-edge-caddy-deploy.service"
+    assert f'"XDG_DATA_HOME={paths.caddy_data}"' in caddy_unit
+    assert daemons.unit_name(haproxy_daemon, owner) == "middock-haproxy-deploy.service"
+    assert haproxy_daemon.background[1:3] == ["-W", "-D"] and haproxy_daemon.forks
 
 
 def test_scale_counts_and_the_default_restart_policy():

@@ -8,7 +8,8 @@ import pwd
 import sys
 from pathlib import Path
 
-from ..edge import caddy, proxies, routes
+from .. import daemons
+from ..edge import caddy, routes
 from ..edge.control import Edge
 from ..edge.settings import write_settings
 from ..errors import MiddockError
@@ -54,8 +55,8 @@ def as_the_user(user: pwd.struct_passwd) -> None:
 
 
 def handed_over(user: pwd.struct_passwd) -> bool:
-    owner = proxies.Owner.of(user)
-    if os.geteuid() == 0 and owner.uid != 0 and not proxies.uses_systemd(owner):
+    owner = daemons.Owner.of(user)
+    if os.geteuid() == 0 and owner.uid != 0 and not daemons.uses_systemd(owner):
         as_the_user(user)  # does not return
     return False
 
@@ -106,7 +107,7 @@ def cmd_edge_start(args: argparse.Namespace) -> int:
     edge = edge_of(user)
     with account.acting_as(user):
         edge.write()
-    edge.start(proxies.Owner.of(user))
+    edge.start(daemons.Owner.of(user))
     settings = edge.settings
     print(f"-----> The edge is running: http on {settings.http_port}, https on {settings.https_port}")
     for fe in edge.frontends():
@@ -119,7 +120,7 @@ def cmd_edge_start(args: argparse.Namespace) -> int:
 def cmd_edge_stop(args: argparse.Namespace) -> int:
     user = edge_user(args)
     handed_over(user)
-    edge_of(user).stop(proxies.Owner.of(user))
+    edge_of(user).stop(daemons.Owner.of(user))
     print("-----> The edge is stopped: apps behind it are not reachable until edge:start")
     return 0
 

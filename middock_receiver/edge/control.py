@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import process
+from .. import daemons, process
 from ..errors import MiddockError
 from ..state import apps
 from ..state.apps import App
@@ -96,7 +96,7 @@ class Edge:
             if changed.caddy and self.caddy.answers():
                 self.load_caddy()
 
-    def start(self, owner: proxies.Owner) -> None:
+    def start(self, owner: daemons.Owner) -> None:
         """Start whichever proxy is not running, with the configuration of the records; bring a
         running one in line with them."""
         with self.paths.locked():
@@ -106,9 +106,9 @@ class Edge:
             if first and not running["caddy"]:
                 write_if_changed(self.paths.caddy_config, caddy.dumps(first))
             for proxy in proxies.PROXIES:
-                proxies.start(proxy, self.paths, owner)
-            proxies.wait_started("haproxy", self.paths, self.running)
-            proxies.wait_started("caddy", self.paths, self.caddy.answers)
+                daemons.start(proxies.daemon(proxy, self.paths, owner), owner)
+            daemons.wait_started(proxies.daemon("haproxy", self.paths, owner), self.running)
+            daemons.wait_started(proxies.daemon("caddy", self.paths, owner), self.caddy.answers)
             if running["haproxy"]:
                 self.haproxy.reload()
             if first or running["caddy"]:
@@ -131,9 +131,9 @@ class Edge:
             caddy.wait_for_account(self.paths)
         self.caddy.load(self.paths.caddy_config.read_text())
 
-    def stop(self, owner: proxies.Owner) -> None:
+    def stop(self, owner: daemons.Owner) -> None:
         for proxy in reversed(proxies.PROXIES):
-            proxies.stop(proxy, self.paths, owner)
+            daemons.stop(proxies.daemon(proxy, self.paths, owner), owner)
 
     def switch(self, app: App, slot: str | None) -> None:
         """Send the app's new requests to `slot` (None: to no release)."""
@@ -186,7 +186,9 @@ def write_if_changed(path: Path, text: str, check=None) -> bool:  # noqa: ANN001
 
 
 def check_haproxy(path: Path) -> None:
-    result = process.capture([proxies.program("haproxy"), "-c", "-q", "-f", str(path)])
+    if not os.access(proxies.PROGRAMS["haproxy"], os.X_OK):
+        raise MiddockError("the edge needs HAProxy: install the haproxy package (install.sh does)")
+    result = process.capture([proxies.PROGRAMS["haproxy"], "-c", "-q", "-f", str(path)])
     if result.returncode != 0:
         problem = (result.stderr or result.stdout).strip().splitlines()
         raise MiddockError(f"the edge's HAProxy configuration is invalid: {problem[-1] if problem else 'no message'}")
