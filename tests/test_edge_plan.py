@@ -85,8 +85,8 @@ def test_fixed_ports_and_names_are_fine_on_a_service_that_stops_first():
 def test_haproxy_configuration_and_map():
     paths = EdgePaths(Path("/srv/deploy"))
     frontends = [
-        haproxy.Frontend("shop", 8001, True, {"blue": (20001, 20002), "green": (20003,)}, "green"),
-        haproxy.Frontend("blog", 8002, False, {"blue": (20010,)}, "blue"),
+        haproxy.Frontend("shop", 8001, True, {"blue": ("127.0.0.1:20001", "127.0.0.1:20002")}, "blue"),
+        haproxy.Frontend("blog", 8002, False, {"blue": ("127.0.0.1:20010",), "green": ("10.9.0.3:30001",)}, "green"),
     ]
     config = haproxy.render_config(frontends, paths.haproxy_socket, paths.live_map)
     assert "frontend shop\n    bind :8001\n" in config
@@ -94,7 +94,8 @@ def test_haproxy_configuration_and_map():
     assert "backend shop.blue\n    balance roundrobin\n    server blue1 127.0.0.1:20001\n    server blue2" in config
     assert f"use_backend %[fe_name,map({paths.live_map},no_release)]" in config
     assert "option idle-close-on-response" in config
-    assert haproxy.render_map(frontends) == "shop shop.green\nblog blog.blue\n"
+    assert "server green1 10.9.0.3:30001 check inter 1s fall 2 rise 2\n" in config  # a task on another node
+    assert haproxy.render_map(frontends) == "shop shop.blue\nblog blog.green\n"
 
 
 def test_caddy_configuration():

@@ -30,12 +30,19 @@ class Frontend:
     app: str
     port: int
     public: bool  # bound on every address; else loopback only (Caddy serves the app's domains)
-    slots: dict[str, tuple[int, ...]]  # slot -> the loopback ports of its web containers
+    slots: dict[str, tuple[str, ...]]  # slot -> ADDR:PORT of its web containers
     serving: str | None  # the slot the map points at
 
 
 def backend(app: str, slot: str) -> str:
     return f"{app}.{slot}"
+
+
+def checks(endpoint: str) -> str:
+    """A task on another node is checked every second, so the edge stops sending it requests
+    within seconds of its node dying; a container on this server needs none (its gate passed,
+    and a checked server that is not up yet would refuse the first requests after a switch)."""
+    return "" if endpoint.startswith("127.0.0.1:") else " check inter 1s fall 2 rise 2"
 
 
 def render_config(frontends: Iterable[Frontend], admin_socket: Path, live_map: Path) -> str:
@@ -76,7 +83,7 @@ def render_config(frontends: Iterable[Frontend], admin_socket: Path, live_map: P
         ]
         for slot, ports in sorted(fe.slots.items()):
             lines += ["", f"backend {backend(fe.app, slot)}", "    balance roundrobin"]
-            lines += [f"    server {slot}{i} 127.0.0.1:{port}" for i, port in enumerate(ports, 1)]
+            lines += [f"    server {slot}{i} {end}{checks(end)}" for i, end in enumerate(ports, 1)]
     return "\n".join(lines) + "\n"
 
 

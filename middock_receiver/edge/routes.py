@@ -20,17 +20,19 @@ from ..state.apps import App, write_atomic
 APP_PORTS = range(8000, 9000)  # the first free one is an app's public port
 SLOT_PORTS = range(20000, 30000)  # loopback ports of the slots' web containers
 DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+LOOPBACK = "127.0.0.1:"
 
 
 @dataclass
 class AppEdge:
     domains: list[str] = field(default_factory=list)
-    slots: dict[str, list[int]] = field(default_factory=dict)
+    slots: dict[str, list[str]] = field(default_factory=dict)  # slot -> ADDR:PORT of its web containers
     serving: str | None = None
 
     @property
     def ports(self) -> set[int]:
-        return {port for ports in self.slots.values() for port in ports}
+        """The loopback ports its slots hold on this server."""
+        return {int(e.rpartition(":")[2]) for ends in self.slots.values() for e in ends if e.startswith(LOOPBACK)}
 
 
 def record_path(app: App):
@@ -43,6 +45,13 @@ def load(app: App) -> AppEdge:
     except FileNotFoundError:
         return AppEdge()
     return AppEdge(**{k: v for k, v in stored.items() if k in AppEdge.__dataclass_fields__})
+
+
+def set_endpoints(app: App, slot: str, endpoints: list[str]) -> None:
+    """Where the slot's web containers answer (a release on the Swarm: its tasks)."""
+    record = load(app)
+    record.slots[slot] = endpoints
+    save(app, record)
 
 
 def save(app: App, record: AppEdge) -> None:
@@ -109,8 +118,8 @@ def choose_app_port(app: App) -> int:
 def choose_slot_ports(app: App, record: AppEdge, slot: str, count: int) -> list[int]:
     """`count` consecutive free loopback ports for a slot's web containers; the slot's own when
     it already has that many (then HAProxy's configuration does not change)."""
-    current = record.slots.get(slot, [])
-    if len(current) == count:
+    current = [int(e.rpartition(":")[2]) for e in record.slots.get(slot, []) if e.startswith(LOOPBACK)]
+    if len(current) == count == len(record.slots.get(slot, [])):
         return current
     taken = taken_ports(apps.all_apps(app.home)) - set(current)
     start = SLOT_PORTS.start
@@ -118,7 +127,7 @@ def choose_slot_ports(app: App, record: AppEdge, slot: str, count: int) -> list[
         run = list(range(start, start + count))
         busy = [port for port in run if port in taken or not bindable(port, "127.0.0.1")]
         if not busy:
-            record.slots[slot] = run
+            record.slots[slot] = [f"{LOOPBACK}{port}" for port in run]
             save(app, record)
             return run
         start = busy[-1] + 1

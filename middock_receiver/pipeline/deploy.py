@@ -334,7 +334,7 @@ class Deploy:
         if self.web:
             beside = switch.Beside(
                 self.app, self.release, self.previous, self.env, self.resolved, self.web, self.out, self.client,
-                self.program, self.enter,
+                self.enter,
             )  # fmt: skip
             beside.run()
         else:

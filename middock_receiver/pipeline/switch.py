@@ -1,5 +1,6 @@
-"""Blue/green behind the edge: a release starts beside the live one, passes its gate, takes
-every new request in one atomic flip of the edge, and the old release drains and goes.
+"""Blue/green behind the edge: a release starts beside the live one (a Compose project on this
+server, or a stack on the Swarm: places.py), passes its gate, takes every new request in one
+atomic flip of the edge, and the old release drains and goes.
 
 Nothing the old release serves is touched until the new one has passed its gate, and a failed
 gate removes only the new containers, so a failed deploy never costs a request. Services listed
@@ -21,12 +22,13 @@ from ..edge import routes
 from ..edge.control import Edge
 from ..errors import MiddockError
 from ..output import Output
-from ..runtime import compose, side_by_side
+from ..runtime import compose, overrides, side_by_side
 from ..runtime.side_by_side import Web
 from ..state import releases
 from ..state.apps import App
 from ..state.releases import Release
 from . import build, health, stacks
+from .places import SwarmPlace, place_of
 
 DEFAULT_DRAIN_TIMEOUT = 30.0
 PROJECT_LABEL = health.PROJECT_LABEL
@@ -69,32 +71,33 @@ def ensure_shared(client: docker.DockerClient, app: App, resolved: dict) -> None
             )
 
 
-def http_problem(port: int, path: str, host: str | None) -> str | None:
-    """None when `GET path` on the container's loopback port answers 2xx or 3xx."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+def http_problem(endpoint: str, path: str, host: str | None) -> str | None:
+    """None when `GET path` on a web container (`ADDR:PORT`) answers 2xx or 3xx."""
+    address, _, port = endpoint.rpartition(":")
+    conn = http.client.HTTPConnection(address, int(port), timeout=5)
     try:
         conn.request("GET", path, headers={"Host": host} if host else {})
         status = conn.getresponse().status
     except (OSError, http.client.HTTPException) as error:
-        return f"GET {path} on 127.0.0.1:{port}: {error.__class__.__name__} {error}".strip()
+        return f"GET {path} on {endpoint}: {error.__class__.__name__} {error}".strip()
     finally:
         conn.close()
-    return None if 200 <= status < 400 else f"GET {path} on 127.0.0.1:{port} answered {status}"
+    return None if 200 <= status < 400 else f"GET {path} on {endpoint} answered {status}"
 
 
 @dataclass
 class Beside:
-    """One release started beside the live one, and everything its switch needs."""
+    """One release started beside the live one, and everything its switch needs. Without a web
+    service (an app on the Swarm that serves no HTTP) there is no edge: start, gate, retire."""
 
     app: App
     release: Release
     previous: Release | None
     env: dict[str, str]
     resolved: dict
-    web: Web
+    web: Web | None
     out: Output
     client: docker.DockerClient
-    program: tuple[str, ...]
     enter: Callable[[str], None]
     edge: Edge = field(init=False)
     stopped: list[str] = field(default_factory=list)  # the previous release's stop-first services we stopped
@@ -102,13 +105,18 @@ class Beside:
 
     def __post_init__(self) -> None:
         self.edge = Edge(self.app.home)
-        self.stack = stacks.release_stack(self.app, self.program, self.release)
-        self.old = stacks.release_stack(self.app, self.program, self.previous) if self.previous else None
+        self.new = place_of(self.app, self.release, self.client, self.env, self.out)
+        self.old = place_of(self.app, self.previous, self.client, self.env, self.out) if self.previous else None
         self.first = side_by_side.stop_first(self.env)
+        self.counts = {name: overrides.replicas(spec) for name, spec in self.resolved["services"].items()}
 
     @property
     def services(self) -> list[str]:
         return [s for s in health.running_services(self.resolved) if s not in self.first]
+
+    @property
+    def in_place_before(self) -> bool:
+        return self.previous is not None and self.old is not None and self.old.name == self.app.name
 
     def run(self) -> None:
         """Start, gate, switch, drain, retire. A failure up to the switch removes only the new
@@ -124,37 +132,44 @@ class Beside:
         self.retire()
 
     def start(self) -> None:
-        self.edge.require_running()
-        ensure_shared(self.client, self.app, self.resolved)
-        if self.previous and self.previous.slot:
+        if self.web:
+            self.edge.require_running()
+        if not isinstance(self.new, SwarmPlace):
+            ensure_shared(self.client, self.app, self.resolved)
+        if self.web and self.previous and self.previous.slot and not isinstance(self.new, SwarmPlace):
             self.edge.apply()  # the new slot's ports, if they changed
         self.enter("up")
         beside = f" beside release {self.previous.number}" if self.previous else ""
-        self.out.step(f"Starting release {self.release.number}{beside}: docker compose up ({self.release.slot})")
-        self.compose(self.stack.up(services=self.services), "docker compose up")
+        where = "docker stack deploy" if isinstance(self.new, SwarmPlace) else "docker compose up"
+        self.out.step(f"Starting release {self.release.number}{beside}: {where} ({self.release.slot})")
+        self.new.start(self.services)
 
     def gate(self) -> None:
         timeout = build.seconds(self.env, "MIDDOCK_HEALTH_TIMEOUT", health.DEFAULT_HEALTH_TIMEOUT)
         deadline = time.monotonic() + timeout
         self.enter("health")
         self.out.step(f"Waiting for the services to be healthy (up to {timeout:g}s)")
-        self.wait_healthy(self.services, deadline)
+        self.wait(self.services, deadline)
+        if not self.web:
+            return
         path = side_by_side.health_path(self.env)
+        endpoints = self.new.endpoints(self.app, self.release.slot, self.web)
+        if isinstance(self.new, SwarmPlace):
+            routes.set_endpoints(self.app, self.release.slot, endpoints)
         domains = routes.load(self.app).domains
-        ports = routes.load(self.app).slots[self.release.slot]
-        self.out.step(f"Checking GET {path} on {self.web.service} ({len(ports)} container{'s' * (len(ports) > 1)})")
-        for port in ports:
-            problem = http_problem(port, path, domains[0] if domains else None)
+        count = f"{len(endpoints)} container{'s' * (len(endpoints) > 1)}"
+        self.out.step(f"Checking GET {path} on {self.web.service} ({count})")
+        for endpoint in endpoints:
+            problem = http_problem(endpoint, path, domains[0] if domains else None)
             while problem and time.monotonic() < deadline:
                 time.sleep(0.25)
-                problem = http_problem(port, path, domains[0] if domains else None)
+                problem = http_problem(endpoint, path, domains[0] if domains else None)
             if problem:
                 raise MiddockError(f"health check failed: {problem}")
         self.out.detail(f"{self.web.service}: answers")
 
-    def wait_healthy(self, services: list[str], deadline: float) -> None:
-        remaining = max(deadline - time.monotonic(), 0)
-        problems = health.wait_healthy(self.client, self.stack.project, services, remaining, self.out.detail, 0.0)
+    def wait(self, services: list[str], deadline: float) -> None:
+        problems = self.new.problems(services, self.counts, max(deadline - time.monotonic(), 0))
         if problems:
             for problem in problems:
                 self.out.detail(problem)
@@ -169,31 +184,32 @@ class Beside:
         if self.old:
             self.out.step(f"Stopping {', '.join(self.first)} of release {self.previous.number} first")  # type: ignore[union-attr]
             self.stopped = list(self.first)
-            self.compose(self.old.stop(self.first), "docker compose stop")
+            self.old.stop(self.first)
         self.out.step(f"Starting {', '.join(self.first)}")
-        self.compose(self.stack.up(services=self.first), "docker compose up")
+        self.new.resume(self.first)
         timeout = build.seconds(self.env, "MIDDOCK_HEALTH_TIMEOUT", health.DEFAULT_HEALTH_TIMEOUT)
-        self.wait_healthy(self.first, time.monotonic() + timeout)
+        self.wait(self.first, time.monotonic() + timeout)
 
     def switch(self) -> None:
         """The flip: from now on every new request reaches the new release."""
         self.enter("switch")
-        if self.old and not self.previous.slot:  # type: ignore[union-attr]
+        if self.in_place_before:
             self.out.step(f"Stopping release {self.previous.number}, which ran in place")  # type: ignore[union-attr]
-            self.compose(self.old.down(), "docker compose down")
+            self.old.remove()  # type: ignore[union-attr]
             self.replaced_in_place = True
-        port = routes.choose_app_port(self.app)
-        serving = routes.load(self.app).serving
-        if serving is None and not routes.bindable(port):
-            raise MiddockError(
-                f"port {port} is in use on this server: choose another with apps:set {self.app.name} port N"
-            )
-        self.out.step(f"Switching the edge to release {self.release.number}")
-        try:
-            self.edge.switch(self.app, self.release.slot)
-        except MiddockError:
-            self.edge.switch(self.app, serving)
-            raise
+        if self.web:
+            port = routes.choose_app_port(self.app)
+            serving = routes.load(self.app).serving
+            if serving is None and not routes.bindable(port):
+                raise MiddockError(
+                    f"port {port} is in use on this server; choose another: apps:set {self.app.name} port N"
+                )
+            self.out.step(f"Switching the edge to release {self.release.number}")
+            try:
+                self.edge.switch(self.app, self.release.slot)
+            except MiddockError:
+                self.edge.switch(self.app, serving)
+                raise
         releases.set_live(self.app, self.release.number)
 
     def retire(self) -> None:
@@ -201,32 +217,23 @@ class Beside:
         if not (self.previous and self.old) or self.replaced_in_place:
             return
         self.enter("drain")
-        timeout = build.seconds(self.env, "MIDDOCK_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT)
-        self.out.step(f"Draining release {self.previous.number} (up to {timeout:g}s)")
-        took = self.edge.drain(self.app, self.previous.slot, timeout)
-        self.out.detail("drained" if took is None else f"drained in {took:.1f}s")
-        if took is None:
-            self.out.detail(f"requests still in flight after {timeout:g}s (MIDDOCK_DRAIN_TIMEOUT) are cut off")
+        if self.web and self.previous.slot:
+            timeout = build.seconds(self.env, "MIDDOCK_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT)
+            self.out.step(f"Draining release {self.previous.number} (up to {timeout:g}s)")
+            took = self.edge.drain(self.app, self.previous.slot, timeout)
+            self.out.detail("drained" if took is None else f"drained in {took:.1f}s")
+            if took is None:
+                self.out.detail(f"requests still in flight after {timeout:g}s (MIDDOCK_DRAIN_TIMEOUT) are cut off")
         self.out.step(f"Stopping release {self.previous.number}")
-        try:
-            self.compose(self.old.down(), "docker compose down")
-        except MiddockError as error:
-            self.out.warn(f"{error}; removing its containers")
-            stacks.remove_project(self.client, self.old.project)
+        self.old.remove()
 
     def abandon(self) -> None:
         """After a failed gate: remove the new release's containers, restart what we stopped."""
         self.out.step(f"Removing release {self.release.number}'s containers")
-        try:
-            self.compose(self.stack.down(), "docker compose down")
-        except MiddockError:
-            stacks.remove_project(self.client, self.stack.project)
+        self.new.remove()
         if self.replaced_in_place and self.old:
             self.out.step(f"Starting release {self.previous.number} again")  # type: ignore[union-attr]
-            self.compose(self.old.up(), "docker compose up")
+            self.old.start([])
         elif self.stopped and self.old:
             self.out.step(f"Starting {', '.join(self.stopped)} of release {self.previous.number} again")  # type: ignore[union-attr]
-            self.compose(self.old.up(services=self.stopped), "docker compose up")
-
-    def compose(self, argv: list[str], what: str) -> None:
-        compose.run(argv, self.env, self.stack.directory, self.out, what)
+            self.old.resume(self.stopped)

@@ -1,0 +1,98 @@
+"""Where a release's containers run beside another release: a Compose project on this server, or
+a stack on the Swarm. Both have the same verbs, so the blue/green switch (switch.py) is one
+piece of code for both, and an app moves between them (`apps:set APP target`) with the same
+switch as any deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import docker
+
+from .. import process
+from ..edge import routes
+from ..errors import MiddockError
+from ..output import Output
+from ..runtime import compose, overrides, swarm
+from ..runtime.plan import without_git
+from ..runtime.side_by_side import Web
+from ..state import releases
+from ..state.apps import App
+from ..state.releases import Release
+from . import health, stacks
+
+SWARM_FILE = "swarm.json"
+
+
+class ComposePlace:
+    """A release's own Compose project on this server (or the app's, for one run in place)."""
+
+    def __init__(self, app: App, release: Release, client: docker.DockerClient, env: dict, out: Output) -> None:
+        self.stack = stacks.release_stack(app, compose.compose_program(), release)
+        self.client, self.env, self.out = client, env, out
+        self.name = self.stack.project
+
+    def compose(self, argv: list[str], what: str) -> None:
+        compose.run(argv, self.env, self.stack.directory, self.out, what)
+
+    def start(self, services: list[str]) -> None:
+        self.compose(self.stack.up(services=services), "docker compose up")
+
+    resume = start
+
+    def problems(self, services: list[str], counts: dict[str, int], timeout: float) -> list[str]:
+        return health.wait_healthy(self.client, self.name, services, timeout, self.out.detail, 0.0)
+
+    def stop(self, services: list[str]) -> None:
+        self.compose(self.stack.stop(services), "docker compose stop")
+
+    def remove(self) -> None:
+        try:
+            self.compose(self.stack.down(), "docker compose down")
+        except MiddockError:
+            stacks.remove_project(self.client, self.name)
+
+    def endpoints(self, app: App, slot: str, web: Web) -> list[str]:
+        """The slot's loopback ports, chosen when the release was pinned."""
+        return routes.load(app).slots.get(slot, [])
+
+
+class SwarmPlace:
+    """A release's own stack on the Swarm, deployed from its generated stack file."""
+
+    def __init__(self, app: App, release: Release, client: docker.DockerClient, env: dict, out: Output) -> None:
+        folder = releases.folder(app, release.number)
+        self.name = stacks.project(app, release)
+        self.stack = swarm.Stack(self.name, str(folder / SWARM_FILE))
+        self.client, self.env, self.out, self.folder = client, env, out, folder
+
+    def start(self, services: list[str]) -> None:
+        """Deploy the stack; services left out (they stop first elsewhere) start with 0 tasks."""
+        env = {**without_git(os.environ), **self.env}
+        result = process.stream(self.stack.deploy(), self.out.detail, env=env, cwd=self.folder)
+        if result.returncode != 0:
+            raise MiddockError(f"docker stack deploy failed with exit code {result.returncode}")
+
+    def resume(self, services: list[str]) -> None:
+        pinned = json.loads((self.folder / stacks.PINNED).read_text())
+        swarm.scale(self.client, self.name, {s: overrides.replicas(pinned["services"][s]) for s in services})
+
+    def problems(self, services: list[str], counts: dict[str, int], timeout: float) -> list[str]:
+        wanted = {service: counts[service] for service in services}
+        return swarm.wait_running(self.client, self.name, wanted, timeout, self.out.detail)
+
+    def stop(self, services: list[str]) -> None:
+        swarm.scale(self.client, self.name, dict.fromkeys(services, 0))
+
+    def remove(self) -> None:
+        swarm.remove(self.client, self.name)
+
+    def endpoints(self, app: App, slot: str, web: Web) -> list[str]:
+        return swarm.endpoints(self.client, self.name, web.service, web.port)
+
+
+def place_of(app: App, release: Release, client: docker.DockerClient, env: dict, out: Output):  # noqa: ANN201
+    kind = SwarmPlace if (releases.folder(app, release.number) / SWARM_FILE).exists() else ComposePlace
+    return kind(app, release, client, env, out)

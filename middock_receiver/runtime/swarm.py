@@ -1,0 +1,208 @@
+"""The Swarm: its nodes, and the stacks a release runs as (through the Docker SDK, and
+`docker stack deploy` for what only the CLI does).
+
+A release on the Swarm is a stack of its own (`APP_rN`), like a release beside another is a
+Compose project of its own: the same blue/green switch works on both (pipeline/places.py).
+No routing mesh is used (it needs IPVS): each web task publishes its port in host mode, and the
+edge reaches the tasks at their nodes' addresses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+import docker.types
+
+from .. import process
+from ..errors import MiddockError
+
+STACK_LABEL = "com.docker.stack.namespace"
+RUNNING = "running"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A stack and the argument lists that act on it."""
+
+    name: str
+    file: str
+
+    def deploy(self) -> list[str]:
+        detach = ["--detach=true"] if cli_waits_by_default() else []
+        return ["docker", "stack", "deploy", *detach, "--prune", "--compose-file", self.file, self.name]
+
+    def remove(self) -> list[str]:
+        return ["docker", "stack", "rm", self.name]
+
+
+def cli_waits_by_default() -> bool:
+    """Docker's CLI from 26 on waits for a stack to converge unless told not to; older ones
+    (Debian 12's 20.10) do not know the option. middock waits itself, task by task."""
+    result = process.capture(["docker", "version", "--format", "{{.Client.Version}}"])
+    major = result.stdout.strip().split(".")[0]
+    return major.isdigit() and int(major) >= 26
+
+
+def ensure_manager(client: docker.DockerClient, advertise_addr: str) -> bool:
+    """Make this engine a Swarm manager, or keep the Swarm it manages; True when it made one."""
+    swarm = client.info().get("Swarm", {})
+    if swarm.get("LocalNodeState") == "active":
+        if not swarm.get("ControlAvailable"):
+            raise MiddockError("this server's Docker is a Swarm worker: run swarm:init on a manager")
+        return False
+    client.swarm.init(advertise_addr=advertise_addr, listen_addr=f"{advertise_addr}:2377")
+    return True
+
+
+def join_command(client: docker.DockerClient, manager: str) -> list[str]:
+    token = client.swarm.attrs["JoinTokens"]["Worker"]
+    return ["docker", "swarm", "join", "--token", token, f"{manager}:2377"]
+
+
+def node_address(node: docker.models.nodes.Node) -> str:
+    address = node.attrs.get("Status", {}).get("Addr", "")
+    if address in ("", "0.0.0.0"):  # a manager may report its control address only
+        address = node.attrs.get("ManagerStatus", {}).get("Addr", "").rpartition(":")[0]
+    return address
+
+
+def nodes(client: docker.DockerClient) -> list[dict]:
+    running: dict[str, int] = {}
+    for task in client.api.tasks(filters={"desired-state": "running"}):
+        if task["Status"]["State"] == RUNNING:
+            running[task.get("NodeID", "")] = running.get(task.get("NodeID", ""), 0) + 1
+    rows = []
+    for node in client.nodes.list():
+        rows.append(
+            {
+                "name": node.attrs["Description"]["Hostname"],
+                "id": node.id,
+                "address": node_address(node),
+                "role": node.attrs["Spec"]["Role"],
+                "state": node.attrs["Status"]["State"],
+                "availability": node.attrs["Spec"]["Availability"],
+                "tasks": running.get(node.id, 0),
+            }
+        )
+    return sorted(rows, key=lambda row: (row["role"] != "manager", row["name"]))
+
+
+def find_node(client: docker.DockerClient, name: str) -> docker.models.nodes.Node:
+    for node in client.nodes.list():
+        if name in (node.id, node.attrs["Description"]["Hostname"]):
+            return node
+    raise MiddockError(f"there is no node {name!r} in the Swarm (see: nodes)")
+
+
+def set_availability(client: docker.DockerClient, name: str, availability: str) -> None:
+    node = find_node(client, name)
+    spec = node.attrs["Spec"]
+    spec["Availability"] = availability
+    node.update(spec)
+
+
+def remove_node(client: docker.DockerClient, name: str) -> None:
+    node = find_node(client, name)
+    if node.attrs["Spec"]["Role"] == "manager":
+        raise MiddockError(f"{name} is a manager: demote it first (docker node demote {name})")
+    if node.attrs["Status"]["State"] == "ready":
+        raise MiddockError(f"{name} is up: drain it, run `docker swarm leave` on it, then remove it")
+    node.remove(force=True)
+
+
+def services(client: docker.DockerClient, stack: str) -> dict[str, docker.models.services.Service]:
+    """The stack's services by their name in the compose file."""
+    found = client.services.list(filters={"label": f"{STACK_LABEL}={stack}"})
+    return {service.name.removeprefix(f"{stack}_"): service for service in found}
+
+
+def stacks(client: docker.DockerClient) -> set[str]:
+    return {service.attrs["Spec"]["Labels"].get(STACK_LABEL, "") for service in client.services.list()} - {""}
+
+
+def tasks(client: docker.DockerClient, service: docker.models.services.Service) -> list[dict]:
+    """The service's tasks Swarm wants running, each with its node's name and address and the
+    host ports it published."""
+    names = {node.id: (node.attrs["Description"]["Hostname"], node_address(node)) for node in client.nodes.list()}
+    found = []
+    for task in service.tasks(filters={"desired-state": "running"}):
+        name, address = names.get(task.get("NodeID", ""), ("?", ""))
+        ports = task["Status"].get("PortStatus", {}).get("Ports") or []
+        task.update(node=name, address=address, ports={p["TargetPort"]: p["PublishedPort"] for p in ports})
+        found.append(task)
+    return found
+
+
+def problems(client: docker.DockerClient, stack: str, wanted: dict[str, int]) -> list[str]:
+    """What keeps the stack from running: every service's tasks running (Swarm calls a task
+    with a healthcheck running only once it is healthy), as many as it wants; empty when so."""
+    present = services(client, stack)
+    found = []
+    for name, count in wanted.items():
+        service = present.get(name)
+        if service is None:
+            found.append(f"{name}: no service")
+            continue
+        running = [t for t in tasks(client, service) if t["Status"]["State"] == RUNNING]
+        if len(running) < count:
+            failed = service.tasks(filters={"desired-state": "shutdown"})
+            reason = next((t["Status"].get("Err") for t in failed if t["Status"].get("Err")), "")
+            found.append(f"{name}: {len(running)} of {count} tasks running" + (f" ({reason})" if reason else ""))
+    return found
+
+
+def wait_running(client: docker.DockerClient, stack: str, wanted: dict[str, int], timeout: float, on_wait) -> list[str]:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    reported: set[str] = set()
+    while True:
+        found = problems(client, stack, wanted)
+        if not found or time.monotonic() >= deadline:
+            return found
+        for problem in found:
+            if problem not in reported:
+                on_wait(f"waiting: {problem}")
+                reported.add(problem)
+        time.sleep(0.5)
+
+
+def endpoints(client: docker.DockerClient, stack: str, service: str, port: int) -> list[str]:
+    """`ADDR:PORT` of every running task of the service: its node's address and published port."""
+    found = services(client, stack).get(service)
+    if found is None:
+        return []
+    return sorted(
+        f"{task['address']}:{task['ports'][port]}"
+        for task in tasks(client, found)
+        if task["Status"]["State"] == RUNNING and port in task["ports"]
+    )
+
+
+def scale(client: docker.DockerClient, stack: str, counts: dict[str, int]) -> None:
+    present = services(client, stack)
+    for name, count in counts.items():
+        if name in present:
+            present[name].scale(count)
+
+
+def remove(client: docker.DockerClient, stack: str) -> None:
+    """Remove a stack's services and networks (what `docker stack rm` does), without its file."""
+    for service in services(client, stack).values():
+        try:
+            service.remove()
+        except docker.errors.NotFound:
+            pass
+    deadline = time.monotonic() + 30
+    for network in client.networks.list(filters={"label": f"{STACK_LABEL}={stack}"}):
+        while True:
+            try:
+                network.remove()
+                break
+            except docker.errors.NotFound:
+                break
+            except docker.errors.APIError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)  # its tasks' containers are still going away
