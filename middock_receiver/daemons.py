@@ -123,7 +123,7 @@ def start(daemon: Daemon, owner: Owner) -> None:
         return
     log = open(daemon.log, "ab")
     child = subprocess.Popen(
-        daemon.background,
+        as_owner(owner, daemon.background),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
@@ -135,11 +135,25 @@ def start(daemon: Daemon, owner: Owner) -> None:
     if daemon.forks and child.wait(timeout=START_TIMEOUT) != 0:
         raise MiddockError(f"{daemon.name} did not start: {last_line(daemon.log)}")
     if not daemon.forks:
-        write_pid(daemon, child.pid)
+        write_pid(daemon, child.pid, owner)
 
 
-def write_pid(daemon: Daemon, pid: int) -> None:
-    daemon.pidfile.write_text(f"{pid}\n")
+def as_owner(owner: Owner, argv: list[str]) -> list[str]:
+    """The command, run as the deploy user when root starts it, keeping only the right to bind
+    low ports."""
+    if os.geteuid() != 0 or owner.uid == 0:
+        return argv
+    ids = [f"--reuid={owner.uid}", f"--regid={owner.gid}", "--init-groups"]
+    return ["setpriv", *ids, "--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service", "--", *argv]
+
+
+def write_pid(daemon: Daemon, pid: int, owner: Owner) -> None:
+    daemon.pidfile.unlink(missing_ok=True)
+    fd = os.open(daemon.pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{pid}\n")
+        if os.geteuid() == 0:
+            os.fchown(f.fileno(), owner.uid, owner.gid)
 
 
 def wait_started(daemon: Daemon, answers: Callable[[], bool]) -> None:

@@ -3,17 +3,20 @@
 It runs the live release's pinned compose.json, so exactly the images and environment that
 are serving, never a newer build. No pty is allocated (it must work through `ssh` with a
 forced command): stdin, stdout and stderr are passed straight through, and the command's exit
-code becomes ours.
+code becomes ours. On the Swarm it is a one-off task (a Swarm job) of the live release's image,
+environment and networks: its output and exit code come back, but a task has no stdin.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from . import process
 from .errors import MiddockError
 from .pipeline import stacks
-from .runtime import compose
+from .pipeline.deploy import docker_client
+from .runtime import compose, swarm
 from .runtime.plan import without_git
 from .state import releases
 from .state.apps import App
@@ -24,6 +27,10 @@ def run(app: App, service: str, command: list[str]) -> int:
     if live is None:
         raise MiddockError(f"{app.name} has no live release to run a command in; deploy it first")
     stacks.check_service(app, live, service)
+    if stacks.on_swarm(app, live):
+        code, output = swarm.run_job(docker_client(), stacks.project(app, live), service, live.pushed[service], command)
+        sys.stdout.buffer.write(output)
+        return code
     stack = stacks.release_stack(app, compose.compose_program(), live)
     env = {**without_git(os.environ), "COMPOSE_PROJECT_NAME": app.name}
     return process.attached(stack.run(service, command), env, stack.directory)

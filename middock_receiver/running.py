@@ -22,7 +22,7 @@ from .edge.control import Edge
 from .errors import MiddockError
 from .pipeline import health, stacks
 from .pipeline.deploy import docker_client
-from .runtime import compose
+from .runtime import compose, swarm
 from .runtime.plan import without_git
 from .state import processes, releases
 from .state.apps import App
@@ -51,7 +51,10 @@ def ps(app: App) -> list[dict]:
     the edge) the release, slot and route it serves."""
     live = live_release(app)
     urls = Edge(app.home).urls(app) if live.slot else []
-    rows = health.service_status(docker_client(), stacks.project(app, live))
+    if stacks.on_swarm(app, live):
+        rows = swarm.task_rows(docker_client(), stacks.project(app, live))
+    else:
+        rows = health.service_status(docker_client(), stacks.project(app, live))
     for row in rows:
         row.update(uptime=uptime(row["started"]), release=live.number, slot=live.slot or None, routes=urls)
     return rows
@@ -66,15 +69,25 @@ def compose_live(app: App, *args: str) -> None:
 
 
 def stop(app: App) -> None:
-    """Stop the live release's containers; they stay stopped (a reboot too) until ps:start."""
-    live_release(app)
+    """Stop the live release's containers (on the Swarm: no task of any service); they stay
+    stopped, a reboot too, until ps:start."""
+    live = live_release(app)
     processes.set_stopped(app, True)
-    compose_live(app, "stop")
+    if stacks.on_swarm(app, live):
+        client = docker_client()
+        name = stacks.project(app, live)
+        swarm.scale(client, name, dict.fromkeys(swarm.services(client, name), 0))
+    else:
+        compose_live(app, "stop")
 
 
 def restart_service(app: App, service: str) -> None:
-    stacks.check_service(app, live_release(app), service)
-    compose_live(app, "restart", service)
+    live = live_release(app)
+    stacks.check_service(app, live, service)
+    if stacks.on_swarm(app, live):
+        swarm.services(docker_client(), stacks.project(app, live))[service].force_update()
+    else:
+        compose_live(app, "restart", service)
 
 
 def client_gone(fd: int) -> bool:
@@ -125,6 +138,8 @@ def logs(app: App, out: BinaryIO, tail: int | None, follow: bool, service: str |
     if service:
         stacks.check_service(app, live, service)
     client = docker_client()
+    if stacks.on_swarm(app, live):
+        return swarm_logs(client, stacks.project(app, live), out, tail, follow, service)
     containers = [
         c
         for c in health.project_containers(client, stacks.project(app, live))
@@ -156,9 +171,14 @@ def follow_logs(containers: list, names: dict[str, str], writer: LogWriter, tail
         thread = threading.Thread(target=pump, args=(stream, names[container.id], writer), daemon=True)
         thread.start()
         running.append(thread)
+    return wait_followed(running, writer)
+
+
+def wait_followed(threads: list[threading.Thread], writer: LogWriter) -> int:
+    """Until the reader goes away, Ctrl-C, or every stream has ended."""
     fd = writer.out.fileno()
     try:
-        while any(t.is_alive() for t in running) and not writer.broken.is_set() and not client_gone(fd):
+        while any(t.is_alive() for t in threads) and not writer.broken.is_set() and not client_gone(fd):
             time.sleep(FOLLOW_POLL)
     except KeyboardInterrupt:
         pass
@@ -171,5 +191,44 @@ def pump(stream, label: str, writer: LogWriter) -> None:  # noqa: ANN001
             writer.write(label, line)
             if writer.broken.is_set():
                 return
+    except docker.errors.DockerException:
+        return
+
+
+def swarm_logs(
+    client: docker.DockerClient, stack: str, out: BinaryIO, tail: int | None, follow: bool, service: str | None
+) -> int:
+    """Every task's output on every node, prefixed with its service, slot and node."""
+    writer = LogWriter(out)
+    sources = swarm.log_sources(client, stack, service)
+    tasks_by_id = {t["ID"]: t for found in sources.values() for t in swarm.tasks(client, found) + found.tasks()}
+    options = {"stdout": True, "stderr": True, "timestamps": True, "details": True}
+    if not follow:
+        lines = []
+        for name, found in sources.items():
+            for raw in b"".join(found.logs(tail="all" if tail is None else tail, **options)).splitlines():
+                stamp, _, rest = raw.partition(b" ")
+                detail, _, text = rest.partition(b" ")
+                lines.append((stamp, swarm.log_label(client, name, detail, tasks_by_id), stamp + b" " + text))
+        lines.sort(key=lambda item: item[0])
+        for _, label, line in lines[-tail:] if tail is not None else lines:
+            writer.write(label, line)
+        return 0
+    threads = []
+    for name, found in sources.items():
+        stream = found.logs(follow=True, tail=10 if tail is None else tail, **options)
+        thread = threading.Thread(target=pump_swarm, args=(client, name, stream, tasks_by_id, writer), daemon=True)
+        thread.start()
+        threads.append(thread)
+    return wait_followed(threads, writer)
+
+
+def pump_swarm(client, name: str, stream, tasks_by_id: dict, writer: LogWriter) -> None:  # noqa: ANN001
+    try:
+        for raw in stream:
+            for line in raw.splitlines():
+                stamp, _, rest = line.partition(b" ")
+                detail, _, text = rest.partition(b" ")
+                writer.write(swarm.log_label(client, name, detail, tasks_by_id), stamp + b" " + text)
     except docker.errors.DockerException:
         return

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import MiddockError, os_error_line
-from . import apps, edge, releases, running, server  # noqa: F401 (each registers its commands)
+from . import apps, edge, releases, running, server, swarm  # noqa: F401 (each registers its commands)
 from .commands import COMMANDS, parser
 
 

@@ -184,7 +184,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"Route:        {route['url']} -> release {route['release']} ({route['slot']})")
     for row in services:
         health = f" ({row['health']})" if row["health"] else ""
-        print(f"  {row['service']:<16} {row['container']:<32} {row['state']}{health}")
+        node = f"  on {row['node']}" if row.get("node") else ""
+        print(f"  {row['service']:<16} {row['container']:<32} {row['state']}{health}{node}")
     if not services:
         print("  no containers")
     return 0

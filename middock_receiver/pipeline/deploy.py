@@ -25,14 +25,14 @@ from ..edge import routes
 from ..edge.control import Edge
 from ..errors import MiddockError, os_error_line
 from ..output import Output
-from ..runtime import compose, overrides, side_by_side
+from ..runtime import compose, overrides, side_by_side, stack_file, swarm
 from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env, release_tag, without_git
 from ..runtime.side_by_side import Web
-from ..state import config, processes, releases
+from ..state import cluster, config, processes, releases
 from ..state.apps import App, read_settings
 from ..state.lock import Request
 from ..state.releases import Release
-from . import build, gate, health, release_phase, stacks, switch
+from . import build, gate, health, places, publish, release_phase, stacks, switch
 from .checkout import checkout
 
 
@@ -127,7 +127,12 @@ def restore_live(app: App, program: tuple[str, ...], out: Output) -> None:
         return
     stack = stacks.release_stack(app, program, live)
     env = without_git(os.environ)
-    if live.slot:  # behind the edge: its web containers may be serving, never recreate them
+    place = places.place_of(app, live, client, {}, out)
+    if isinstance(place, places.SwarmPlace):  # deploying the stack again changes nothing that runs as it should
+        place.start([])
+        if routes.load(app).serving != live.slot and live.slot:
+            Edge(app.home).switch(app, live.slot)
+    elif live.slot:  # behind the edge: its web containers may be serving, never recreate them
         compose.run(stack.up(), env, stack.directory, out, "restoring the live release")
         if routes.load(app).serving != live.slot:
             Edge(app.home).switch(app, live.slot)
@@ -156,6 +161,7 @@ class Deploy:
         self.release: Release | None = None
         self.restored: str | None = None  # what a failed health gate brought back
         self.web: Web | None = None  # the web service behind the edge (MIDDOCK_WEB), else in place
+        self.on_swarm = False  # the release runs as a stack on the Swarm (apps:set APP target swarm)
 
     @property
     def folder(self) -> Path:
@@ -178,6 +184,8 @@ class Deploy:
                 stack = stacks.release_stack(self.app, self.program, self.release)
                 self.enter("release")
                 release_phase.run_release_command(stack, self.resolved["services"], self.env, self.out, self.client)
+                if self.on_swarm:  # its one-off ran here, on the manager: its network must not shadow the stack's
+                    stacks.remove_project(self.client, stack.project)
             else:
                 self.prepare_from_release(self.request.restore)
                 if self.request.reason == "rollback":
@@ -300,11 +308,17 @@ class Deploy:
         self.pin(resolved)
 
     def choose_runtime(self, resolved: dict) -> None:
-        """Behind the edge (MIDDOCK_WEB) or in place; refuse, before anything starts, a stack
-        that cannot run beside its predecessor, or a deploy the edge is not there to serve."""
+        """On the Swarm, behind the edge (MIDDOCK_WEB) or in place; refuse, before anything
+        starts, a stack that cannot run there or beside its predecessor, or a deploy the edge is
+        not there to serve."""
         self.web = side_by_side.web_target(self.env)
-        if self.web:
+        self.on_swarm = self.settings.get("target") == "swarm"
+        if self.on_swarm:
+            cluster.require(self.app.home)
+            stack_file.check(resolved, self.web, side_by_side.stop_first(self.env))
+        elif self.web:
             side_by_side.check(resolved, self.web, side_by_side.stop_first(self.env))
+        if self.web:
             side_by_side.health_path(self.env)
             Edge(self.app.home).require_running()
 
@@ -315,7 +329,12 @@ class Deploy:
         self.resolved = resolved
         self.release.images = compose.pin_images(self.client, resolved, self.app.name, self.release.number)
         compose.write_config(resolved, self.folder / stacks.PINNED)
-        if self.web:
+        if self.on_swarm:
+            source = releases.load(self.app, self.request.restore) if self.request.restore else None
+            publish.publish(
+                self.client, self.app, self.release, self.previous, source, resolved, self.web, self.env, self.out
+            )
+        elif self.web:
             switch.prepare(self.app, self.release, self.previous, resolved, self.web, self.env)
         releases.save(self.app, self.release)
 
@@ -331,7 +350,7 @@ class Deploy:
     def switch(self) -> None:
         """Make the new release the one that serves, and gate it on health."""
         assert self.release is not None
-        if self.web:
+        if self.web or self.on_swarm:
             beside = switch.Beside(
                 self.app, self.release, self.previous, self.env, self.resolved, self.web, self.out, self.client,
                 self.enter,
@@ -431,6 +450,9 @@ class Deploy:
         for old in dropped:
             remove_images(self.client, self.app, old, still_used)
             releases.prune_files(self.app, old)
+        deleted = publish.unpublish(self.app, dropped, kept)
+        if deleted:
+            self.out.detail(f"deleted {len(deleted)} image{'s' * (len(deleted) > 1)} from the registry")
         if dropped:
             self.out.detail(
                 f"pruned release{'s' if len(dropped) > 1 else ''} {', '.join(str(r.number) for r in dropped)}"
@@ -457,7 +479,10 @@ def remove_images(
 
 
 def service_status(app: App) -> list[dict]:
+    """The live release's containers (on the Swarm: its tasks, each on its node)."""
     live = releases.live(app)
+    if live and stacks.on_swarm(app, live):
+        return swarm.task_rows(docker_client(), stacks.project(app, live))
     return health.service_status(docker_client(), stacks.project(app, live) if live else app.name)
 
 
@@ -469,5 +494,7 @@ def destroy_stack(app: App) -> None:
         stacks.remove_project(client, name)
     if routes.load(app).slots:
         Edge(app.home).forget(app)
-    for release in releases.history(app):
+    history = releases.history(app)
+    for release in history:
         remove_images(client, app, release)
+    publish.unpublish(app, history, [])

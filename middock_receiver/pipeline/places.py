@@ -23,8 +23,6 @@ from ..state.apps import App
 from ..state.releases import Release
 from . import health, stacks
 
-SWARM_FILE = "swarm.json"
-
 
 class ComposePlace:
     """A release's own Compose project on this server (or the app's, for one run in place)."""
@@ -65,7 +63,7 @@ class SwarmPlace:
     def __init__(self, app: App, release: Release, client: docker.DockerClient, env: dict, out: Output) -> None:
         folder = releases.folder(app, release.number)
         self.name = stacks.project(app, release)
-        self.stack = swarm.Stack(self.name, str(folder / SWARM_FILE))
+        self.stack = swarm.Stack(self.name, str(folder / stacks.SWARM))
         self.client, self.env, self.out, self.folder = client, env, out, folder
 
     def start(self, services: list[str]) -> None:
@@ -94,5 +92,5 @@ class SwarmPlace:
 
 
 def place_of(app: App, release: Release, client: docker.DockerClient, env: dict, out: Output):  # noqa: ANN201
-    kind = SwarmPlace if (releases.folder(app, release.number) / SWARM_FILE).exists() else ComposePlace
+    kind = SwarmPlace if stacks.on_swarm(app, release) else ComposePlace
     return kind(app, release, client, env, out)

@@ -12,15 +12,22 @@ import json
 import re
 
 import docker
+import docker.errors
 
 from ..errors import MiddockError
+from ..runtime import swarm
 from ..runtime.plan import ComposeStack
 from ..state import config, releases
 from ..state.apps import App
 from ..state.releases import Release
 from .health import PROJECT_LABEL, project_containers
 
-PINNED, BESIDE = "compose.json", "stack.json"
+PINNED, BESIDE, SWARM = "compose.json", "stack.json", "swarm.json"
+
+
+def on_swarm(app: App, release: Release) -> bool:
+    """Whether the release runs as a stack on the Swarm (it has a stack file)."""
+    return (releases.folder(app, release.number) / SWARM).exists()
 
 
 def project(app: App, release: Release) -> str:
@@ -60,15 +67,26 @@ def check_service(app: App, release: Release, service: str) -> None:
 
 
 def app_projects(client: docker.DockerClient, app: App) -> set[str]:
-    """The Compose projects of the app that have containers: in place, and its releases beside."""
+    """The app's Compose projects that have containers (in place, and its releases beside) and
+    its stacks on the Swarm."""
     own = re.compile(rf"{re.escape(app.name)}(_r[0-9]+)?\Z")
     containers = client.containers.list(all=True, filters={"label": PROJECT_LABEL})
-    return {c.labels[PROJECT_LABEL] for c in containers if own.match(c.labels.get(PROJECT_LABEL, ""))}
+    found = {c.labels[PROJECT_LABEL] for c in containers if own.match(c.labels.get(PROJECT_LABEL, ""))}
+    return found | {name for name in swarm_stacks(client) if own.match(name)}
+
+
+def swarm_stacks(client: docker.DockerClient) -> set[str]:
+    try:
+        return swarm.stacks(client)
+    except docker.errors.APIError:
+        return set()  # not a Swarm manager
 
 
 def remove_project(client: docker.DockerClient, name: str) -> None:
-    """Remove a project's containers and networks at once, without its file (a crashed deploy's,
-    or one whose release was pruned). Volumes stay: they are the app's data."""
+    """Remove a project's (or a stack's) containers and networks at once, without its file (a
+    crashed deploy's, or one whose release was pruned). Volumes stay: they are the app's data."""
+    if name in swarm_stacks(client):
+        swarm.remove(client, name)
     for container in project_containers(client, name):
         container.remove(force=True)
     for network in client.networks.list(filters={"label": f"{PROJECT_LABEL}={name}"}):

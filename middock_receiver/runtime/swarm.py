@@ -206,3 +206,74 @@ def remove(client: docker.DockerClient, stack: str) -> None:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.5)  # its tasks' containers are still going away
+
+
+def task_rows(client: docker.DockerClient, stack: str) -> list[dict]:
+    """Every task Swarm wants running, for `ps` and `status`: service, slot, node, state, when
+    it started, and how many tasks of that slot Swarm replaced."""
+    rows = []
+    for name, service in services(client, stack).items():
+        history = service.tasks()
+        for task in tasks(client, service):
+            slot = task.get("Slot", 1)
+            replaced = sum(1 for t in history if t.get("Slot") == slot and t["ID"] != task["ID"])
+            state = task["Status"]["State"]
+            rows.append(
+                {
+                    "service": name,
+                    "number": slot,
+                    "container": task["ID"][:12],
+                    "node": task["node"],
+                    "state": state,
+                    "health": None,
+                    "started": task["Status"].get("Timestamp") if state == RUNNING else None,
+                    "restarts": replaced,
+                }
+            )
+    return sorted(rows, key=lambda row: (row["service"], row["number"]))
+
+
+def log_sources(
+    client: docker.DockerClient, stack: str, service: str | None
+) -> dict[str, docker.models.services.Service]:
+    present = services(client, stack)
+    return {name: found for name, found in present.items() if service in (None, name)}
+
+
+def log_label(client: docker.DockerClient, service: str, detail: bytes, tasks_by_id: dict[str, dict]) -> str:
+    """`web.2@node-3` from the details Swarm puts before each line (`com.docker.swarm.task.id=…`)."""
+    fields = dict(part.split("=", 1) for part in detail.decode(errors="replace").split(",") if "=" in part)
+    task = tasks_by_id.get(fields.get("com.docker.swarm.task.id", ""), {})
+    return f"{service}.{task.get('Slot', '?')}@{task.get('node', '?')}"
+
+
+def run_job(
+    client: docker.DockerClient, stack: str, service: str, image: str, command: list[str], timeout: float = 3600
+) -> tuple[int, bytes]:
+    """A one-off task of a service's image, environment and networks (a Swarm job); its exit
+    code and output. It gets no stdin: a Swarm task has none to give."""
+    template = services(client, stack)[service].attrs["Spec"]["TaskTemplate"]
+    spec = template["ContainerSpec"]
+    networks = [n["Target"] for n in template.get("Networks", [])]
+    job = client.services.create(
+        image,
+        command=command or None,
+        env=spec.get("Env", []),
+        networks=networks,
+        name=f"{stack}_run-{int(time.time() * 1000) % 10**9}",
+        mode=docker.types.ServiceMode("replicated-job", replicas=1, concurrency=1),
+        restart_policy=docker.types.RestartPolicy(condition="none"),
+        labels={STACK_LABEL + ".oneoff": stack},
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = [t for t in job.tasks() if t["Status"]["State"] in ("complete", "failed", "rejected")]
+            if done:
+                status = done[0]["Status"]
+                output = b"".join(job.logs(stdout=True, stderr=True))
+                return int(status.get("ContainerStatus", {}).get("ExitCode", 1)), output
+            time.sleep(0.3)
+        raise MiddockError(f"the one-off task of {service} did not finish within {timeout:g}s")
+    finally:
+        job.remove()

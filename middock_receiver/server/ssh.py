@@ -19,7 +19,11 @@ from ..state.apps import APP_NAME, App, middock_home
 
 GIT_PROGRAMS = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
 LOCAL_ONLY = frozenset(
-    {"keys:add", "keys:list", "keys:remove", "refresh", "ssh-serve", "edge", "edge:start", "edge:stop", "edge:set"}
+    {
+        *("keys:add", "keys:list", "keys:remove", "refresh", "ssh-serve"),
+        *("edge", "edge:start", "edge:stop", "edge:set"),
+        *("swarm:init", "nodes:join-script", "nodes:drain", "nodes:activate", "nodes:remove"),
+    }
 )
 HELP_WORDS = frozenset({"help", "--help", "-h"})
 

@@ -17,7 +17,7 @@ from dulwich.repo import Repo
 from ..errors import MiddockError
 
 APP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
-DEFAULT_SETTINGS = {"branch": "main", "gate": "off", "keep": 5, "port": None}
+DEFAULT_SETTINGS = {"branch": "main", "gate": "off", "keep": 5, "port": None, "target": "compose"}
 
 
 def middock_home() -> Path:
@@ -118,6 +118,10 @@ def parse_setting(key: str, value: str) -> str | int:
         if not value.isdigit() or int(value) < 1:
             raise MiddockError(f"keep must be a whole number of at least 1, not {value!r}")
         return int(value)
+    if key == "target":
+        if value not in ("compose", "swarm"):
+            raise MiddockError(f"target must be 'compose' (this server) or 'swarm', not {value!r}")
+        return value
     if key == "port":
         if not value.isdigit() or not 0 < int(value) < 65536:
             raise MiddockError(f"port must be a port number (1-65535), not {value!r}")

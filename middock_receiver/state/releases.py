@@ -39,6 +39,7 @@ class Release:
     project: str = ""  # its Compose project: the app's name in place, its own beside another (blue/green)
     slot: str = ""  # behind the edge: the slot (blue, green) its web containers fill
     same_as: int | None = None  # a restart or new scale of this release: the same code and config
+    pushed: dict[str, str] = field(default_factory=dict)  # on the Swarm: service -> REGISTRY/REPO@sha256:…
 
     @property
     def duration(self) -> float | None:
@@ -139,7 +140,7 @@ def retained(app: App, keep: int, current: int) -> tuple[list[Release], list[Rel
 def prune_files(app: App, release: Release) -> None:
     """Remove what made a release rollback-able, keeping its record and log for `releases`/`logs`."""
     base = folder(app, release.number)
-    for name in ("checkout", "compose.json", "stack.json", "env"):
+    for name in ("checkout", "compose.json", "stack.json", "swarm.json", "env"):
         path = base / name
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

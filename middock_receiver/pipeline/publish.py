@@ -1,0 +1,87 @@
+"""A release for the Swarm: its images in the registry every node pulls from, pinned by digest,
+and its stack file; and, when it is pruned, its images deleted from the registry again.
+
+A rollback or restart pushes nothing: the release it runs again already has its images in the
+registry, and its stack file is written from the same references.
+"""
+
+from __future__ import annotations
+
+import json
+
+import docker
+
+from ..errors import MiddockError
+from ..output import Output
+from ..runtime import registry, side_by_side, stack_file
+from ..runtime.side_by_side import Web
+from ..state import cluster, releases
+from ..state.apps import App
+from ..state.releases import Release
+from . import stacks
+
+
+def registry_files(app: App, own: bool) -> registry.Files | None:
+    return registry.Files(cluster.folder(app.home) / "registry") if own else None
+
+
+def publish(
+    client: docker.DockerClient,
+    app: App,
+    release: Release,
+    previous: Release | None,
+    source: Release | None,
+    resolved: dict,
+    web: Web | None,
+    env: dict,
+    out: Output,
+) -> None:
+    """Push what the registry lacks, write the stack file (`swarm.json`). `source`: the release a
+    rollback or restart runs again, whose pushed images are reused."""
+    swarm = cluster.require(app.home)
+    release.slot = side_by_side.other_slot(previous.slot if previous else None)
+    release.project = side_by_side.project_name(app.name, release.number)
+    reused = dict(source.pushed) if source else {}
+    wanted = {name: spec["image"] for name, spec in resolved["services"].items()}
+    to_push = {name: image for name, image in wanted.items() if not same_image(source, name, image, reused)}
+    if to_push:
+        out.step(f"Pushing {len(to_push)} image{'s' * (len(to_push) > 1)} to the registry {swarm.registry}")
+    with registry.locked(registry_files(app, swarm.own_registry)):
+        for name, image in to_push.items():
+            reused[name] = registry.push(client, image, swarm.registry, f"{app.name}/{name}", f"r{release.number}")
+            out.detail(f"{name}: {reused[name]}")
+    release.pushed = {name: reused[name] for name in wanted}
+    first = side_by_side.stop_first(env)
+    stack = stack_file.stack_file(resolved, app.name, release.pushed, web)
+    for name in first:  # they start once the old release's stopped (switch.py)
+        if name in stack["services"]:
+            stack["services"][name]["deploy"]["replicas"] = 0
+    path = releases.folder(app, release.number) / stacks.SWARM
+    path.write_text(json.dumps(stack, indent=2) + "\n")
+    path.chmod(0o600)  # it holds the config vars
+
+
+def same_image(source: Release | None, service: str, image: str, pushed: dict[str, str]) -> bool:
+    return source is not None and service in pushed and source.images.get(service) == image
+
+
+def unpublish(app: App, dropped: list[Release], kept: list[Release]) -> list[str]:
+    """Delete from the registry the images of pruned releases that no kept one uses; returns them."""
+    swarm = cluster.load(app.home)
+    still_used = {ref for release in kept for ref in release.pushed.values()}
+    refs = sorted({ref for release in dropped for ref in release.pushed.values()} - still_used)
+    if swarm is None or not refs:
+        return []
+    files = registry_files(app, swarm.own_registry)
+    api = registry.Registry(swarm.registry, swarm.registry_ca)
+    deleted = []
+    for ref in refs:
+        try:
+            api.delete(ref)
+            deleted.append(ref)
+        except MiddockError:
+            continue  # a registry away now: the images stay, the release is pruned all the same
+    if files and deleted:
+        with registry.locked(files, exclusive=True):
+            registry.garbage_collect(files)
+    return deleted
