@@ -25,6 +25,7 @@ apt_install() {
 apt_install docker.io openssh-server openssh-client busybox-static git postgresql iproute2 ca-certificates
 apt_install haproxy caddy pebble openssl # the edge's proxies, and Let's Encrypt's test server
 apt_install debootstrap                    # the Debian base image of the django-postgres example's test
+apt_install docker-registry                # the Swarm's registry (the Swarm tests run their own nodes)
 apt_install python3-venv # install.sh's virtualenv, made with the distribution's /usr/bin/python3
 
 # Compose v2: Debian 12 has none; Debian 13's docker-compose (a static binary) installs cleanly.

@@ -130,3 +130,30 @@ class Load:
                 conn = self.connect(30 if slow else 10)
                 time.sleep(0.05)
         conn.close()
+
+
+def main() -> None:
+    """Run the load as a program (inside a network namespace, say) until `--stop-file` appears;
+    print the report as JSON: total, failures, versions, and the slow requests in flight when
+    the version given by --new first answered."""
+    import argparse
+    import json
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument("--stop-file", required=True)
+    parser.add_argument("--max-seconds", type=float, default=300)
+    args = parser.parse_args()
+    with Load(args.port, address=args.address, max_seconds=args.max_seconds) as load:
+        print("started", flush=True)
+        while not os.path.exists(args.stop_file) and load.running():
+            time.sleep(0.1)
+    report = load.report
+    json.dump({"total": report.total, "failures": report.failures, "versions": sorted(report.versions())}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

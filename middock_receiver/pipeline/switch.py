@@ -153,19 +153,21 @@ class Beside:
         if not self.web:
             return
         path = side_by_side.health_path(self.env)
-        endpoints = self.new.endpoints(self.app, self.release.slot, self.web)
+        domains = routes.load(self.app).domains
+        expected = self.counts.get(self.web.service, 1)
+        self.out.step(f"Checking GET {path} on {self.web.service} ({expected} container{'s' * (expected > 1)})")
+        while True:  # the endpoints afresh each time: Swarm may replace a task that fails to start
+            endpoints = self.new.endpoints(self.app, self.release.slot, self.web)
+            problems = [p for e in endpoints if (p := http_problem(e, path, domains[0] if domains else None))]
+            if len(endpoints) < expected:
+                problems.append(f"{self.web.service}: {len(endpoints)} of {expected} containers are up")
+            if not problems:
+                break
+            if time.monotonic() >= deadline:
+                raise MiddockError(f"health check failed: {problems[0]}")
+            time.sleep(0.25)
         if isinstance(self.new, SwarmPlace):
             routes.set_endpoints(self.app, self.release.slot, endpoints)
-        domains = routes.load(self.app).domains
-        count = f"{len(endpoints)} container{'s' * (len(endpoints) > 1)}"
-        self.out.step(f"Checking GET {path} on {self.web.service} ({count})")
-        for endpoint in endpoints:
-            problem = http_problem(endpoint, path, domains[0] if domains else None)
-            while problem and time.monotonic() < deadline:
-                time.sleep(0.25)
-                problem = http_problem(endpoint, path, domains[0] if domains else None)
-            if problem:
-                raise MiddockError(f"health check failed: {problem}")
         self.out.detail(f"{self.web.service}: answers")
 
     def wait(self, services: list[str], deadline: float) -> None:

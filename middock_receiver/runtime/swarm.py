@@ -127,12 +127,29 @@ def tasks(client: docker.DockerClient, service: docker.models.services.Service) 
     """The service's tasks Swarm wants running, each with its node's name and address and the
     host ports it published."""
     names = {node.id: (node.attrs["Description"]["Hostname"], node_address(node)) for node in client.nodes.list()}
+    here = client.info().get("Swarm", {}).get("NodeID")
     found = []
     for task in service.tasks(filters={"desired-state": "running"}):
         name, address = names.get(task.get("NodeID", ""), ("?", ""))
         ports = task["Status"].get("PortStatus", {}).get("Ports") or []
-        task.update(node=name, address=address, ports={p["TargetPort"]: p["PublishedPort"] for p in ports})
+        published = {p["TargetPort"]: p["PublishedPort"] for p in ports}
+        if task.get("NodeID") == here:
+            published.update(bound_ports(client, task["ID"]))
+        task.update(node=name, address=address, ports=published)
         found.append(task)
+    return found
+
+
+def bound_ports(client: docker.DockerClient, task: str) -> dict[int, int]:
+    """The host ports a task's container on this node really bound. Docker takes a host-mode
+    port with no number from the ephemeral range; when an outgoing connection of this busy node
+    (the edge's) holds that port, the engine binds the next one and Swarm still reports the first."""
+    found = {}
+    for container in client.containers.list(filters={"label": f"com.docker.swarm.task.id={task}"}):
+        for key, bindings in (container.attrs["NetworkSettings"].get("Ports") or {}).items():
+            ipv4 = [b for b in bindings or [] if b.get("HostIp") in ("0.0.0.0", "")]
+            if ipv4 and key.endswith("/tcp"):
+                found[int(key.split("/")[0])] = int(ipv4[0]["HostPort"])
     return found
 
 

@@ -1,0 +1,293 @@
+"""The same push across a Docker Swarm: a real 3-node Swarm on this machine (network namespaces,
+one dockerd per node: swarm_bed.py), middock's own registry, the real edge, real git pushes.
+
+Node addresses are reachable only inside the bed's namespaces, so middock (as the manager runs
+it), git pushes and the load all run inside node 1's namespace; the machine's own Docker Engine
+is not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Server, Workdir, write_web_app
+from swarm_bed import SwarmBed, missing_requirements, reap_stale_beds
+
+COMPOSE = """services:
+  web:
+    image: ${MIDDOCK_APP}-web:${IMAGE_TAG}
+    environment:
+      VERSION: ${VERSION:-unset}
+    ports: ["8080:8080"]
+    init: true
+    stop_grace_period: 1s
+    deploy: {replicas: 3}
+  worker:
+    image: middock-test/busybox
+    command: ["sh", "-c", "while true; do echo working on $$(hostname); sleep 1; done"]
+    init: true
+    stop_grace_period: 1s
+"""
+
+
+class SwarmServer(Server):
+    """middock as the manager runs it: inside node 1's namespace, its Docker the manager's."""
+
+    def __init__(self, home: Path, bed: SwarmBed) -> None:
+        super().__init__(home)
+        self.bed = bed
+        self.env = {**bed.env(1), "MIDDOCK_HOME": str(home)}
+
+    def middock(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        argv = ["ip", "netns", "exec", self.bed.manager.name, sys.executable, "-m", "middock_receiver", *args]
+        result = subprocess.run(argv, env=self.env, input=input, capture_output=True, text=True, timeout=600)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"middock {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+            )
+        return result
+
+    def get(self, path: str = "/", port: int | None = None) -> str:
+        return self.bed.http_get(f"http://127.0.0.1:{port or self.port}{path}")
+
+    def cleanup(self) -> None:
+        for app in self.apps:
+            self.middock("apps:destroy", app, "--force", check=False)
+        self.middock("edge:stop", check=False)
+        registry = self.home / ".middock" / "_swarm" / "registry" / "registry.pid"
+        if registry.exists():
+            subprocess.run(["kill", registry.read_text().strip()], check=False)
+
+
+class SwarmWork(Workdir):
+    """A work tree whose pushes run inside node 1's namespace (the hook, the deploy after it)."""
+
+    def __init__(self, path: Path, server: SwarmServer) -> None:
+        super().__init__(path)
+        self.env.update(server.env)
+        self.namespace = server.bed.manager.name
+
+    def push(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+        argv = ["ip", "netns", "exec", self.namespace, "git", "push", "production", *(args or ("main",))]
+        result = subprocess.run(argv, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=600)
+        assert not check or result.returncode == 0, result.stderr
+        return result
+
+
+class Load:
+    """tests/load.py run inside node 1's namespace, against the app's port on the edge."""
+
+    def __init__(self, server: SwarmServer, folder: Path) -> None:
+        self.stop_file = folder / f"stop-{uuid.uuid4().hex[:6]}"
+        argv = ["ip", "netns", "exec", server.bed.manager.name, sys.executable, str(ROOT / "tests" / "load.py")]
+        argv += ["--port", str(server.port), "--stop-file", str(self.stop_file)]
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None and self.process.stdout.readline() == "started\n"
+
+    def stop(self) -> dict:
+        time.sleep(1)
+        self.stop_file.touch()
+        out, _ = self.process.communicate(timeout=120)
+        return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, docker_client):
+    """A 3-node Swarm, middock's registry on the manager, its edge, and one app on the Swarm."""
+    missing = missing_requirements(registry=True)
+    if missing:
+        pytest.fail(f"the Swarm tests need {', '.join(missing)} (scripts/test-setup.sh installs them)")
+    reap_stale_beds()
+    base = tmp_path_factory.mktemp("swarm")
+    with SwarmBed(registry=False, dispatcher_heartbeat=1) as bed:
+        bed.load_image("middock-test/busybox")
+        server = SwarmServer(base / "home", bed)
+        server.home.mkdir()
+        try:
+            certs = bed.manager.etc_dir / "certs.d"
+            server.middock("swarm:init", "--advertise-addr", bed.manager.address, "--certs-dir", str(certs))
+            script = server.middock("nodes:join-script").stdout
+            ca = script.split("<<'CERTIFICATE'\n", 1)[1].split("\nCERTIFICATE", 1)[0] + "\n"
+            for node in bed.nodes[1:]:  # what the join script does on a new server, in each node's own /etc/docker
+                folder = node.etc_dir / "certs.d" / f"{bed.manager.address}:5000"
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "ca.crt").write_text(ca)
+            server.script = script
+            server.middock("edge:start")  # ports 80 and 443, inside the namespace
+            app = server.create_app("sw")
+            server.middock("apps:set", app, "target", "swarm")
+            server.middock("apps:set", app, "keep", "2")
+            server.app = app
+            work = SwarmWork(base / "work", server)
+            work.git("remote", "add", "production", str(server.repo_path(app)))
+            write_web_app(work, "v1", COMPOSE)
+            work.commit("v1")
+            server.first_push = work.push()
+            server.port = server.app_port(app)
+            server.work = work
+            server.base = base
+            yield server
+        finally:
+            server.cleanup()
+
+
+def push(server: SwarmServer, version: str, compose: str = COMPOSE) -> str:
+    write_web_app(server.work, version, compose)
+    server.work.write("www/built.txt", version)  # a new image each time, to be pruned from the registry
+    server.work.commit(version)
+    result = server.work.push()
+    assert "is live at" in result.stderr, result.stderr
+    return result.stderr
+
+
+def running(server: SwarmServer, service: str) -> list[dict]:
+    stack = json.loads(server.middock("status", server.app, "--json").stdout)["live"]["project"]
+    return server.bed.running_tasks(f"{stack}_{service}")
+
+
+def test_a_push_spreads_the_web_tasks_over_every_node_and_serves_through_the_edge(cluster):
+    out = cluster.first_push.stderr
+    assert "Pushing 2 images to the registry" in out and "docker stack deploy" in out, out
+    assert "Release 1" in out and "is live at http://" in out
+    assert "docker swarm join --token" in cluster.script
+    tasks = running(cluster, "web")
+    assert sorted(task["NodeName"] for task in tasks) == sorted(node.name for node in cluster.bed.nodes)
+    pinned = json.loads(cluster.middock("releases", cluster.app, "--json").stdout)[0]["pushed"]["web"]
+    assert re.fullmatch(
+        rf"{re.escape(cluster.bed.manager.address)}:5000/{cluster.app}/web@sha256:[0-9a-f]{{64}}", pinned
+    )
+    for node in cluster.bed.nodes:  # each node pulled exactly the pinned digest
+        digests = {d for image in cluster.bed.client(node).images.list() for d in image.attrs.get("RepoDigests", [])}
+        assert pinned in digests, (node.name, digests)
+    assert cluster.get() == "v1\n"
+    assert len({cluster.get("/host.html") for _ in range(12)}) == 3  # the edge balances over every task
+
+    ps = json.loads(cluster.middock("ps", cluster.app, "--json").stdout)
+    assert {row["node"] for row in ps if row["service"] == "web"} == {node.name for node in cluster.bed.nodes}
+    assert "working on" in cluster.middock("logs", cluster.app, "-n", "5", "--service", "worker").stdout
+    ran = cluster.middock("run", cluster.app, "worker", "sh", "-c", "echo from a task; exit 7", check=False)
+    assert ran.returncode == 7 and "from a task" in ran.stdout, ran
+    nodes = json.loads(cluster.middock("nodes", "--json").stdout)
+    assert [row["role"] for row in nodes].count("manager") == 1 and all(row["state"] == "ready" for row in nodes)
+
+
+def test_a_second_push_under_load_drops_nothing_and_a_rollback_neither_builds_nor_pushes(cluster):
+    load = Load(cluster, cluster.base)
+    push(cluster, "v2")
+    report = load.stop()
+    assert report["failures"] == [] and {"v1", "v2"} <= set(report["versions"]), report
+    assert cluster.get() == "v2\n"
+
+    load = Load(cluster, cluster.base)
+    rollback = cluster.middock("rollback", cluster.app)
+    report = load.stop()
+    assert report["failures"] == [], report
+    assert "Running docker/build" not in rollback.stdout and "Pushing" not in rollback.stdout, rollback.stdout
+    assert cluster.get() == "v1\n"
+
+
+def stacks(server: SwarmServer) -> set[str]:
+    names = server.bed.docker("stack", "ls", "--format", "{{.Name}}").stdout.split()
+    return {name for name in names if name.startswith(f"{server.app}_r")}
+
+
+def test_a_release_whose_health_never_passes_is_removed_and_the_old_one_serves(cluster):
+    before = stacks(cluster)
+    load = Load(cluster, cluster.base)
+    failed = cluster.middock(
+        "config:set", cluster.app, "MIDDOCK_HEALTH_PATH=/missing", "MIDDOCK_HEALTH_TIMEOUT=8", check=False
+    )
+    report = load.stop()
+    assert failed.returncode == 1 and "health check failed" in failed.stderr, failed.stdout
+    assert report["failures"] == [], report
+    assert stacks(cluster) == before and cluster.get() == "v1\n"
+    cluster.middock("config:unset", cluster.app, "MIDDOCK_HEALTH_PATH", "MIDDOCK_HEALTH_TIMEOUT", "--no-deploy")
+
+
+def test_a_dead_node_stops_getting_requests_within_seconds_and_its_tasks_move(cluster):
+    node = cluster.bed.nodes[2]
+    load = Load(cluster, cluster.base)
+    time.sleep(1)
+    killed = time.monotonic()
+    cluster.bed.stop_node(node, kill=True)
+    time.sleep(14)
+    report = load.stop()
+    late = [f for f in report["failures"] if float(f.split("sent at ")[1].split(",")[0]) > killed + 10]
+    assert late == [], report["failures"][:5]
+    deadline = time.monotonic() + 60
+    while len(running(cluster, "web")) < 3 and time.monotonic() < deadline:
+        time.sleep(1)
+    tasks = running(cluster, "web")
+    assert len(tasks) == 3 and node.name not in {task["NodeName"] for task in tasks}
+    cluster.bed.start_node(node)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("    container_name: fixed\n", "service worker: Swarm cannot run `container_name`"),
+        ("    network_mode: host\n", "service worker: Swarm cannot run `network_mode`"),
+        ("    privileged: true\n", "service worker: Swarm cannot run `privileged`"),
+    ],
+)
+def test_what_swarm_cannot_run_is_refused_before_anything_starts(cluster, change, message):
+    before = stacks(cluster)
+    worker = "    image: middock-test/busybox\n"
+    write_web_app(cluster.work, "bad", COMPOSE.replace(worker, worker + change))
+    cluster.work.commit("refused")
+    result = cluster.work.push()
+    assert message in result.stderr and "Running docker/build" not in result.stderr, result.stderr
+    assert stacks(cluster) == before
+
+
+def test_an_image_no_script_built_is_refused(cluster):
+    before = stacks(cluster)
+    write_web_app(cluster.work, "bad", COMPOSE.replace("image: middock-test/busybox", "image: nobody-built-this:1"))
+    cluster.work.commit("no such image")
+    result = cluster.work.push()
+    assert "image nobody-built-this:1 does not exist" in result.stderr, result.stderr
+    assert stacks(cluster) == before
+
+
+def registry_has(server: SwarmServer, reference: str) -> bool:
+    """Whether the registry still holds an image, asked from inside the namespace."""
+    code = (
+        "import sys; from middock_receiver.runtime.registry import Registry;"
+        "r = Registry(sys.argv[1], sys.argv[2]); print(r.has(sys.argv[3]))"
+    )
+    ca = server.home / ".middock" / "_swarm" / "registry" / "ca.crt"
+    result = server.bed.run_in(
+        1, [sys.executable, "-c", code, f"{server.bed.manager.address}:5000", str(ca), reference],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip() == "True"
+
+
+def test_the_registry_keeps_only_the_kept_releases_images_and_the_app_can_go_back_to_one_server(cluster):
+    for version in ("v3", "v4", "v5", "v6"):
+        push(cluster, version)
+    history = json.loads(cluster.middock("releases", cluster.app, "--json").stdout)
+    kept = [r for r in history if r["result"] == "succeeded" and not r["pruned"]]
+    pruned = [r for r in history if r["pruned"] and r["pushed"]]
+    assert len(kept) == 2 and pruned
+    kept_refs = {ref for r in kept for ref in r["pushed"].values()}
+    assert all(registry_has(cluster, ref) for ref in kept_refs)
+    gone = {ref for r in pruned for ref in r["pushed"].values()} - kept_refs
+    assert gone and not any(registry_has(cluster, ref) for ref in gone)
+
+    cluster.middock("apps:set", cluster.app, "target", "compose")
+    load = Load(cluster, cluster.base)
+    push(cluster, "v7")
+    report = load.stop()
+    assert report["failures"] == [], report
+    assert cluster.get() == "v7\n" and stacks(cluster) == set()
+    status = json.loads(cluster.middock("status", cluster.app, "--json").stdout)
+    assert status["live"]["project"] == f"{cluster.app}_r{status['live']['number']}" and not status["live"]["pushed"]
