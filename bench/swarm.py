@@ -1,0 +1,100 @@
+"""The Swarm's benchmarks (issue 11), printed as `name: value` lines.
+
+On a 3-node Swarm made on this machine for the run (tests/swarm_bed.py: network namespaces, one
+dockerd per node, middock's own registry on the manager), with the edge of the tests:
+
+- push-to-live: `git push` of a one-line change until the release is live, for the tests' web
+  app (3 web tasks and a worker) on the Swarm, against the same app on one server (the manager
+  alone, target compose, behind the same edge); median of --runs, interleaved. Target: ratio at
+  most 1.5.
+- failed requests during 3 deploys of the Swarm app under the load of the edge tests (3
+  keep-alive clients, 3 opening a connection per request, 2 of 3-second requests). Target: 0.
+
+    python3 bench/swarm.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import write_web_app  # noqa: E402
+from swarm_bed import SwarmBed, reap_stale_beds  # noqa: E402
+from test_swarm import COMPOSE, Load, SwarmServer, SwarmWork  # noqa: E402
+
+
+def timed_push(work: SwarmWork, version: str) -> float:
+    write_web_app(work, version, COMPOSE)
+    work.write("www/built.txt", version)  # a one-line change: a new image
+    work.commit(version)
+    started = time.perf_counter()
+    result = work.push()
+    elapsed = time.perf_counter() - started
+    if "is live" not in result.stderr:
+        raise SystemExit(f"push of {version} failed:\n{result.stderr}")
+    return elapsed
+
+
+def app(server: SwarmServer, folder: Path, target: str) -> SwarmWork:
+    name = server.create_app(f"bench-{target}")
+    server.middock("apps:set", name, "target", target)
+    work = SwarmWork(folder / target, server)
+    work.git("remote", "add", "production", str(server.repo_path(name)))
+    work.app = name  # type: ignore[attr-defined]
+    timed_push(work, "v0")
+    return work
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    reap_stale_beds()
+    folder = Path(tempfile.mkdtemp(prefix="mbs"))
+    with SwarmBed(registry=False, dispatcher_heartbeat=1) as bed:
+        bed.load_image("middock-test/busybox")
+        server = SwarmServer(folder / "home", bed)
+        server.home.mkdir()
+        try:
+            certs = bed.manager.etc_dir / "certs.d"
+            server.middock("swarm:init", "--advertise-addr", bed.manager.address, "--certs-dir", str(certs))
+            ca = (server.home / ".middock" / "_swarm" / "registry" / "ca.crt").read_text()
+            for node in bed.nodes[1:]:
+                trusted = node.etc_dir / "certs.d" / f"{bed.manager.address}:5000"
+                trusted.mkdir(parents=True, exist_ok=True)
+                (trusted / "ca.crt").write_text(ca)
+            server.middock("edge:start")
+            on_swarm, alone = app(server, folder, "swarm"), app(server, folder, "compose")
+            swarm_times, alone_times = [], []
+            for number in range(1, args.runs + 1):
+                swarm_times.append(timed_push(on_swarm, f"v{number}"))
+                alone_times.append(timed_push(alone, f"v{number}"))
+            spread, single = statistics.median(swarm_times), statistics.median(alone_times)
+            print(f"push_to_live_swarm_3_nodes_s: {spread:.3f}")
+            print(f"push_to_live_one_server_s: {single:.3f}")
+            print(f"push_to_live_swarm_ratio: {spread / single:.2f}")
+
+            server.port = server.app_port(on_swarm.app)  # type: ignore[attr-defined]
+            load = Load(server, folder)
+            for number in range(args.runs + 1, args.runs + 4):
+                timed_push(on_swarm, f"v{number}")
+            report = load.stop()
+            print(f"swarm_deploys_under_load: 3 in one load run of {report['total']} requests")
+            print(f"swarm_failed_requests: {len(report['failures'])}")
+            if report["failures"]:
+                print(f"swarm_first_failures: {report['failures'][:3]}")
+        finally:
+            server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
