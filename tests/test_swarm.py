@@ -229,6 +229,26 @@ def test_a_dead_node_stops_getting_requests_within_seconds_and_its_tasks_move(cl
     cluster.bed.start_node(node)
 
 
+def test_nodes_drain_and_activate_and_a_live_node_is_not_removed(cluster):
+    node = cluster.bed.nodes[1]
+    cluster.middock("nodes:drain", node.name)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        tasks = running(cluster, "web")
+        if len(tasks) == 3 and node.name not in {task["NodeName"] for task in tasks}:
+            break
+        time.sleep(1)
+    assert len(tasks) == 3 and node.name not in {task["NodeName"] for task in tasks}
+    rows = {row["name"]: row for row in json.loads(cluster.middock("nodes", "--json").stdout)}
+    assert rows[node.name]["availability"] == "drain" and rows[node.name]["tasks"] == 0
+    cluster.middock("nodes:activate", node.name)
+    rows = {row["name"]: row for row in json.loads(cluster.middock("nodes", "--json").stdout)}
+    assert rows[node.name]["availability"] == "active"
+    for command, name, message in (("nodes:remove", node.name, "is up"), ("nodes:drain", "nope", "no node 'nope'")):
+        refused = cluster.middock(command, name, check=False)
+        assert refused.returncode == 1 and message in refused.stderr and len(refused.stderr.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -272,7 +292,7 @@ def registry_has(server: SwarmServer, reference: str) -> bool:
 
 
 def test_the_registry_keeps_only_the_kept_releases_images_and_the_app_can_go_back_to_one_server(cluster):
-    for version in ("v3", "v4", "v5", "v6"):
+    for version in ("v3", "v4"):  # with the earlier ones, keep (2) + 2 good releases or more
         push(cluster, version)
     history = json.loads(cluster.middock("releases", cluster.app, "--json").stdout)
     kept = [r for r in history if r["result"] == "succeeded" and not r["pruned"]]
