@@ -104,7 +104,7 @@ def latency(server: Server, root: Path, requests: int) -> None:
     push(work, "v1", lambda v: write_web_app(work, v))
     edge_port = server.app_port(app)
     record = json.loads((server.home / ".middock" / app / "edge.json").read_text())
-    direct_port = record["slots"][record["serving"]][0]
+    direct_port = int(record["slots"][record["serving"]][0].rpartition(":")[2])  # the web container's loopback port
     for port in (edge_port, direct_port):
         for _ in range(200):  # warm up
             get(port)

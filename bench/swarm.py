@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import write_web_app  # noqa: E402
 from swarm_bed import SwarmBed, reap_stale_beds  # noqa: E402
-from test_swarm import COMPOSE, Load, SwarmServer, SwarmWork  # noqa: E402
+from test_swarm import COMPOSE, Load, SwarmServer, SwarmWork, start_middock  # noqa: E402
 
 
 def timed_push(work: SwarmWork, version: str) -> float:
@@ -62,16 +62,8 @@ def main() -> None:
     with SwarmBed(registry=False, dispatcher_heartbeat=1) as bed:
         bed.load_image("middock-test/busybox")
         server = SwarmServer(folder / "home", bed)
-        server.home.mkdir()
         try:
-            certs = bed.manager.etc_dir / "certs.d"
-            server.middock("swarm:init", "--advertise-addr", bed.manager.address, "--certs-dir", str(certs))
-            ca = (server.home / ".middock" / "_swarm" / "registry" / "ca.crt").read_text()
-            for node in bed.nodes[1:]:
-                trusted = node.etc_dir / "certs.d" / f"{bed.manager.address}:5000"
-                trusted.mkdir(parents=True, exist_ok=True)
-                (trusted / "ca.crt").write_text(ca)
-            server.middock("edge:start")
+            start_middock(server)
             on_swarm, alone = app(server, folder, "swarm"), app(server, folder, "compose")
             swarm_times, alone_times = [], []
             for number in range(1, args.runs + 1):

@@ -17,24 +17,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Server, Workdir, write_web_app
+from conftest import ROOT, WEB_APP_COMPOSE, Server, Workdir, write_web_app
 from swarm_bed import SwarmBed, missing_requirements, reap_stale_beds
 
-COMPOSE = """services:
-  web:
-    image: ${MIDDOCK_APP}-web:${IMAGE_TAG}
-    environment:
-      VERSION: ${VERSION:-unset}
-    ports: ["8080:8080"]
-    init: true
-    stop_grace_period: 1s
-    deploy: {replicas: 3}
-  worker:
-    image: middock-test/busybox
-    command: ["sh", "-c", "while true; do echo working on $$(hostname); sleep 1; done"]
-    init: true
-    stop_grace_period: 1s
-"""
+COMPOSE = WEB_APP_COMPOSE.replace(  # the edge tests' app, with 3 web tasks and a worker that talks
+    "    stop_grace_period: 1s\n  worker:", "    stop_grace_period: 1s\n    deploy: {replicas: 3}\n  worker:"
+).replace('["sleep", "1000000"]', '["sh", "-c", "while true; do echo working on $$(hostname); sleep 1; done"]')
 
 
 class SwarmServer(Server):
@@ -98,6 +86,24 @@ class Load:
         return json.loads(out)
 
 
+def start_middock(server: SwarmServer) -> str:
+    """What an admin does: swarm:init on the manager, the join script's trust of the registry on
+    every other node (in each node's own /etc/docker), and the edge. Returns the join script."""
+    bed = server.bed
+    server.home.mkdir()
+    server.middock(
+        "swarm:init", "--advertise-addr", bed.manager.address, "--certs-dir", str(bed.manager.etc_dir / "certs.d")
+    )
+    script = server.middock("nodes:join-script").stdout
+    ca = script.split("<<'CERTIFICATE'\n", 1)[1].split("\nCERTIFICATE", 1)[0] + "\n"
+    for node in bed.nodes[1:]:
+        folder = node.etc_dir / "certs.d" / f"{bed.manager.address}:5000"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "ca.crt").write_text(ca)
+    server.middock("edge:start")  # ports 80 and 443, inside the namespace
+    return script
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, docker_client):
     """A 3-node Swarm, middock's registry on the manager, its edge, and one app on the Swarm."""
@@ -109,18 +115,8 @@ def cluster(tmp_path_factory, docker_client):
     with SwarmBed(registry=False, dispatcher_heartbeat=1) as bed:
         bed.load_image("middock-test/busybox")
         server = SwarmServer(base / "home", bed)
-        server.home.mkdir()
         try:
-            certs = bed.manager.etc_dir / "certs.d"
-            server.middock("swarm:init", "--advertise-addr", bed.manager.address, "--certs-dir", str(certs))
-            script = server.middock("nodes:join-script").stdout
-            ca = script.split("<<'CERTIFICATE'\n", 1)[1].split("\nCERTIFICATE", 1)[0] + "\n"
-            for node in bed.nodes[1:]:  # what the join script does on a new server, in each node's own /etc/docker
-                folder = node.etc_dir / "certs.d" / f"{bed.manager.address}:5000"
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / "ca.crt").write_text(ca)
-            server.script = script
-            server.middock("edge:start")  # ports 80 and 443, inside the namespace
+            server.script = start_middock(server)
             app = server.create_app("sw")
             server.middock("apps:set", app, "target", "swarm")
             server.middock("apps:set", app, "keep", "2")

@@ -3,12 +3,12 @@ healthcheck, within the timeout. Read through the docker SDK from the compose la
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
 import docker
 
+from .. import waiting
 from ..runtime import overrides
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -66,17 +66,7 @@ def wait_healthy(
     since: float = 0.0,
 ) -> list[str]:
     """Poll until healthy or the timeout; returns the remaining problems (empty on success)."""
-    deadline = time.monotonic() + timeout
-    reported: set[str] = set()
-    while True:
-        found = problems(client, project, services, since)
-        if not found or time.monotonic() >= deadline:
-            return found
-        for problem in found:
-            if problem not in reported:
-                on_wait(f"waiting: {problem}")
-                reported.add(problem)
-        time.sleep(0.5)
+    return waiting.until_clear(lambda: problems(client, project, services, since), timeout, on_wait)
 
 
 def service_status(client: docker.DockerClient, project: str) -> list[dict]:

@@ -10,13 +10,14 @@ edge reaches the tasks at their nodes' addresses.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import docker
 import docker.errors
 import docker.types
 
-from .. import process
+from .. import process, waiting
 from ..errors import MiddockError
 
 STACK_LABEL = "com.docker.stack.namespace"
@@ -171,18 +172,10 @@ def problems(client: docker.DockerClient, stack: str, wanted: dict[str, int]) ->
     return found
 
 
-def wait_running(client: docker.DockerClient, stack: str, wanted: dict[str, int], timeout: float, on_wait) -> list[str]:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    reported: set[str] = set()
-    while True:
-        found = problems(client, stack, wanted)
-        if not found or time.monotonic() >= deadline:
-            return found
-        for problem in found:
-            if problem not in reported:
-                on_wait(f"waiting: {problem}")
-                reported.add(problem)
-        time.sleep(0.5)
+def wait_running(
+    client: docker.DockerClient, stack: str, wanted: dict[str, int], timeout: float, on_wait: Callable[[str], None]
+) -> list[str]:
+    return waiting.until_clear(lambda: problems(client, stack, wanted), timeout, on_wait)
 
 
 def endpoints(client: docker.DockerClient, stack: str, service: str, port: int) -> list[str]:

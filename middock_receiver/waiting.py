@@ -1,0 +1,24 @@
+"""Waiting for something to come right: poll what is still wrong until nothing is, or a time
+limit, saying each new problem once (a deploy's health gate, on one server or a Swarm)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+POLL = 0.5
+
+
+def until_clear(problems: Callable[[], list[str]], timeout: float, on_wait: Callable[[str], None]) -> list[str]:
+    """Poll `problems()` until it is empty or `timeout` seconds passed; returns what remains."""
+    deadline = time.monotonic() + timeout
+    reported: set[str] = set()
+    while True:
+        found = problems()
+        if not found or time.monotonic() >= deadline:
+            return found
+        for problem in found:
+            if problem not in reported:
+                on_wait(f"waiting: {problem}")
+                reported.add(problem)
+        time.sleep(POLL)
