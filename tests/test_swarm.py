@@ -9,7 +9,9 @@ is not touched.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -205,6 +207,30 @@ def test_a_release_whose_health_never_passes_is_removed_and_the_old_one_serves(c
     assert report["failures"] == [], report
     assert stacks(cluster) == before and cluster.get() == "v1\n"
     cluster.middock("config:unset", cluster.app, "MIDDOCK_HEALTH_PATH", "MIDDOCK_HEALTH_TIMEOUT", "--no-deploy")
+
+
+def test_a_deploy_killed_at_its_gate_is_settled_and_a_new_scale_runs_on_the_swarm(cluster):
+    live = json.loads(cluster.middock("status", cluster.app, "--json").stdout)["live"]
+    argv = ["ip", "netns", "exec", cluster.bed.manager.name, sys.executable, "-m", "middock_receiver"]
+    slow_gate = ["config:set", cluster.app, "MIDDOCK_HEALTH_PATH=/cgi-bin/slow"]  # 3 s a task: a gate to kill
+    number = cluster.releases(cluster.app)[-1]["number"] + 1
+    deploying = subprocess.Popen([*argv, *slow_gate], env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    record_path = cluster.home / ".middock" / cluster.app / "releases" / str(number) / "release.json"
+    deadline = time.monotonic() + 120
+    record = {}
+    while record.get("stage") != "health" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    os.kill(record["pid"], signal.SIGKILL)
+    deploying.communicate(timeout=60)
+    settled = cluster.middock("status", cluster.app)
+    assert "interrupted during health" in settled.stderr, settled.stderr
+    assert stacks(cluster) == {live["project"]} and cluster.get() == "v1\n"
+    cluster.middock("config:unset", cluster.app, "MIDDOCK_HEALTH_PATH", "--no-deploy")
+
+    scaled = cluster.middock("ps:scale", cluster.app, "worker=2")
+    assert "Pushing" not in scaled.stdout and "is live" in scaled.stdout, scaled.stdout
+    assert len(running(cluster, "worker")) == 2 and len(running(cluster, "web")) == 3
 
 
 def test_a_dead_node_stops_getting_requests_within_seconds_and_its_tasks_move(cluster):
