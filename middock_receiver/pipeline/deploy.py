@@ -114,7 +114,10 @@ def restore_live(app: App, program: tuple[str, ...], out: Output) -> None:
     client = docker_client()
     live = releases.live(app)
     keep = stacks.project(app, live) if live else None
-    for name in sorted(stacks.app_projects(client, app) - {keep}):
+    others = stacks.app_projects(client, app) - {keep}
+    if live and live.slot and not processes.is_stopped(app):
+        hand_back_to_live(app, live, others, out)
+    for name in sorted(others):
         stacks.remove_project(client, name)
         out.detail(f"removed the containers of {name}")
     if live is None:
@@ -145,6 +148,24 @@ def restore_live(app: App, program: tuple[str, ...], out: Output) -> None:
             stacks.remove_project(client, stack.project)
             compose.run(stack.up(), env, stack.directory, out, "restoring the live release")
     out.detail(f"restored release {live.number}")
+
+
+def hand_back_to_live(app: App, live: Release, others: AbstractSet[str], out: Output) -> None:
+    """Before the other projects go: a deploy killed just after its switch left the edge on a
+    release that never became live, so new requests go back to the live one (whose containers
+    still run: only a drain is followed by their removal), and every other slot finishes the
+    requests it is serving, as a deploy's drain would."""
+    edge = Edge(app.home)
+    if not edge.running():
+        return
+    if routes.load(app).serving not in (None, live.slot):
+        edge.switch(app, live.slot)
+        out.detail(f"the edge sends requests to release {live.number} again")
+    timeout = build.seconds(stacks.release_env(app, live), "MIDDOCK_DRAIN_TIMEOUT", switch.DEFAULT_DRAIN_TIMEOUT)
+    slots = {r.slot for r in releases.history(app) if r.slot and r.project in others} - {live.slot}
+    for slot in sorted(slots):
+        took = edge.drain(app, slot, timeout)
+        out.detail(f"drained the {slot} slot" if took is not None else f"cut off what the {slot} slot still served")
 
 
 class Deploy:
