@@ -133,12 +133,8 @@ def restore_live(app: App, program: tuple[str, ...], out: Output) -> None:
     place = places.place_of(app, live, client, {}, out)
     if isinstance(place, places.SwarmPlace):  # deploying the stack again changes nothing that runs as it should
         place.start([])
-        if routes.load(app).serving != live.slot and live.slot:
-            Edge(app.home).switch(app, live.slot)
     elif live.slot:  # behind the edge: its web containers may be serving, never recreate them
         compose.run(stack.up(), env, stack.directory, out, "restoring the live release")
-        if routes.load(app).serving != live.slot:
-            Edge(app.home).switch(app, live.slot)
     else:
         try:
             # recreate: the killed deploy may have left a container half-stopped by the daemon
@@ -147,6 +143,8 @@ def restore_live(app: App, program: tuple[str, ...], out: Output) -> None:
             out.detail("removing the stack's containers and starting the live release afresh")
             stacks.remove_project(client, stack.project)
             compose.run(stack.up(), env, stack.directory, out, "restoring the live release")
+    if live.slot and routes.load(app).serving != live.slot:
+        Edge(app.home).switch(app, live.slot)
     out.detail(f"restored release {live.number}")
 
 
@@ -161,11 +159,10 @@ def hand_back_to_live(app: App, live: Release, others: AbstractSet[str], out: Ou
     if routes.load(app).serving not in (None, live.slot):
         edge.switch(app, live.slot)
         out.detail(f"the edge sends requests to release {live.number} again")
-    timeout = build.seconds(stacks.release_env(app, live), "MIDDOCK_DRAIN_TIMEOUT", switch.DEFAULT_DRAIN_TIMEOUT)
+    env = stacks.release_env(app, live)
     slots = {r.slot for r in releases.history(app) if r.slot and r.project in others} - {live.slot}
     for slot in sorted(slots):
-        took = edge.drain(app, slot, timeout)
-        out.detail(f"drained the {slot} slot" if took is not None else f"cut off what the {slot} slot still served")
+        switch.drain(edge, app, slot, env, out, f"the {slot} slot")
 
 
 class Deploy:

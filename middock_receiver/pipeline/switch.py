@@ -85,6 +85,18 @@ def http_problem(endpoint: str, path: str, host: str | None) -> str | None:
     return None if 200 <= status < 400 else f"GET {path} on {endpoint} answered {status}"
 
 
+def drain(edge: Edge, app: App, slot: str, env: dict[str, str], out: Output, what: str) -> None:
+    """Let a slot the edge no longer sends to finish the requests it is serving (up to
+    MIDDOCK_DRAIN_TIMEOUT) before its containers go."""
+    timeout = build.seconds(env, "MIDDOCK_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT)
+    out.step(f"Draining {what} (up to {timeout:g}s)")
+    took = edge.drain(app, slot, timeout)
+    if took is None:
+        out.detail(f"requests still in flight after {timeout:g}s (MIDDOCK_DRAIN_TIMEOUT) are cut off")
+    else:
+        out.detail(f"drained in {took:.1f}s")
+
+
 @dataclass
 class Beside:
     """One release started beside the live one, and everything its switch needs. Without a web
@@ -220,12 +232,7 @@ class Beside:
             return
         self.enter("drain")
         if self.web and self.previous.slot:
-            timeout = build.seconds(self.env, "MIDDOCK_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT)
-            self.out.step(f"Draining release {self.previous.number} (up to {timeout:g}s)")
-            took = self.edge.drain(self.app, self.previous.slot, timeout)
-            self.out.detail("drained" if took is None else f"drained in {took:.1f}s")
-            if took is None:
-                self.out.detail(f"requests still in flight after {timeout:g}s (MIDDOCK_DRAIN_TIMEOUT) are cut off")
+            drain(self.edge, self.app, self.previous.slot, self.env, self.out, f"release {self.previous.number}")
         self.out.step(f"Stopping release {self.previous.number}")
         self.old.remove()
 
