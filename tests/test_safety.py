@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import docker
+import docker.errors
 from conftest import BUILD_WEB, free_port, http_get, write_busybox_app
 
 # A build script that says when it starts, prints a lot, then takes its time.
@@ -103,6 +105,18 @@ def kill_worker_when(server, app, marker: str) -> None:
     os.kill(release["pid"], signal.SIGKILL)
 
 
+def leave_a_half_recreated_web(client, app: str) -> None:
+    """What a `docker compose up` killed while recreating can leave: the new web container
+    created under its temporary name `<old id>_<name>`, beside the old one (unless the killed
+    one got that far itself)."""
+    name = f"{app}-web-1"
+    old = client.containers.get(name)
+    try:
+        client.containers.create(old.image.id, name=f"{old.id[:12]}_{name}", labels=old.labels)
+    except docker.errors.APIError as error:
+        assert error.status_code == 409, error
+
+
 def history_stage(server, app) -> str:
     return server.releases(app)[-1]["stage"]
 
@@ -115,10 +129,10 @@ def with_web_settings(compose: str, settings: str) -> str:
 SLOW_HEALTH = '    healthcheck:\n      test: ["CMD", "sleep", "30"]\n      interval: 1s\n      timeout: 60s\n'
 
 
-def test_a_killed_deploy_is_settled_at_each_stage(server, work, app, tmp_path):
+def test_a_killed_deploy_is_settled_at_each_stage(server, work, app, tmp_path, docker_client):
     """kill -9 of the deploy process at each stage: the release is recorded interrupted, the
-    previous release is live and serving (status brings it back if the stack was touched),
-    and the next push deploys normally."""
+    previous release is live and serving (status brings it back if the stack was touched, even
+    half-recreated), and the next push deploys normally."""
     port = free_port()
     slow_app(work, tmp_path, port, "v1")
     work.env["BUILD_SLEEP"] = "0"
@@ -149,11 +163,15 @@ def test_a_killed_deploy_is_settled_at_each_stage(server, work, app, tmp_path):
         kill_worker_when(server, app, marker)
         output = push.communicate(timeout=60)[0]
         assert "the deploy process ended unexpectedly" in output, output
+        if stage == "up":
+            leave_a_half_recreated_web(docker_client, app)
 
         shown = server.middock("status", app, "--json")
         assert "was interrupted during" in shown.stderr
         if history_stage(server, app) in ("up", "health"):
             assert "restored release 1" in shown.stderr, shown.stderr
+        if stage == "up":
+            assert "starting the live release afresh" in shown.stderr, shown.stderr
         status = json.loads(shown.stdout)
         history = server.releases(app)
         recorded[stage] = history[-1]["stage"]

@@ -140,12 +140,25 @@ def restore_live(app: App, program: tuple[str, ...], out: Output) -> None:
             # recreate: the killed deploy may have left a container half-stopped by the daemon
             compose.run(stack.up(recreate=True), env, stack.directory, out, "restoring the live release")
         except MiddockError:
-            out.detail("removing the stack's containers and starting the live release afresh")
-            stacks.remove_project(client, stack.project)
-            compose.run(stack.up(), env, stack.directory, out, "restoring the live release")
+            start_afresh(client, stack, env, out)
     if live.slot and routes.load(app).serving != live.slot:
         Edge(app.home).switch(app, live.slot)
     out.detail(f"restored release {live.number}")
+
+
+def start_afresh(client: docker.DockerClient, stack: ComposeStack, env: dict[str, str], out: Output) -> None:
+    """Remove the stack's containers and bring it up anew. A killed `docker compose up` can leave
+    a container renamed halfway through its recreation, and the daemon still finishing the one
+    request it was sent: a name that raced in is removed on the second try."""
+    for last_try in (False, True):
+        out.detail("removing the stack's containers and starting the live release afresh")
+        stacks.remove_project(client, stack.project)
+        try:
+            compose.run(stack.up(), env, stack.directory, out, "restoring the live release")
+            return
+        except MiddockError:
+            if last_try:
+                raise
 
 
 def hand_back_to_live(app: App, live: Release, others: AbstractSet[str], out: Output) -> None:

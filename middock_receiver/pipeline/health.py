@@ -24,7 +24,10 @@ def running_services(resolved: dict) -> list[str]:
 
 
 def project_containers(client: docker.DockerClient, project: str) -> list:
-    containers = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
+    """The project's containers, one-offs aside; one removed while listing is left out, not an
+    error (a killed `docker compose up` leaves the daemon finishing what it asked for)."""
+    label = {"label": f"{PROJECT_LABEL}={project}"}
+    containers = client.containers.list(all=True, filters=label, ignore_removed=True)
     return [c for c in containers if c.labels.get(ONEOFF_LABEL) != "True"]
 
 

@@ -88,7 +88,13 @@ def remove_project(client: docker.DockerClient, name: str) -> None:
     if name in swarm_stacks(client):
         swarm.remove(client, name)
     for container in project_containers(client, name):
-        container.remove(force=True)
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # gone already: a killed `docker compose up` had asked the daemon to remove it
+        except docker.errors.APIError as error:
+            if error.status_code != 409:  # 409: its removal is already under way
+                raise
     for network in client.networks.list(filters={"label": f"{PROJECT_LABEL}={name}"}):
         try:
             network.remove()
