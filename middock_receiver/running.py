@@ -201,34 +201,31 @@ def swarm_logs(
     """Every task's output on every node, prefixed with its service, slot and node."""
     writer = LogWriter(out)
     sources = swarm.log_sources(client, stack, service)
-    tasks_by_id = {t["ID"]: t for found in sources.values() for t in swarm.tasks(client, found) + found.tasks()}
+    lines = swarm.LogLines(client, sources)
     options = {"stdout": True, "stderr": True, "timestamps": True, "details": True}
     if not follow:
-        lines = []
-        for name, found in sources.items():
-            for raw in b"".join(found.logs(tail="all" if tail is None else tail, **options)).splitlines():
-                stamp, _, rest = raw.partition(b" ")
-                detail, _, text = rest.partition(b" ")
-                lines.append((stamp, swarm.log_label(client, name, detail, tasks_by_id), stamp + b" " + text))
-        lines.sort(key=lambda item: item[0])
-        for _, label, line in lines[-tail:] if tail is not None else lines:
+        found = []
+        for name, source in sources.items():
+            for raw in b"".join(source.logs(tail="all" if tail is None else tail, **options)).splitlines():
+                found.append(lines.split(name, raw))
+        found.sort(key=lambda item: item[0])
+        for _, label, line in found[-tail:] if tail is not None else found:
             writer.write(label, line)
         return 0
     threads = []
-    for name, found in sources.items():
-        stream = found.logs(follow=True, tail=10 if tail is None else tail, **options)
-        thread = threading.Thread(target=pump_swarm, args=(client, name, stream, tasks_by_id, writer), daemon=True)
+    for name, source in sources.items():
+        stream = source.logs(follow=True, tail=10 if tail is None else tail, **options)
+        thread = threading.Thread(target=pump_swarm, args=(name, stream, lines, writer), daemon=True)
         thread.start()
         threads.append(thread)
     return wait_followed(threads, writer)
 
 
-def pump_swarm(client, name: str, stream, tasks_by_id: dict, writer: LogWriter) -> None:  # noqa: ANN001
+def pump_swarm(name: str, stream, lines: swarm.LogLines, writer: LogWriter) -> None:  # noqa: ANN001
     try:
         for raw in stream:
             for line in raw.splitlines():
-                stamp, _, rest = line.partition(b" ")
-                detail, _, text = rest.partition(b" ")
-                writer.write(swarm.log_label(client, name, detail, tasks_by_id), stamp + b" " + text)
+                _, label, shown = lines.split(name, line)
+                writer.write(label, shown)
     except docker.errors.DockerException:
         return

@@ -169,7 +169,9 @@ def test_a_push_spreads_the_web_tasks_over_every_node_and_serves_through_the_edg
 
     ps = json.loads(cluster.middock("ps", cluster.app, "--json").stdout)
     assert {row["node"] for row in ps if row["service"] == "web"} == {node.name for node in cluster.bed.nodes}
-    assert "working on" in cluster.middock("logs", cluster.app, "-n", "5", "--service", "worker").stdout
+    logs = cluster.middock("logs", cluster.app, "-n", "5", "--service", "worker").stdout
+    names = "|".join(re.escape(node.name) for node in cluster.bed.nodes)
+    assert re.search(rf"Z worker\.1@({names}): .*working on", logs), logs  # each line says its task's node
     ran = cluster.middock("run", cluster.app, "worker", "sh", "-c", "echo from a task; exit 7", check=False)
     assert ran.returncode == 7 and "from a task" in ran.stdout, ran
     nodes = json.loads(cluster.middock("nodes", "--json").stdout)

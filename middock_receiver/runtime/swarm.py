@@ -250,11 +250,22 @@ def log_sources(
     return {name: found for name, found in present.items() if service in (None, name)}
 
 
-def log_label(client: docker.DockerClient, service: str, detail: bytes, tasks_by_id: dict[str, dict]) -> str:
-    """`web.2@node-3` from the details Swarm puts before each line (`com.docker.swarm.task.id=…`)."""
-    fields = dict(part.split("=", 1) for part in detail.decode(errors="replace").split(",") if "=" in part)
-    task = tasks_by_id.get(fields.get("com.docker.swarm.task.id", ""), {})
-    return f"{service}.{task.get('Slot', '?')}@{task.get('node', '?')}"
+class LogLines:
+    """A stack's log lines as Swarm sends them with timestamps and details, each told apart by
+    the task that wrote it: `web.2@node-3`. Tasks and nodes are read once, when it is made."""
+
+    def __init__(self, client: docker.DockerClient, found: dict[str, docker.models.services.Service]) -> None:
+        self.nodes = {node.id: node.attrs["Description"]["Hostname"] for node in client.nodes.list()}
+        self.tasks = {task["ID"]: task for service in found.values() for task in service.tasks()}
+
+    def split(self, service: str, raw: bytes) -> tuple[bytes, str, bytes]:
+        """The line's time, its task's label, and the line to show (time and text)."""
+        stamp, _, rest = raw.partition(b" ")
+        detail, _, text = rest.partition(b" ")  # com.docker.swarm.task.id=…,… before the text
+        fields = dict(part.split("=", 1) for part in detail.decode(errors="replace").split(",") if "=" in part)
+        task = self.tasks.get(fields.get("com.docker.swarm.task.id", ""), {})
+        node = self.nodes.get(task.get("NodeID", ""), "?")
+        return stamp, f"{service}.{task.get('Slot', '?')}@{node}", stamp + b" " + text
 
 
 def run_job(
