@@ -172,6 +172,12 @@ def test_restart_behind_the_edge_drops_no_request_and_scaled_web_gets_every_cont
     assert sorted(row["number"] for row in rows if row["service"] == "web") == [1, 2, 3] and before
     hosts = {http_get(port, "/host.html") for _ in range(30)}
     assert len(hosts) == 3, hosts
+    with Load(port) as load:  # a restart keeps the scale and drops nothing with 3 web containers either
+        time.sleep(1)
+        server.middock("ps:restart", app)
+        time.sleep(1)
+    assert not load.report.failures, load.report.summary()
+    assert len({http_get(port, "/host.html") for _ in range(30)}) == 3
     previous = server.middock("rollback", app, check=False)
     assert "no earlier good release" in previous.stderr  # restarts and rescales are not releases to go back to
 
