@@ -108,7 +108,8 @@ def kill_worker_when(server, app, marker: str) -> None:
 def leave_a_half_recreated_web(client, app: str) -> None:
     """What a `docker compose up` killed while recreating can leave: the new web container
     created under its temporary name `<old id>_<name>`, beside the old one (unless the killed
-    one got that far itself)."""
+    one got that far itself). Settling it either recreates past it or, when Compose trips on the
+    name (it depends on the order Compose takes the containers in), starts the stack afresh."""
     name = f"{app}-web-1"
     old = client.containers.get(name)
     try:
@@ -170,8 +171,6 @@ def test_a_killed_deploy_is_settled_at_each_stage(server, work, app, tmp_path, d
         assert "was interrupted during" in shown.stderr
         if history_stage(server, app) in ("up", "health"):
             assert "restored release 1" in shown.stderr, shown.stderr
-        if stage == "up":
-            assert "starting the live release afresh" in shown.stderr, shown.stderr
         status = json.loads(shown.stdout)
         history = server.releases(app)
         recorded[stage] = history[-1]["stage"]
