@@ -21,6 +21,11 @@ How the bed is built, and why (the measurements behind it are in SWARM-NOTES.md)
   network namespace), never by process name, so they cannot touch the host's own engine.
 * Registry: Debian's ``docker-registry`` in node 1's namespace, listening on node 1's address only,
   with TLS from a throwaway CA (openssl) that each engine trusts through its own certs.d.
+* Or only the engines (``swarm=False``): no Swarm, and no engine trusts anything, so a test can do what an
+  admin does on real servers, as root on a node: ``bed.as_root(node, argv)`` and ``bed.run_script(node,
+  text)`` run in the mount, network and UTS namespaces of the node's dockerd (its /etc/docker is the node's
+  own folder; a plain ``ip netns exec`` would see the host's), with DOCKER_HOST at the node's engine (its
+  default socket is not there). Then ``bed.tune_swarm()`` and ``bed.wait_ready()``.
 * Images: build on node 1 (the manager; the middock server builds against the manager's engine in
   production) with the host's docker CLI and ``bed.env()`` (DOCKER_HOST=node 1's socket), then
   ``bed.push()`` it to the registry and deploy ``REGISTRY/REPO@sha256:...``: every node pulls that
@@ -46,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import ipaddress
 import json
 import os
@@ -72,6 +78,7 @@ __all__ = [
     "BedError",
     "Node",
     "SwarmBed",
+    "folder_state",
     "missing_requirements",
     "reap_stale_beds",
     "swarm_bed",
@@ -172,16 +179,20 @@ class SwarmBed:
         nodes: int = 3,
         *,
         registry: bool = True,
+        swarm: bool = True,
         dispatcher_heartbeat: float | None = None,
         storage_driver: str = "overlay2",
         base_dir: str | os.PathLike | None = None,
     ) -> None:
-        """dispatcher_heartbeat: seconds between worker heartbeats; Swarm's default is 5 s, and a dead node
-        is noticed after a few of them, so a smaller value makes rescheduling tests faster."""
+        """swarm=False: start the engines (and the registry) only; the test makes the Swarm and the trust in the
+        registry itself, as root on the nodes (as_root, run_script), which is what it means to test the tools
+        an admin runs. dispatcher_heartbeat: seconds between worker heartbeats; Swarm's default is 5 s, and a
+        dead node is noticed after a few of them, so a smaller value makes rescheduling tests faster."""
         if not 1 <= nodes <= MAX_NODES:
             raise ValueError(f"a bed has 1 to {MAX_NODES} nodes, not {nodes}")
         self.size = nodes
         self.with_registry = registry
+        self.with_swarm = swarm
         self.dispatcher_heartbeat = dispatcher_heartbeat
         self.default_storage_driver = storage_driver
         self.base_dir = Path(base_dir or tempfile.gettempdir())
@@ -257,8 +268,9 @@ class SwarmBed:
             self._timed("network", self._make_network)
             self._timed("certificates", self._make_certificates)
             self._timed("engines", self._start_engines)
-            self._timed("swarm", self._make_swarm)
-            self._timed("ready", self.wait_ready)
+            if self.with_swarm:
+                self._timed("swarm", self._make_swarm)
+                self._timed("ready", self.wait_ready)
         except BaseException:
             self.teardown()
             raise
@@ -321,7 +333,8 @@ class SwarmBed:
             _ip("-n", node.name, "link", "set", "lo", "up")
 
     def _make_certificates(self) -> None:
-        """A throwaway CA, the registry's certificate for node 1's address, the CA in every engine's certs.d."""
+        """A throwaway CA, the registry's certificate for node 1's address, and (when the bed makes the Swarm)
+        the CA in every engine's certs.d: without a Swarm, trusting the registry is the test's to do."""
         if not ETC_DOCKER.is_dir():
             # Nothing to bind the node's own folder over: fall back to trusting the registry without TLS checks.
             self.registry_trust = "insecure"
@@ -343,7 +356,7 @@ class SwarmBed:
         _run(["openssl", "x509", "-req", "-in", str(ca / "registry.csr"), "-days", "2", "-CA", str(self.ca_cert)]
              + ["-CAkey", str(ca / "ca.key"), "-CAcreateserial", "-extfile", str(ca / "registry.ext")]
              + ["-out", str(ca / "registry.crt")])  # fmt: skip
-        for node in self.nodes:
+        for node in self.nodes if self.with_swarm else []:
             trusted = node.etc_dir / "certs.d" / self.registry
             trusted.mkdir(parents=True)
             shutil.copy(self.ca_cert, trusted / "ca.crt")
@@ -372,7 +385,7 @@ class SwarmBed:
             "deprecated-key-path": str(node.etc_dir / "key.json"),
             "log-level": "warn",
         }
-        if self.with_registry and self.registry_trust == "insecure":
+        if self.with_registry and self.with_swarm and self.registry_trust == "insecure":
             config["insecure-registries"] = [self.registry]
         return config
 
@@ -503,6 +516,71 @@ class SwarmBed:
     def run_in(self, which: int | str | Node, argv: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
         """Run a command inside a node's network namespace (the only place node addresses are reachable)."""
         return subprocess.run(["ip", "netns", "exec", self.node(which).name, *argv], **kwargs)
+
+    def as_root(
+        self,
+        which: int | str | Node,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess:
+        """Run a command as root on a node, as its admin would on a server of its own: in the mount, network and
+        UTS namespaces of the node's dockerd, so /etc/docker is the node's own folder (checked first: run_in's
+        ``ip netns exec`` sees the host's, which nothing may write), with DOCKER_HOST at the node's engine (its
+        default socket is not in the node) and none of the test's proxy or DOCKER_* settings; env adds to that.
+        The command joins the node's cgroup, so what it leaves running (a registry) dies with the node.
+        Returns the CompletedProcess (text, captured, not checked)."""
+        node = self.node(which)
+        pid = self._dockerd_with_own_etc(node)
+        cgroup = _tracking_hierarchy() / node.cgroup.lstrip("/") / "admin"
+        cgroup.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "hostname": None,
+            "mounts": [],
+            "cgroups": [str(cgroup / "cgroup.procs")],
+            "argv": [_which("nsenter"), f"--target={pid}", "--mount", "--net", "--uts", "--wd=/", "--", *argv],
+            "env": {**_clean_env(), "DOCKER_HOST": node.docker_host, **(env or {})},
+        }
+        return subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(spec)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def run_script(self, which: int | str | Node, text: str, *, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a shell script (an admin's, such as middock's join script) as root on a node (as_root), saved as
+        an executable file the way an admin runs one, so its own #! line and `set -e` decide how it runs."""
+        node = self.node(which)
+        script = node.dir / f"script-{secrets.token_hex(3)}.sh"
+        script.write_text(text)
+        script.chmod(0o700)
+        return self.as_root(node, [str(script)], timeout=timeout)
+
+    def _dockerd_with_own_etc(self, node: Node) -> int:
+        """The pid of the node's dockerd, once sure that /etc/docker in its mount namespace is the node's own
+        folder: where the bind is missing (insecure fallback, a launcher gone wrong) a command would write the
+        host's /etc/docker instead."""
+        if not node.running:
+            raise BedError(f"{node.name} is not running")
+        pid = node.process.pid
+        try:
+            inside = os.stat(f"/proc/{pid}/root{ETC_DOCKER}")
+        except OSError as error:
+            raise BedError(f"{node.name} has no {ETC_DOCKER} of its own: {error}") from None
+        own = node.etc_dir.stat()
+        if (inside.st_dev, inside.st_ino) != (own.st_dev, own.st_ino):
+            raise BedError(f"{ETC_DOCKER} of {node.name} is not {node.etc_dir}: refusing to run a command there")
+        return pid
+
+    def tune_swarm(self) -> None:
+        """Give a Swarm made on node 1 by someone else (middock's swarm:init) the bed's settings: its dispatcher
+        heartbeat, which every worker takes up at its next heartbeat."""
+        if self.dispatcher_heartbeat:
+            self.docker("swarm", "update", "--dispatcher-heartbeat", f"{self.dispatcher_heartbeat:g}s")
 
     def http_get(self, url: str, *, via: int | str | Node = 1, timeout: float = 5) -> str:
         """The body at url, fetched from inside a node's namespace."""
@@ -644,7 +722,7 @@ def swarm_bed() -> Iterator[SwarmBed]:
 def missing_requirements(registry: bool = True) -> list[str]:
     """What this machine lacks to run a bed (empty when it can)."""
     missing = [] if os.geteuid() == 0 else ["root"]
-    tools = ["ip", "dockerd", "docker", "openssl"] + (["docker-registry"] if registry else [])
+    tools = ["ip", "nsenter", "dockerd", "docker", "openssl"] + (["docker-registry"] if registry else [])
     missing += [tool for tool in tools if not _which(tool, required=False)]
     if not _cgroup_mounts():
         missing.append("cgroup hierarchies under /sys/fs/cgroup")
@@ -679,6 +757,23 @@ def reap_stale_beds(base_dir: str | os.PathLike | None = None) -> list[str]:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
+
+
+def folder_state(folder: str | os.PathLike = ETC_DOCKER) -> dict[str, str]:
+    """Everything under a folder by relative path (a file's sha256 and mode, a link's target, "dir"), to show
+    that something was left untouched: the host's /etc/docker by a bed's admin commands."""
+    root = Path(folder)
+    state = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        if path.is_symlink():
+            value = f"-> {os.readlink(path)}"
+        elif path.is_dir():
+            value = f"dir {info.st_mode:o}"
+        else:
+            value = f"{hashlib.sha256(path.read_bytes()).hexdigest()} {info.st_mode:o}"
+        state[str(path.relative_to(root))] = value
+    return state
 
 
 def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
