@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     reap_stale_beds()
     folder = Path(tempfile.mkdtemp(prefix="mbs"))
-    with SwarmBed(registry=False, dispatcher_heartbeat=1) as bed:
+    with SwarmBed(registry=False, swarm=False, dispatcher_heartbeat=1) as bed:  # the admin's steps make the Swarm
         bed.load_image("middock-test/busybox")
         server = SwarmServer(folder / "home", bed)
         try:

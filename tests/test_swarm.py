@@ -1,9 +1,12 @@
 """The same push across a Docker Swarm: a real 3-node Swarm on this machine (network namespaces,
 one dockerd per node: swarm_bed.py), middock's own registry, the real edge, real git pushes.
 
+The bed starts only the engines: the Swarm and the trust in the registry come from what an admin
+runs as root, middock's `swarm:init` on the manager and the script `nodes:join-script` prints on
+every other node, each in its node's own mount namespace (its own /etc/docker).
 Node addresses are reachable only inside the bed's namespaces, so middock (as the manager runs
 it), git pushes and the load all run inside node 1's namespace; the machine's own Docker Engine
-is not touched.
+and its /etc/docker are not touched.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, WEB_APP_COMPOSE, Server, Workdir, write_web_app
-from swarm_bed import SwarmBed, missing_requirements, reap_stale_beds
+from swarm_bed import SwarmBed, folder_state, missing_requirements, reap_stale_beds
 
 COMPOSE = WEB_APP_COMPOSE.replace(  # the edge tests' app, with 3 web tasks and a worker that talks
     "    stop_grace_period: 1s\n  worker:", "    stop_grace_period: 1s\n    deploy: {replicas: 3}\n  worker:"
@@ -35,9 +38,18 @@ class SwarmServer(Server):
         self.bed = bed
         self.env = {**bed.env(1), "MIDDOCK_HOME": str(home)}
 
-    def middock(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-        argv = ["ip", "netns", "exec", self.bed.manager.name, sys.executable, "-m", "middock_receiver", *args]
-        result = subprocess.run(argv, env=self.env, input=input, capture_output=True, text=True, timeout=600)
+    def middock(
+        self, *args: str, check: bool = True, input: str | None = None, admin: bool = False
+    ) -> subprocess.CompletedProcess:
+        """admin=True: run by root on the manager the way its admin does (the bed's as_root), where /etc/docker
+        is the manager's own; otherwise in the manager's network namespace only, as the deploys run."""
+        command = [sys.executable, "-m", "middock_receiver", *args]
+        if admin:  # the same middock as the other commands run (PYTHONPATH), in an admin's clean environment
+            env = {key: self.env[key] for key in ("MIDDOCK_HOME", "PYTHONPATH") if key in self.env}
+            result = self.bed.as_root(1, command, env=env, timeout=600)
+        else:
+            argv = ["ip", "netns", "exec", self.bed.manager.name, *command]
+            result = subprocess.run(argv, env=self.env, input=input, capture_output=True, text=True, timeout=600)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"middock {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
@@ -88,48 +100,74 @@ class Load:
         return json.loads(out)
 
 
-def start_middock(server: SwarmServer) -> str:
-    """What an admin does: swarm:init on the manager, the join script's trust of the registry on
-    every other node (in each node's own /etc/docker), and the edge. Returns the join script."""
+def start_middock(server: SwarmServer, *init_options: str) -> None:
+    """What an admin does on a bed of bare engines (SwarmBed(swarm=False)), as root on each server:
+    `middock swarm:init --advertise-addr IP [init_options]` on the manager, then the exact output of
+    `middock nodes:join-script` run as a script on every other node, then the edge. Sets
+    server.init (swarm:init's output) and server.script. Whatever the commands write to /etc/docker
+    goes to the nodes' own folders: the host's must come out unchanged."""
     bed = server.bed
+    assert not bed.with_swarm, "the admin makes the Swarm here: SwarmBed(swarm=False)"
+    host_etc_docker = folder_state()
     server.home.mkdir()
-    server.middock(
-        "swarm:init", "--advertise-addr", bed.manager.address, "--certs-dir", str(bed.manager.etc_dir / "certs.d")
-    )
-    script = server.middock("nodes:join-script").stdout
-    ca = script.split("<<'CERTIFICATE'\n", 1)[1].split("\nCERTIFICATE", 1)[0] + "\n"
+    init = ["swarm:init", "--advertise-addr", bed.manager.address, *init_options]
+    server.init = server.middock(*init, admin=True).stdout
+    bed.tune_swarm()  # a 1 s heartbeat: a dead node is noticed in seconds
+    server.script = server.middock("nodes:join-script").stdout
     for node in bed.nodes[1:]:
-        folder = node.etc_dir / "certs.d" / f"{bed.manager.address}:5000"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "ca.crt").write_text(ca)
+        joined = bed.run_script(node, server.script)
+        assert joined.returncode == 0, f"the join script failed on {node.name}:\n{joined.stdout}{joined.stderr}"
+    bed.wait_ready()
+    assert folder_state() == host_etc_docker, "the host's /etc/docker changed"
     server.middock("edge:start")  # ports 80 and 443, inside the namespace
-    return script
+
+
+def assert_every_node_trusts(bed: SwarmBed, registry: str, ca: Path, reference: str) -> None:
+    """Each engine has the registry's CA in its own certs.d (from swarm:init on the manager, from the
+    join script elsewhere) and pulls a pushed digest through it (a pull asks the registry even when
+    the image is there)."""
+    for node in bed.nodes:
+        installed = node.etc_dir / "certs.d" / registry / "ca.crt"
+        assert installed.is_file() and installed.read_bytes() == ca.read_bytes(), f"{node.name}: no CA at {installed}"
+        pulled = bed.docker("pull", reference, node=node, check=False)
+        assert pulled.returncode == 0, f"{node.name}: {pulled.stderr}"
+
+
+def bare_engines(nodes: int = 3, *, registry: bool = False) -> SwarmBed:
+    """A bed of engines without a Swarm (start_middock makes it, as an admin would), with the busybox
+    image on the manager and a 1 s heartbeat. The Swarm tests fail, not skip, where a bed cannot run."""
+    missing = missing_requirements(registry=True)
+    if missing:
+        pytest.fail(f"the Swarm tests need {', '.join(missing)} (scripts/test-setup.sh installs them)")
+    reap_stale_beds()
+    return SwarmBed(nodes, registry=registry, swarm=False, dispatcher_heartbeat=1)
+
+
+def first_push(server: SwarmServer, folder: Path, prefix: str) -> subprocess.CompletedProcess:
+    """A new app on the Swarm, its work tree in folder, and its first push (v1); sets server.app,
+    server.work and server.port."""
+    server.app = server.create_app(prefix)
+    server.middock("apps:set", server.app, "target", "swarm")
+    server.work = SwarmWork(folder / "work", server)
+    server.work.git("remote", "add", "production", str(server.repo_path(server.app)))
+    write_web_app(server.work, "v1", COMPOSE)
+    server.work.commit("v1")
+    pushed = server.work.push()
+    server.port = server.app_port(server.app)
+    return pushed
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, docker_client):
     """A 3-node Swarm, middock's registry on the manager, its edge, and one app on the Swarm."""
-    missing = missing_requirements(registry=True)
-    if missing:
-        pytest.fail(f"the Swarm tests need {', '.join(missing)} (scripts/test-setup.sh installs them)")
-    reap_stale_beds()
     base = tmp_path_factory.mktemp("swarm")
-    with SwarmBed(registry=False, dispatcher_heartbeat=1) as bed:
+    with bare_engines() as bed:
         bed.load_image("middock-test/busybox")
         server = SwarmServer(base / "home", bed)
         try:
-            server.script = start_middock(server)
-            app = server.create_app("sw")
-            server.middock("apps:set", app, "target", "swarm")
-            server.middock("apps:set", app, "keep", "2")
-            server.app = app
-            work = SwarmWork(base / "work", server)
-            work.git("remote", "add", "production", str(server.repo_path(app)))
-            write_web_app(work, "v1", COMPOSE)
-            work.commit("v1")
-            server.first_push = work.push()
-            server.port = server.app_port(app)
-            server.work = work
+            start_middock(server)
+            server.first_push = first_push(server, base, "sw")
+            server.middock("apps:set", server.app, "keep", "2")
             server.base = base
             yield server
         finally:
@@ -154,6 +192,7 @@ def test_a_push_spreads_the_web_tasks_over_every_node_and_serves_through_the_edg
     out = cluster.first_push.stderr
     assert "Pushing 2 images to the registry" in out and "docker stack deploy" in out, out
     assert "Release 1" in out and "is live at http://" in out
+    assert f"Made the Swarm managed by this server ({cluster.bed.manager.address})" in cluster.init, cluster.init
     assert "docker swarm join --token" in cluster.script
     tasks = running(cluster, "web")
     assert sorted(task["NodeName"] for task in tasks) == sorted(node.name for node in cluster.bed.nodes)
@@ -164,6 +203,8 @@ def test_a_push_spreads_the_web_tasks_over_every_node_and_serves_through_the_edg
     for node in cluster.bed.nodes:  # each node pulled exactly the pinned digest
         digests = {d for image in cluster.bed.client(node).images.list() for d in image.attrs.get("RepoDigests", [])}
         assert pinned in digests, (node.name, digests)
+    ca = cluster.home / ".middock" / "_swarm" / "registry" / "ca.crt"
+    assert_every_node_trusts(cluster.bed, f"{cluster.bed.manager.address}:5000", ca, pinned)
     assert cluster.get() == "v1\n"
     assert len({cluster.get("/host.html") for _ in range(12)}) == 3  # the edge balances over every task
 
@@ -279,6 +320,7 @@ def test_nodes_drain_and_activate_and_a_live_node_is_not_removed(cluster):
         ("    container_name: fixed\n", "service worker: Swarm cannot run `container_name`"),
         ("    network_mode: host\n", "service worker: Swarm cannot run `network_mode`"),
         ("    privileged: true\n", "service worker: Swarm cannot run `privileged`"),
+        ("    security_opt: [no-new-privileges:true]\n", "service worker: Swarm cannot run `security_opt`"),
     ],
 )
 def test_what_swarm_cannot_run_is_refused_before_anything_starts(cluster, change, message):
@@ -335,3 +377,26 @@ def test_the_registry_keeps_only_the_kept_releases_images_and_the_app_can_go_bac
     assert cluster.get() == "v7\n" and stacks(cluster) == set()
     status = json.loads(cluster.middock("status", cluster.app, "--json").stdout)
     assert status["live"]["project"] == f"{cluster.app}_r{status['live']['number']}" and not status["live"]["pushed"]
+
+
+def test_an_existing_registry_given_to_swarm_init_takes_the_images_and_every_node_trusts_its_ca(
+    tmp_path, docker_client
+):
+    """swarm:init --registry HOST:PORT --registry-ca FILE on a fresh Swarm of 2: the bed's own registry
+    (TLS from a throwaway CA no engine trusts yet) is the one the admin has already. middock runs no
+    registry of its own, the join script trusts that CA on the worker, and a push deploys through it."""
+    with bare_engines(2, registry=True) as bed:
+        bed.load_image("middock-test/busybox")
+        server = SwarmServer(tmp_path / "home", bed)
+        try:
+            start_middock(server, "--registry", bed.registry, "--registry-ca", str(bed.ca_cert))
+            assert f"registry: {bed.registry}\n" in server.init and "middock's own" not in server.init, server.init
+            assert not (server.home / ".middock" / "_swarm" / "registry").exists()
+            pushed = first_push(server, tmp_path, "ex")
+            assert "is live at" in pushed.stderr, pushed.stderr
+            assert server.get() == "v1\n"
+            pinned = server.releases(server.app)[0]["pushed"]["web"]
+            assert re.fullmatch(rf"{re.escape(bed.registry)}/{server.app}/web@sha256:[0-9a-f]{{64}}", pinned), pinned
+            assert_every_node_trusts(bed, bed.registry, bed.ca_cert, pinned)
+        finally:
+            server.cleanup()
