@@ -62,6 +62,7 @@ def test_the_stack_file_pins_digests_publishes_the_web_port_per_task_and_keeps_v
         ("network_mode", "host", "service worker: Swarm cannot run `network_mode`"),
         ("privileged", True, "service worker: Swarm cannot run `privileged`"),
         ("devices", ["/dev/fuse"], "service worker: Swarm cannot run `devices`"),
+        ("security_opt", ["no-new-privileges:true"], "service worker: Swarm cannot run `security_opt`"),
         ("depends_on", {"web": {"condition": "service_healthy"}}, "Swarm ignores depends_on conditions"),
         ("ports", [{"target": 9000, "published": "9000"}], "service worker publishes host port 9000"),
         ("image", None, "service worker: no image"),
