@@ -178,23 +178,38 @@ def test_invalid_app_names_are_refused(server):
     assert not any(server.home.iterdir()) or not list(server.home.glob("*.git"))
 
 
-def test_retention_keeps_five_good_releases_and_only_prunes_this_apps_images(server, work, app, docker_client):
-    port = free_port()
+def project_containers(client, app: str) -> dict[str, str]:
+    """The app's containers (name -> id), stopped ones too."""
+    listed = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={app}"})
+    return {c.name: c.id for c in listed}
+
+
+def app_image_tags(client, app: str) -> list[str]:
+    """Every image tag of the app: what its build script made and middock's release pins."""
+    tags = [tag for image in client.images.list() for tag in image.tags]
+    return [tag for tag in tags if tag.startswith((f"{app}-web:", f"middock-release:{app}."))]
+
+
+def test_retention_and_destroy_only_touch_this_apps_images(server, work, app, docker_client):
+    """Pruning keeps five good releases and their images; apps:destroy (only with --force)
+    removes the app's containers, network, images, repository and state. Another app's
+    containers and images, and images no build script of the app made, are never touched."""
+    port, other_port = free_port(), free_port()
     other = Workdir(work.path.parent / "other")
     other_app = server.create_app("other")
     other.git("remote", "add", "production", str(server.repo_path(other_app)))
-    write_busybox_app(other, free_port(), "other")
+    write_busybox_app(other, other_port, "other")
     other.commit("other app")
-    other.push()
-    other_images = {
-        c.image.id for c in docker_client.containers.list(filters={"label": f"com.docker.compose.project={other_app}"})
-    }
+    assert "is live" in other.push().stderr
+    other_containers = project_containers(docker_client, other_app)
+    other_images = {docker_client.containers.get(id_).image.id for id_ in other_containers.values()}
+    assert len(other_containers) == 2 and len(other_images) == 2, other_containers
 
     commits = []
     for n in range(1, 8):
         write_busybox_app(work, port, f"v{n}")
         commits.append(work.commit(f"v{n}"))
-        work.push()
+        assert "is live" in work.push().stderr
     assert http_get(port) == "v7"
 
     history = server.releases(app)
@@ -205,18 +220,79 @@ def test_retention_keeps_five_good_releases_and_only_prunes_this_apps_images(ser
         assert docker_client.images.list(name=f"{app}-web:{commit[:12]}")
     failed = server.middock("rollback", app, "1", check=False)
     assert failed.returncode != 0 and "cannot be rolled back to" in failed.stderr
+
+    refused = server.middock("apps:destroy", app, check=False)
+    assert refused.returncode != 0 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert "--force" in refused.stderr
+    assert server.repo_path(app).is_dir() and http_get(port) == "v7"
+
+    destroyed = server.middock("apps:destroy", app, "--force")
+    assert f"Destroyed {app}" in destroyed.stdout
+    assert project_containers(docker_client, app) == {}
+    assert docker_client.networks.list(filters={"label": f"com.docker.compose.project={app}"}) == []
+    assert app_image_tags(docker_client, app) == []
+    assert not server.repo_path(app).exists() and not (server.home / ".middock" / app).exists()
+    assert app not in {row["app"] for row in json.loads(server.middock("apps", "--json").stdout)}
+    gone = server.middock("status", app, check=False)
+    assert gone.returncode != 0 and "does not exist" in gone.stderr, gone.stderr
+
+    assert project_containers(docker_client, other_app) == other_containers
     for image_id in other_images:
         docker_client.images.get(image_id)
     docker_client.images.get("middock-test/busybox")
+    assert http_get(other_port) == "other"
 
 
 def test_clone_checks_out_the_deploy_branch(server, work, app, tmp_path):
-    write_busybox_app(work, free_port())
-    work.commit("v1")
-    work.push("main:refs/heads/main", "HEAD:refs/heads/another")
-    clone = tmp_path / "clone"
-    work.git("clone", "-q", str(server.repo_path(app)), str(clone))
-    assert (clone / "compose.yaml").exists()
+    """The server's HEAD names the deploy branch, even when another branch points elsewhere, and
+    follows `apps:set APP branch`."""
+    write_busybox_app(work, free_port(), "main page")
+    main = work.commit("on main")
+    work.git("checkout", "-q", "-b", "another")
+    work.write("page.html", "another page")
+    another = work.commit("on another")
+    work.push("main:refs/heads/main", "another:refs/heads/another")
+    for branch, commit, page in (("main", main, "main page"), ("another", another, "another page")):
+        server.middock("apps:set", app, "branch", branch)
+        clone = tmp_path / f"clone-{branch}"
+        work.git("clone", "-q", str(server.repo_path(app)), str(clone))
+        assert work.git("-C", str(clone), "rev-parse", "HEAD").stdout.strip() == commit
+        assert work.git("-C", str(clone), "symbolic-ref", "HEAD").stdout.strip() == f"refs/heads/{branch}"
+        assert (clone / "page.html").read_text() == page
+
+
+def test_deploy_a_branch_a_tag_or_a_commit_without_a_push(server, work, app, docker_client):
+    """`deploy APP REF` puts exactly that commit live, recorded with its ref; a ref the repository
+    does not have is refused with one line, and nothing changes."""
+    port = free_port()
+    commits = {}
+    for page, refspec in (("feature", "HEAD:refs/heads/feature"), ("tagged", "t1"), ("by-sha", "HEAD:refs/heads/x")):
+        write_busybox_app(work, port, page)
+        commits[page] = work.commit(page)
+        if refspec == "t1":
+            work.git("tag", "t1")
+        pushed = work.push(refspec)
+        assert pushed.returncode == 0 and "-----> Deploying" not in pushed.stderr, pushed.stderr
+    assert server.releases(app) == []
+
+    for ref, page, recorded in (
+        ("feature", "feature", "refs/heads/feature"),
+        ("t1", "tagged", "refs/tags/t1"),
+        (commits["by-sha"][:7], "by-sha", commits["by-sha"][:7]),  # as `releases` shows it
+    ):
+        deployed = server.middock("deploy", app, ref)
+        assert "is live" in deployed.stdout, deployed.stdout
+        assert http_get(port) == page
+        last = server.releases(app)[-1]
+        assert (last["commit"], last["ref"], last["live"]) == (commits[page], recorded, True)
+
+    serving = project_containers(docker_client, app)
+    for bad in ("nope", "f" * 40, "feature..t1"):
+        refused = server.middock("deploy", app, bad, check=False)
+        assert refused.returncode != 0 and len(refused.stderr.splitlines()) == 1, refused.stderr
+        assert "is not a branch, tag or commit" in refused.stderr, refused.stderr
+    assert len(server.releases(app)) == 3 and http_get(port) == "by-sha"
+    assert project_containers(docker_client, app) == serving
 
 
 def test_a_push_from_a_minimal_environment_and_another_folder_deploys(server, work, app, tmp_path):
