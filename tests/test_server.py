@@ -1,0 +1,206 @@
+"""The README's Quickstart, literally, on a real Debian 12 server with systemd as PID 1 (tests/server_bed.py).
+
+Root installs middock from its home and runs the root-only commands; a separate user (the laptop) pushes over
+the server's sshd; systemd runs Docker and the edge; the server reboots and loses power. One bed for the module,
+its tests in order: what one test sets up, the next uses. Every request is made inside the bed.
+
+Times (install, pushes, seconds from a boot to the page) are printed with the prefix `[server-bed]`
+(pytest -s shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from server_bed import (
+    LAPTOP,
+    ServerBed,
+    add_laptop,
+    copy_middock,
+    create_hello,
+    install,
+    live_url,
+    push,
+)
+
+DOMAIN = "hello.example.test"
+APP_PORT_URL = "http://localhost:{port}/"
+EDGE_UNITS = ("middock-haproxy-deploy.service", "middock-caddy-deploy.service")
+
+
+def report(text: str) -> None:
+    print(f"[server-bed] {text}", flush=True)
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[ServerBed]:
+    started = time.monotonic()
+    with ServerBed() as server:
+        report(f"image ready and server booted in {time.monotonic() - started:.1f} s")
+        add_laptop(server)
+        copy_middock(server)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def state() -> dict:
+    """What one test learns for the next (the app's port, the pushes so far)."""
+    return {"pushes": 0}
+
+
+def root(bed: ServerBed, *argv: str, **options) -> subprocess.CompletedProcess:
+    """A command of root's, in root's home, as the README's server-side commands are run."""
+    return bed.exec(*argv, cwd="/root", **options)
+
+
+def over_ssh(bed: ServerBed, *words: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`ssh deploy@SERVER WORDS…` from the laptop."""
+    return bed.exec("ssh", "deploy@localhost", *words, user=LAPTOP, timeout=300, check=check)
+
+
+def page(bed: ServerBed, url: str, *curl_options: str) -> str:
+    """The page at url, fetched on the server by the laptop user; on failure, curl's exit code and message."""
+    fetched = bed.exec("curl", "-fsS", "--max-time", "10", *curl_options, url, user=LAPTOP, check=False)
+    return fetched.stdout if fetched.returncode == 0 else f"curl exit {fetched.returncode}: {fetched.stderr}"
+
+
+def page_by_domain(bed: ServerBed, scheme: str, *curl_options: str) -> str:
+    """The page through Caddy on port 80 or 443, with the app's domain as Host (and SNI)."""
+    port = 443 if scheme == "https" else 80
+    return page(bed, f"{scheme}://{DOMAIN}/", "--resolve", f"{DOMAIN}:{port}:127.0.0.1", *curl_options)
+
+
+def push_greeting(bed: ServerBed, state: dict) -> tuple[str, float]:
+    """Commit a new greeting in the laptop's hello and push it; returns the greeting and the push's seconds."""
+    state["pushes"] += 1
+    greeting = f"Hello from middock, push {state['pushes']}"
+    hello = f"/home/{LAPTOP}/hello"
+    env = bed.exec("cat", "middock.env", user=LAPTOP, cwd=hello).stdout
+    env = re.sub(r"^GREETING=.*$", f"GREETING={greeting}", env, flags=re.MULTILINE)
+    bed.exec("tee", "middock.env", user=LAPTOP, cwd=hello, input=env)
+    bed.exec("git", "commit", "-q", "-am", f"push {state['pushes']}", user=LAPTOP, cwd=hello)
+    started = time.monotonic()
+    pushed = push(bed)
+    seconds = time.monotonic() - started
+    assert pushed.returncode == 0 and live_url(pushed.stderr), pushed.stderr
+    return greeting, seconds
+
+
+def app_url(state: dict) -> str:
+    return APP_PORT_URL.format(port=state["port"])
+
+
+def test_install_as_root_from_its_home(bed: ServerBed) -> None:
+    started = time.monotonic()
+    installed = install(bed)
+    report(f"install.sh: {time.monotonic() - started:.1f} s, exit {installed.returncode}")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert "middock is installed" in installed.stdout
+    enabled = root(bed, "systemctl", "is-enabled", "docker.service", *EDGE_UNITS, check=False)
+    assert enabled.stdout.split() == ["enabled"] * 3, enabled.stdout + enabled.stderr
+
+
+def test_first_push_is_live_where_it_says(bed: ServerBed, state: dict) -> None:
+    create_hello(bed)
+    started = time.monotonic()
+    pushed = push(bed)
+    report(f"first push: {time.monotonic() - started:.1f} s, exit {pushed.returncode}")
+    assert pushed.returncode == 0, pushed.stderr
+    url = live_url(pushed.stderr)
+    assert url, pushed.stderr
+    state["port"] = int(re.search(r":(\d+)/$", url).group(1))
+    assert "Hello from middock" in page(bed, url)
+    assert "Hello from middock" in page(bed, app_url(state))
+
+
+def test_domain_over_https_with_the_local_ca_and_over_http(bed: ServerBed, state: dict) -> None:
+    over_ssh(bed, "domains:add", "hello", DOMAIN)
+    # No ACME CA is reachable from here: Caddy's own CA, then no TLS.
+    root(bed, "middock", "edge:set", "tls=internal")
+    found = root(bed, "find", "/home/deploy/.middock/_edge", "-path", "*/authorities/local/root.crt").stdout.split()
+    assert found, "Caddy's local CA (pki/authorities/local/root.crt) not found under ~deploy/.middock/_edge"
+    # The laptop trusts that CA (it cannot read the deploy user's home).
+    bed.exec("tee", "caddy-root.crt", user=LAPTOP, input=root(bed, "cat", found[0]).stdout)
+    assert "Hello from middock" in wait_for(lambda: page_by_domain(bed, "https", "--cacert", "caddy-root.crt"))
+    root(bed, "middock", "edge:set", "tls=off")
+    assert "Hello from middock" in wait_for(lambda: page_by_domain(bed, "http"))
+
+
+def test_root_keys_add_list_remove(bed: ServerBed) -> None:
+    bed.exec("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci@example", "-f", ".ssh/ci", user=LAPTOP)
+    root(bed, "tee", "ci.pub", input=bed.exec("cat", ".ssh/ci.pub", user=LAPTOP).stdout)
+    as_ci = ("ssh", "-i", ".ssh/ci", "-o", "IdentitiesOnly=yes", "deploy@localhost", "apps")
+    assert bed.exec(*as_ci, user=LAPTOP, check=False).returncode != 0
+    root(bed, "middock", "keys:add", "ci", "ci.pub")
+    assert "ci" in [key["name"] for key in json.loads(root(bed, "middock", "keys:list", "--json").stdout)]
+    listed = root(bed, "middock", "keys:list").stdout
+    assert "laptop@laptop" in listed and "ci" in listed, listed
+    assert "hello" in bed.exec(*as_ci, user=LAPTOP).stdout
+    root(bed, "middock", "keys:remove", "ci")
+    refused = bed.exec(*as_ci, user=LAPTOP, check=False)
+    assert refused.returncode != 0 and "Permission denied" in refused.stderr, refused.stderr
+
+
+def test_root_refresh(bed: ServerBed) -> None:
+    root(bed, "middock", "refresh")
+    assert "hello" in over_ssh(bed, "apps").stdout
+
+
+def test_root_edge_stop_start_and_status(bed: ServerBed, state: dict) -> None:
+    shown = json.loads(root(bed, "middock", "edge", "--json").stdout)
+    assert shown["running"] == {"haproxy": True, "caddy": True}, shown
+    assert [route["app"] for route in shown["routes"]] == ["hello"], shown
+    assert "hello" in root(bed, "middock", "edge").stdout
+    root(bed, "middock", "edge:stop")
+    stopped = root(bed, "systemctl", "is-active", *EDGE_UNITS, check=False).stdout.split()
+    assert stopped == ["inactive", "inactive"], stopped
+    assert page(bed, app_url(state)).startswith("curl exit 7"), "the app's port answers with the edge stopped"
+    root(bed, "middock", "edge:start")
+    assert root(bed, "systemctl", "is-active", *EDGE_UNITS, check=False).stdout.split() == ["active", "active"]
+    assert "Hello from middock" in wait_for(lambda: page(bed, app_url(state)))
+    status = root(bed, "sudo", "-u", "deploy", "middock", "status", "hello")
+    assert "hello" in status.stdout and "laptop@laptop" in status.stdout, status.stdout
+
+
+def test_push_after_root_commands_and_no_root_owned_files(bed: ServerBed, state: dict) -> None:
+    greeting, seconds = push_greeting(bed, state)
+    report(f"push after root's commands: {seconds:.1f} s")
+    assert greeting in page(bed, app_url(state))
+    assert greeting in page_by_domain(bed, "http")  # the first request through the domain after a deploy
+    owned = root(bed, "find", "/home/deploy", "!", "-user", "deploy").stdout
+    assert owned == "", f"files under /home/deploy not owned by deploy:\n{owned}"
+
+
+@pytest.mark.parametrize("event", ["reboot", "power_loss"])
+def test_back_by_itself_after(event: str, bed: ServerBed, state: dict) -> None:
+    probe = ["curl", "-fsS", "--max-time", "1", "-o", "/dev/null", app_url(state)]
+    seconds = getattr(bed, event)(probe=probe)
+    report(f"{event.replace('_', ' ')}: page answered {seconds:.1f} s after the start, no command typed")
+    active = root(bed, "systemctl", "is-active", "docker.service", *EDGE_UNITS, check=False).stdout.split()
+    assert active == ["active"] * 3, active
+    assert "Hello from middock" in page(bed, app_url(state))
+    assert "Hello from middock" in wait_for(lambda: page_by_domain(bed, "http"))
+    before = page(bed, app_url(state))
+    greeting, _ = push_greeting(bed, state)
+    assert greeting in page(bed, app_url(state))
+    over_ssh(bed, "rollback", "hello")
+    assert page(bed, app_url(state)).split("<p>")[0] == before.split("<p>")[0]
+
+
+def test_help_over_ssh(bed: ServerBed) -> None:
+    shown = over_ssh(bed, "help").stdout
+    assert "apps:create" in shown and "rollback" in shown, shown
+
+
+def wait_for(fetch: Callable[[], str], timeout: float = 30) -> str:
+    """What fetch returns once it is a page (a proxy just started or given a certificate may take a moment),
+    else its last answer."""
+    deadline = time.monotonic() + timeout
+    while (answer := fetch()).startswith("curl exit") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return answer
