@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -74,8 +75,9 @@ def test_symlink_then_folder_never_writes_outside(server, work, app, live_app, t
     assert http_get(live_app) == "after the folder"
 
 
-def test_a_tree_with_both_a_symlink_and_a_folder_named_alike_writes_nothing_outside(server, work, app, tmp_path):
-    """A crafted tree (git mktree allows duplicate names) on a first checkout."""
+def test_a_tree_with_both_a_symlink_and_a_folder_named_alike_is_refused(server, work, app, tmp_path):
+    """A crafted tree (git mktree allows duplicate names) on a first checkout: nothing is written
+    outside, and the checkout itself refuses it."""
     outside = tmp_path / "outside2"
     outside.mkdir()
     write_busybox_app(work, free_port())
@@ -98,6 +100,14 @@ def test_a_tree_with_both_a_symlink_and_a_folder_named_alike_writes_nothing_outs
     commit = work.git("commit-tree", crafted, "-m", "crafted").stdout.strip()
     result = work.push(f"{commit}:refs/heads/main")
     assert list(outside.iterdir()) == [], result.stderr
+    # git let the tree in (git fsck would call it duplicateEntries), and the checkout refused it:
+    # written as it comes, the symlink would lead `d/planted` outside; dropping either entry
+    # silently would deploy a tree other than the one pushed.
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and re.search(r"refusing .*\bd\b", errors[0]), result.stderr
+    [release] = server.releases(app)
+    assert (release["commit"], release["stage"], release["result"]) == (commit, "checkout", "failed")
+    assert "-----> Running docker/build-web.sh" not in result.stderr
 
 
 def test_huge_and_invalid_utf8_build_output(server, work, app, live_app):
