@@ -515,6 +515,7 @@ def try_up(port: int | None) -> str:
         copy_middock(bed)
         step("Installing middock on it: ./install.sh --key ../id_ed25519.pub --compose-from-debian-13")
         installed = install(bed)
+        print(installed.stdout, end="", file=sys.stderr)
         if installed.returncode != 0:
             raise BedError(f"install.sh exited {installed.returncode}:\n{installed.stdout}{installed.stderr}")
         step("Pushing examples/hello from the laptop user: git push production main")
