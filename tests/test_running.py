@@ -40,6 +40,12 @@ def live_project(server, app: str) -> str:
     return status["live"]["project"] or app
 
 
+def starts(client: docker.DockerClient, project: str, service: str) -> set[tuple[str, str]]:
+    """Each running container of a service as Docker Engine knows it: (id, when it last started).
+    A restart changes the second, a recreation both."""
+    return {(c.id, c.attrs["State"]["StartedAt"]) for c in containers(client, project, service)}
+
+
 def test_ps_and_runtime_logs(server, work, app):
     server.start_edge()
     write_web_app(work, "v1", TICKING)
@@ -126,7 +132,7 @@ def test_scale_is_kept_across_deploys_and_rollbacks(server, work, app, docker_cl
     assert unknown.returncode == 1 and "does not exist" in unknown.stderr
 
 
-def test_stop_start_and_restart(server, work, app):
+def test_stop_start_and_restart(server, work, app, docker_client):
     port = free_port()
     write_busybox_app(work, port, "v1")
     deploy(work, "v1")
@@ -141,23 +147,34 @@ def test_stop_start_and_restart(server, work, app):
     server.middock("ps:start", app)
     assert http_get(port) == "v1"
     assert json.loads(server.middock("status", app, "--json").stdout)["state"] == "live"
-    restarted = server.middock("ps:restart", app, "web")
-    assert "Restarted web" in restarted.stdout
+    web, worker = starts(docker_client, app, "web"), starts(docker_client, app, "worker")
+    assert len(web) == len(worker) == 1
+    server.middock("ps:restart", app, "web")
+    assert starts(docker_client, app, "worker") == worker  # only the service asked for
+    restarted = starts(docker_client, app, "web")
+    assert len(restarted) == 1 and restarted.isdisjoint(web), (web, restarted)
     assert http_get(port) == "v1"
-    started = {row["container"]: row["started"] for row in json.loads(server.middock("ps", app, "--json").stdout)}
     whole = server.middock("ps:restart", app)
     assert "is live" in whole.stdout, whole.stdout
-    after = {row["container"]: row["started"] for row in json.loads(server.middock("ps", app, "--json").stdout)}
-    assert after.keys() == started.keys() and all(after[name] != started[name] for name in after)
+    for service, before in (("web", restarted), ("worker", worker)):
+        after = starts(docker_client, app, service)
+        assert len(after) == 1 and after.isdisjoint(before), (service, before, after)
     assert http_get(port) == "v1"
     assert server.middock("ps:restart", app, "nope", check=False).returncode == 1
 
 
-def test_restart_behind_the_edge_drops_no_request_and_scaled_web_gets_every_container(server, work, app):
+def live_starts(server, client: docker.DockerClient, app: str) -> dict[str, set[tuple[str, str]]]:
+    """The live release's web and worker containers, as `starts` gives them."""
+    project = live_project(server, app)
+    return {service: starts(client, project, service) for service in ("web", "worker")}
+
+
+def test_restart_behind_the_edge_drops_no_request_and_scaled_web_gets_every_container(server, work, app, docker_client):
     server.start_edge()
     write_web_app(work, "v1")
     deploy(work, "v1")
     port = server.app_port(app)
+    before = live_starts(server, docker_client, app)
     with Load(port) as load:
         time.sleep(1)
         restarted = server.middock("ps:restart", app)
@@ -165,19 +182,25 @@ def test_restart_behind_the_edge_drops_no_request_and_scaled_web_gets_every_cont
         time.sleep(1)
     assert not load.report.failures, load.report.summary()
     assert server.releases(app)[-1]["kind"] == "restart of release 1"
-    before = server.middock("ps", app, "--json").stdout
+    after = live_starts(server, docker_client, app)
+    for service in ("web", "worker"):  # new containers serve; the old ones are gone
+        assert len(after[service]) == 1 and after[service].isdisjoint(before[service]), (before, after)
+        assert not {id_ for id_, _ in before[service]} & {c.id for c in docker_client.containers.list(all=True)}
 
     server.middock("ps:scale", app, "web=3")
     rows = json.loads(server.middock("ps", app, "--json").stdout)
-    assert sorted(row["number"] for row in rows if row["service"] == "web") == [1, 2, 3] and before
-    hosts = {http_get(port, "/host.html") for _ in range(30)}
-    assert len(hosts) == 3, hosts
+    assert sorted(row["number"] for row in rows if row["service"] == "web") == [1, 2, 3]
+    scaled = live_starts(server, docker_client, app)["web"]
+    assert len(scaled) == 3
+    assert {http_get(port, "/host.html").strip() for _ in range(30)} == {id_[:12] for id_, _ in scaled}
     with Load(port) as load:  # a restart keeps the scale and drops nothing with 3 web containers either
         time.sleep(1)
         server.middock("ps:restart", app)
         time.sleep(1)
     assert not load.report.failures, load.report.summary()
-    assert len({http_get(port, "/host.html") for _ in range(30)}) == 3
+    again = live_starts(server, docker_client, app)["web"]
+    assert len(again) == 3 and again.isdisjoint(scaled), (scaled, again)
+    assert {http_get(port, "/host.html").strip() for _ in range(30)} == {id_[:12] for id_, _ in again}
     previous = server.middock("rollback", app, check=False)
     assert "no earlier good release" in previous.stderr  # restarts and rescales are not releases to go back to
 
