@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,13 @@ def head(server, app: str, branch: str = "main") -> str | None:
         text=True,
     )
     return result.stdout.strip() or None
+
+
+def server_tree(server, app: str, commit: str) -> str:
+    """Every file of `commit` as the server's repository has it (`git ls-tree -r`): mode, blob
+    id and path, so a missing or different object shows."""
+    command = ["git", "--git-dir", str(server.repo_path(app)), "ls-tree", "-r", commit]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
 
 def has_object(server, app: str, sha: str) -> bool:
@@ -194,8 +202,9 @@ def test_a_vanished_pusher_leaves_the_branch_on_the_live_commit(server, work, ga
     assert (history[-1]["number"], history[-1]["result"], history[-1]["live"]) == (2, "succeeded", True)
     assert http_get(port) == "v2"
     assert head(server, gate_app) == commit
-    fsck = ["git", "--git-dir", str(server.repo_path(gate_app)), "fsck", "--connectivity-only"]
+    fsck = ["git", "--git-dir", str(server.repo_path(gate_app)), "fsck", "--strict"]
     assert subprocess.run(fsck, capture_output=True).returncode == 0
+    assert server_tree(server, gate_app, commit) == work.git("ls-tree", "-r", commit).stdout
     log = server.middock("releases:output", gate_app, "2").stdout
     assert "is live" in log and f"middock moved main to {commit[:7]}" in log
 
@@ -224,6 +233,59 @@ def test_a_push_queued_behind_one_that_moves_the_branch_is_rejected(server, work
     assert f"main moved to {first[:7]} while this push waited: rejected, not deployed" in error_lines(queued)[0]
     assert head(server, gate_app) == first
     assert http_get(port) == "v2"
+
+
+HELD_BUILD = BUILD_WEB.replace(
+    "set -e\n", 'set -e\nif [ -n "$HOLD" ]; then touch "$HOLD.started"; while [ -e "$HOLD" ]; do sleep 0.1; done; fi\n'
+)
+
+
+def test_of_several_waiting_pushes_only_the_newest_deploys_the_others_are_rejected(server, work, gate_app, tmp_path):
+    """A deploy without a push (`deploy APP`, which gates nothing) holds the lock while three
+    pushes queue behind it, each from the branch as it is (v1). Then the newest deploys and moves
+    the branch; the other two are rejected as superseded, and the branch never names them."""
+    port = free_port()
+    write_busybox_app(work, port, "v1")
+    work.write("docker/build-web.sh", HELD_BUILD, executable=True)
+    first = work.commit("v1")
+    assert "is live" in work.push().stderr
+
+    hold = tmp_path / "hold"
+    hold.touch()
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "middock_receiver", "deploy", gate_app],
+        env={**server.env, "HOLD": str(hold)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(hold.with_name("hold.started"), holder)
+    pushes, commits = [], []
+    for n in (2, 3, 4):
+        work.write("page.html", f"v{n}")
+        commits.append(work.commit(f"v{n}"))
+        pushes.append(work.start_push())
+        assert pushes[-1].stdout is not None
+        waiting = pushes[-1].stdout.readline()  # it queued: the next one is newer
+        assert "-----> Waiting for release 2" in waiting, waiting
+    hold.unlink()
+    assert "is live" in holder.communicate(timeout=120)[0]
+    outputs = [push.communicate(timeout=120)[0] for push in pushes]
+
+    newest = commits[-1][:7]
+    for push, output in zip(pushes[:2], outputs[:2], strict=True):
+        assert push.returncode != 0 and REJECTED in output, output
+        errors = [line for line in output.splitlines() if line.startswith("remote:  !     ")]
+        assert len(errors) == 1 and f"Superseded by {newest}: rejected, not deployed" in errors[0], output
+        assert "-----> Deploying" not in output
+    assert pushes[2].returncode == 0 and "is live" in outputs[2], outputs[2]
+    assert head(server, gate_app) == commits[-1]
+    assert http_get(port) == "v4"
+    assert [(r["commit"], r["result"]) for r in server.releases(gate_app)] == [
+        (first, "succeeded"),
+        (first, "succeeded"),
+        (commits[-1], "succeeded"),
+    ]
 
 
 def test_switching_modes_keeps_the_releases(server, work, app):
@@ -262,12 +324,16 @@ def test_link_objects_hard_links_and_skips_receive_packs_keep_locks(tmp_path):
     for name in ("pack-1.pack", "pack-1.idx", "pack-1.keep"):
         (source / "pack" / name).write_bytes(name.encode())
     (dest / "ab").mkdir(parents=True)
-    (dest / "ab" / "cdef").write_bytes(b"loose")
+    (dest / "ab" / "cdef").write_bytes(b"already there")
+    kept = (dest / "ab" / "cdef").stat().st_ino
 
     link_objects(source, dest)
     assert sorted(p.name for p in (dest / "pack").iterdir()) == ["pack-1.idx", "pack-1.pack"]
-    assert os.path.samefile(source / "pack" / "pack-1.pack", dest / "pack" / "pack-1.pack")
-    assert (dest / "ab" / "cdef").read_bytes() == b"loose"
+    for name in ("pack-1.pack", "pack-1.idx"):
+        assert os.path.samefile(source / "pack" / name, dest / "pack" / name)
+    # an object the repository has already is left as it is: neither replaced nor rewritten
+    assert (dest / "ab" / "cdef").read_bytes() == b"already there"
+    assert (dest / "ab" / "cdef").stat().st_ino == kept
 
 
 def test_process_identity_tells_a_live_process_from_an_ended_one():
