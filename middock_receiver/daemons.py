@@ -4,7 +4,7 @@ Where the server runs systemd and root asks, each is a unit of middock's own
 (`/etc/systemd/system/middock-*.service`, which package upgrades never touch), enabled so it
 comes back after a reboot, running as the deploy user with only the right to bind low ports.
 Elsewhere (a container, the test suite) each is a background process of the deploy user,
-started by middock running as that user (root hands over with `setpriv`, see cli/edge.py).
+started by middock running as that user (root first becomes it: server/privileges.py).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def start(daemon: Daemon, owner: Owner) -> None:
         return
     log = open(daemon.log, "ab")
     child = subprocess.Popen(
-        as_owner(owner, daemon.background),
+        daemon.background,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
@@ -135,25 +135,14 @@ def start(daemon: Daemon, owner: Owner) -> None:
     if daemon.forks and child.wait(timeout=START_TIMEOUT) != 0:
         raise MiddockError(f"{daemon.name} did not start: {last_line(daemon.log)}")
     if not daemon.forks:
-        write_pid(daemon, child.pid, owner)
+        write_pid(daemon, child.pid)
 
 
-def as_owner(owner: Owner, argv: list[str]) -> list[str]:
-    """The command, run as the deploy user when root starts it, keeping only the right to bind
-    low ports."""
-    if os.geteuid() != 0 or owner.uid == 0:
-        return argv
-    ids = [f"--reuid={owner.uid}", f"--regid={owner.gid}", "--init-groups"]
-    return ["setpriv", *ids, "--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service", "--", *argv]
-
-
-def write_pid(daemon: Daemon, pid: int, owner: Owner) -> None:
+def write_pid(daemon: Daemon, pid: int) -> None:
     daemon.pidfile.unlink(missing_ok=True)
     fd = os.open(daemon.pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w") as f:
         f.write(f"{pid}\n")
-        if os.geteuid() == 0:
-            os.fchown(f.fileno(), owner.uid, owner.gid)
 
 
 def wait_started(daemon: Daemon, answers: Callable[[], bool]) -> None:

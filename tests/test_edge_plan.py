@@ -77,45 +77,135 @@ def test_what_two_releases_cannot_share_is_refused(change, stop_first, message):
 
 def test_fixed_ports_and_names_are_fine_on_a_service_that_stops_first():
     worker = {"image": "x", "container_name": "w", "ports": [{"target": 9, "published": "9000"}]}
-    side_by_side.check(
-        {**RESOLVED, "services": {**RESOLVED["services"], "worker": worker}}, Web("web", 8000), ["worker"]
-    )
+    resolved = {**RESOLVED, "services": {**RESOLVED["services"], "worker": worker}}
+    side_by_side.check(resolved, Web("web", 8000), ["worker"])  # no refusal
+    with pytest.raises(MiddockError, match="sets container_name"):
+        side_by_side.check(resolved, Web("web", 8000), [])
+    config = side_by_side.beside(resolved, "shop", "shop_r7", Web("web", 8000), [20001])
+    assert config["services"]["worker"]["container_name"] == "w"  # it never runs twice, so it keeps both
+    assert config["services"]["worker"]["ports"] == worker["ports"]
 
 
-def test_haproxy_configuration_and_map():
+def layout(paths: EdgePaths, https_redirect: str | None = ":8443") -> haproxy.Layout:
+    return haproxy.Layout(
+        paths.haproxy_socket, paths.live_map, paths.domains_map, paths.domains_socket, paths.domains_http_socket,
+        19001, https_redirect,
+    )  # fmt: skip
+
+
+FRONTENDS = [
+    haproxy.Frontend("shop", 8001, True, {"blue": ("127.0.0.1:20001", "127.0.0.1:20002")}, "blue"),
+    haproxy.Frontend("blog", 8002, False, {"blue": ("127.0.0.1:20010",), "green": ("10.9.0.3:30001",)}, "green"),
+]
+
+
+def test_haproxy_configuration_and_maps():
     paths = EdgePaths(Path("/srv/deploy"))
-    frontends = [
-        haproxy.Frontend("shop", 8001, True, {"blue": ("127.0.0.1:20001", "127.0.0.1:20002")}, "blue"),
-        haproxy.Frontend("blog", 8002, False, {"blue": ("127.0.0.1:20010",), "green": ("10.9.0.3:30001",)}, "green"),
-    ]
-    config = haproxy.render_config(frontends, paths.haproxy_socket, paths.live_map)
+    config = haproxy.render_config(FRONTENDS, layout(paths))
     assert "frontend shop\n    bind :8001\n" in config
-    assert "frontend blog\n    bind 127.0.0.1:8002\n" in config  # behind Caddy: loopback only
+    assert "frontend blog\n    bind 127.0.0.1:8002\n" in config  # it has domains: loopback only
     assert "backend shop.blue\n    balance roundrobin\n    server blue1 127.0.0.1:20001\n    server blue2" in config
+    assert config.endswith("backend shop.green\n    balance roundrobin\n")  # both slots, from the first route on
     assert f"use_backend %[fe_name,map({paths.live_map},no_release)]" in config
     assert "option idle-close-on-response" in config
-    assert "server green1 10.9.0.3:30001 check inter 1s fall 2 rise 2\n" in config  # a task on another node
-    assert haproxy.render_map(frontends) == "shop shop.blue\nblog blog.green\n"
+    assert "server green-task1 10.9.0.3:30001 check inter 1s fall 2 rise 2\n" in config  # a task on another node
+    assert f"bind unix@{paths.domains_socket} mode 600" in config
+    assert f"map({paths.domains_map}),map({paths.live_map},no_release)]" in config  # a domain's app, its slot
+    assert "http-request redirect code 308 location https://%[req.hdr(host),field(1,:),lower]:8443%[pathq]" in config
+    assert "bind 127.0.0.1:19001" in config and "url_param(domain)" in config  # Caddy asks before a certificate
+    assert haproxy.render_map(haproxy.live_entries(FRONTENDS)) == "blog blog.green\nshop shop.blue\n"
+    plain = haproxy.render_config(FRONTENDS, layout(paths, None))
+    assert "_domains_http" not in plain and "redirect" not in plain  # TLS off: Caddy hands HTTP to _domains
 
 
-def test_caddy_configuration():
+def test_only_a_new_frontend_or_new_settings_need_a_reload():
     paths = EdgePaths(Path("/srv/deploy"))
-    assert caddy.render([], EdgeSettings(), paths)["apps"]["http"]["servers"] == {}
+    digest = haproxy.layout_of(haproxy.render_config(FRONTENDS, layout(paths)))
+    moved = [FRONTENDS[0], haproxy.Frontend("blog", 8002, False, {"blue": ("127.0.0.1:20011",)}, "blue")]
+    assert haproxy.layout_of(haproxy.render_config(moved, layout(paths))) == digest  # runtime: servers, map
+    for changed in (
+        haproxy.render_config(FRONTENDS[:1], layout(paths)),  # an app leaves
+        haproxy.render_config([FRONTENDS[0], haproxy.Frontend("blog", 8002, True, {}, "blue")], layout(paths)),
+        haproxy.render_config(FRONTENDS, layout(paths, "")),  # the HTTPS port moved to 443
+    ):
+        assert haproxy.layout_of(changed) != digest
+
+
+def test_runtime_changes_move_add_and_remove_servers_and_map_entries():
+    current = {
+        "blue1": (haproxy.Server("blue1", "127.0.0.1", 20001), False),
+        "blue2": (haproxy.Server("blue2", "127.0.0.1", 20002), True),
+        "blue3": (haproxy.Server("blue3", "127.0.0.1", 20003), False),
+    }
+    wanted = haproxy.servers("blue", ["127.0.0.1:20001", "127.0.0.1:20005", "10.0.0.9:30001"])
+    assert haproxy.server_changes("a.blue", current, wanted) == [
+        "set server a.blue/blue2 addr 127.0.0.1 port 20005",
+        "enable server a.blue/blue2",
+        "add server a.blue/blue-task3 10.0.0.9:30001 check inter 1s fall 2 rise 2",
+        "enable health a.blue/blue-task3",
+        "enable server a.blue/blue-task3",
+        "set server a.blue/blue-task3 health up",
+        "disable server a.blue/blue3",
+        "del server a.blue/blue3",
+    ]
+    assert haproxy.server_changes("a.blue", current, wanted[:1]) == [
+        "del server a.blue/blue2",
+        "disable server a.blue/blue3",
+        "del server a.blue/blue3",
+    ]
+    live = Path("/e/live.map")
+    assert haproxy.map_changes(
+        live, {"a": "a.blue", "b": "b.blue"}, {"a": "a.green", "c": "c.blue"}, {"a", "b", "c"}
+    ) == [
+        f"set map {live} a a.green",
+        f"del map {live} b",
+        f"add map {live} c c.blue",
+    ]
+    assert haproxy.map_changes(live, {"z": "z.blue"}, {}, {"a"}) == []  # other apps' entries are left alone
+
+
+def test_what_haproxy_says_of_its_workers_state_is_read():
+    assert haproxy.parse_map("0x55a9 x.test a\n0x7fe6 y.test b\n\n") == {"x.test": "a", "y.test": "b"}
+    state = haproxy.parse_servers(
+        "1\n# be_id be_name srv_id srv_name srv_addr ...\n"
+        "7 a.blue 1 blue1 127.0.0.1 2 0 1 1 2 1 0 2 0 0 0 0 - 18200 - 0 0 - - 0\n"
+        "7 a.blue 2 blue2 127.0.0.1 0 1 1 1 2 1 0 2 0 0 0 0 - 18201 - 0 0 - - 0\n"
+    )
+    assert state == {
+        "a.blue": {
+            "blue1": (haproxy.Server("blue1", "127.0.0.1", 18200), False),
+            "blue2": (haproxy.Server("blue2", "127.0.0.1", 18201), True),
+        }
+    }
+
+
+def test_caddy_configuration_never_names_an_app_or_a_domain():
+    paths = EdgePaths(Path("/srv/deploy"))
     settings = EdgeSettings(http_port=8080, https_port=8443, acme_ca="https://ca/dir", acme_ca_root="/ca.pem")
-    config = caddy.render([caddy.Site("shop", ("shop.example", "www.shop.example"), 8001)], settings, paths)
+    config = caddy.render(settings, paths, 19001)
     servers = config["apps"]["http"]["servers"]
-    assert servers["https"]["listen"] == [":8443"]
-    assert servers["https"]["routes"][0]["handle"][0]["upstreams"] == [{"dial": "127.0.0.1:8001"}]
-    location = servers["redirect"]["routes"][0]["handle"][0]["headers"]["Location"]
-    assert location == ["https://{http.request.host}:8443{http.request.uri}"]
-    policy = config["apps"]["tls"]["automation"]["policies"][0]
-    assert policy["subjects"] == ["shop.example", "www.shop.example"]
-    assert policy["issuers"] == [{"module": "acme", "ca": "https://ca/dir", "trusted_roots_pem_files": ["/ca.pem"]}]
+    assert servers["https"]["listen"] == [":8443"] and servers["https"]["tls_connection_policies"] == [{}]
+    upstream = servers["https"]["routes"][0]["handle"][0]["upstreams"]
+    assert upstream == [{"dial": f"unix/{paths.domains_socket}"}]
+    assert servers["http"]["listen"] == [":8080"]
+    assert servers["http"]["routes"][0]["handle"][0]["upstreams"] == [{"dial": f"unix/{paths.domains_http_socket}"}]
+    tls = config["apps"]["tls"]["automation"]
+    assert tls["on_demand"] == {"ask": "http://127.0.0.1:19001/ask"}
+    assert tls["policies"] == [
+        {
+            "issuers": [{"module": "acme", "ca": "https://ca/dir", "trusted_roots_pem_files": ["/ca.pem"]}],
+            "on_demand": True,
+            "disable_ocsp_stapling": True,
+        }
+    ]
     assert config["admin"]["listen"] == f"unix/{paths.caddy_socket}"
     assert config["apps"]["pki"]["certificate_authorities"]["local"]["install_trust"] is False
-    plain = caddy.render([caddy.Site("shop", ("shop.example",), 8001)], EdgeSettings(tls="off"), paths)
+    plain = caddy.render(EdgeSettings(tls="off"), paths, 19001)
     assert list(plain["apps"]["http"]["servers"]) == ["http"] and "tls" not in plain["apps"]
-    internal = caddy.render([caddy.Site("shop", ("shop.example",), 8001)], EdgeSettings(tls="internal"), paths)
+    assert plain["apps"]["http"]["servers"]["http"]["routes"][0]["handle"][0]["upstreams"] == [
+        {"dial": f"unix/{paths.domains_socket}"}
+    ]
+    internal = caddy.render(EdgeSettings(tls="internal"), paths, 19001)
     assert internal["apps"]["tls"]["automation"]["policies"][0]["issuers"] == [{"module": "internal"}]
 
 
@@ -133,10 +223,13 @@ def test_domains_and_edge_settings_are_checked():
         parse_setting("color", "blue")
 
 
-def test_a_long_home_keeps_its_sockets_in_a_short_private_folder():
+def test_a_long_home_keeps_its_sockets_in_a_short_private_folder(tmp_path):
     assert EdgePaths(Path("/home/deploy")).run == Path("/home/deploy/.middock/_edge/run")
-    long = EdgePaths(Path("/tmp/" + "x" * 100))
+    home = tmp_path / ("x" * 100)
+    home.mkdir()
+    long = EdgePaths(home)
     assert long.run.parent == Path("/tmp") and len(str(long.haproxy_master_socket)) < 100
+    assert long.run.name.startswith(f"middock-edge-{home.stat().st_uid}-")  # the home owner's, whoever asks
 
 
 def test_systemd_units_run_the_proxies_as_the_deploy_user():

@@ -81,7 +81,8 @@ def test_route_runs_git_on_an_existing_app_and_middock_commands(tmp_path):
     ]
     assert ssh.route("git-upload-pack 'web'", tmp_path, COMMANDS) == ["git", "upload-pack", str(tmp_path / "web.git")]
     assert ssh.route("status web --json", tmp_path, COMMANDS) == ["status", "web", "--json"]
-    assert ssh.route("help", tmp_path, COMMANDS) == ["help"]
+    assert ssh.route("help", tmp_path, COMMANDS) == ["help", "--over-ssh"]
+    assert ssh.route("help deploy", tmp_path, COMMANDS) == ["help", "--over-ssh", "deploy"]
     with pytest.raises(MiddockError, match="create it with: apps:create nope"):
         ssh.route("git-receive-pack 'nope.git'", tmp_path, COMMANDS)
 
@@ -325,6 +326,51 @@ def test_refused_with_one_line_and_nothing_run(deployment, request_):
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(" !     "), result.stderr
     assert result.stdout == ""
     assert not marker.exists()
+
+
+def listed(help_text: str) -> dict[str, str]:
+    """The commands a `help` listing names, each with what it says the command does."""
+    rows = [line.split(None, 1) for line in help_text.splitlines() if line.startswith("  ")]
+    return {row[0]: row[1] if len(row) > 1 else "" for row in rows}
+
+
+def test_help_locally_and_over_ssh(deployment):
+    """`help` lists every command with what it does, locally (as the deploy user) and over SSH,
+    where the commands that run only on the server are left out; `help COMMAND` and
+    `COMMAND --help` show a command's options both ways; an unknown word is one line, non-zero."""
+    local = as_user(deployment.user, deployment.middock, "help")
+    remote = deployment.alice.run("help")
+    assert remote.returncode == 0 and remote.stderr == "", remote.stderr
+    here, there = listed(local.stdout), listed(remote.stdout)
+    everywhere = {"apps", "apps:create", "apps:destroy", "deploy", "rollback", "status", "config:set", "run", "logs"}
+    server_only = {"edge", "edge:start", "edge:set", "keys:add", "refresh", "swarm:init"}
+    assert everywhere <= set(there) and everywhere | server_only <= set(here), (here, there)
+    assert not server_only & set(there) and set(there) <= set(here)
+    assert all(there.values()) and all(here.values())
+    assert "ssh-serve" not in here and "ssh-serve" not in there
+
+    options = [
+        as_user(deployment.user, deployment.middock, "help", "deploy"),
+        as_user(deployment.user, deployment.middock, "deploy", "--help"),
+        deployment.alice.run("help", "deploy"),
+        deployment.alice.run("deploy", "--help"),
+    ]
+    for shown in options:
+        assert shown.returncode == 0, shown.stderr
+        usage = shown.stdout.splitlines()[0]
+        assert usage.startswith("usage: ") and " deploy " in usage and "ref" in usage, shown.stdout
+        assert here["deploy"] in shown.stdout
+    # `help deploy` is `deploy --help`, on each side
+    assert options[0].stdout == options[1].stdout and options[2].stdout == options[3].stdout, options
+
+    for refused in (
+        as_user(deployment.user, deployment.middock, "help", "nope", check=False),
+        as_user(deployment.user, deployment.middock, "nope", check=False),
+        deployment.alice.run("help", "nope"),
+        deployment.alice.run("help", "edge:start"),
+    ):
+        assert refused.returncode != 0 and refused.stdout == "", refused.stdout
+        assert len(refused.stderr.splitlines()) == 1 and refused.stderr.startswith(" !     "), refused.stderr
 
 
 @pytest.mark.parametrize("protocol", [(), ("-O",)])  # SFTP (the default), the old scp protocol

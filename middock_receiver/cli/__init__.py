@@ -11,15 +11,19 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import MiddockError, os_error_line
-from . import apps, edge, releases, running, server, swarm  # noqa: F401 (each registers its commands)
+from ..server import privileges
+from . import apps, edge, help, releases, running, server, swarm  # noqa: F401 (each registers its commands)
 from .commands import COMMANDS, parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.reconfigure(line_buffering=True)  # our lines before a deploy's streamed output
     args = parser().parse_args(argv)
+    command = COMMANDS[args.command]
     try:
-        return COMMANDS[args.command].run(args)
+        if command.privileges == "user":
+            privileges.become(privileges.target(args.user))
+        return command.run(args)
     except MiddockError as error:
         sys.stderr.write(f" !     {error}\n")
         return 1

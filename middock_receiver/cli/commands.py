@@ -20,17 +20,21 @@ class Command:
     app: bool = True  # the first argument is an app's name
     json: bool = False  # it prints a listing that --json makes machine-readable
     arguments: list[tuple[tuple, dict]] = field(default_factory=list)
+    privileges: str = "user"  # as root: "user" runs as the deploy user, "own" drops by itself, "none" needs nobody
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, help: str, *, app: bool = True, json: bool = False) -> Callable[[Run], Run]:
-    """Register a command; `@argument` lines under it add its options."""
+def command(
+    name: str, help: str, *, app: bool = True, json: bool = False, privileges: str = "user"
+) -> Callable[[Run], Run]:
+    """Register a command; `@argument` lines under it add its options. `privileges` says what
+    it needs when root runs it (server/privileges.py)."""
 
     def register(fn: Run) -> Run:
         arguments = list(reversed(getattr(fn, "arguments", [])))
-        COMMANDS[name] = Command(name, help, fn, app, json, arguments)
+        COMMANDS[name] = Command(name, help, fn, app, json, arguments, privileges)
         return fn
 
     return register
@@ -63,6 +67,8 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument(*args, **kwargs)
         if cmd.json:
             p.add_argument("--json", action="store_true", help="machine-readable output")
+        if cmd.privileges != "none":
+            p.add_argument("--user", help="as root: the deploy user to act as (default: deploy)")
     return top
 
 

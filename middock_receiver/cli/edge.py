@@ -3,76 +3,38 @@
 from __future__ import annotations
 
 import argparse
-import os
 import pwd
 import sys
-from pathlib import Path
 
 from .. import daemons
 from ..edge import caddy, routes
 from ..edge.control import Edge
 from ..edge.settings import write_settings
 from ..errors import MiddockError
-from ..server import account
+from ..server import account, privileges
 from ..state import apps, releases
 from ..state.apps import App
 from .commands import argument, command, emit_json
 
-USER_OPTION = (("--user",), {"help": "the deploy user whose edge it is, when run as root (default: deploy)"})
-
-
-def edge_user(args: argparse.Namespace) -> pwd.struct_passwd:
-    """Whose edge: `MIDDOCK_HOME`'s (a test, a second home) is ours; else the deploy user's."""
-    if os.environ.get("MIDDOCK_HOME"):
-        return pwd.getpwuid(os.getuid())
-    return account.deploy_user(args.user)
-
 
 def edge_of(user: pwd.struct_passwd) -> Edge:
-    return Edge(Path(os.environ.get("MIDDOCK_HOME") or user.pw_dir))
-
-
-def as_the_user(user: pwd.struct_passwd) -> None:
-    """Root starting or stopping a deploy user's edge without systemd: run this very command as
-    that user, keeping only the right to bind ports 80 and 443, so the proxies and every file
-    they write are the user's."""
-    os.execvp(
-        "setpriv",
-        [
-            "setpriv",
-            f"--reuid={user.pw_uid}",
-            f"--regid={user.pw_gid}",
-            "--init-groups",
-            "--inh-caps=+net_bind_service",
-            "--ambient-caps=+net_bind_service",
-            "--",
-            sys.executable,
-            "-m",
-            "middock_receiver",
-            *sys.argv[1:],
-        ],
-    )
-
-
-def handed_over(user: pwd.struct_passwd) -> bool:
-    owner = daemons.Owner.of(user)
-    if os.geteuid() == 0 and owner.uid != 0 and not daemons.uses_systemd(owner):
-        as_the_user(user)  # does not return
-    return False
+    return Edge(privileges.home_of(user))
 
 
 @command("edge", "is the edge running; its ports, routes and certificates", app=False, json=True)
-@argument(*USER_OPTION[0], **USER_OPTION[1])
 def cmd_edge(args: argparse.Namespace) -> int:
-    edge = edge_of(edge_user(args))
+    edge = edge_of(privileges.target(args.user))
     settings = edge.settings
     data = {
         "running": {"haproxy": edge.running(), "caddy": edge.caddy.answers()},
         "settings": settings.as_dict(),
         "routes": [route_row(edge, App(fe.app, edge.paths.home)) for fe in edge.frontends()],
+        "not_owned": account.not_owned(edge.paths.home),
     }
     if args.json:
         return emit_json(data)
+    if data["not_owned"]:
+        sys.stderr.write(f" !     Warning: {account.not_owned_warning(edge.paths.home, data['not_owned'])}\n")
     state = ", ".join(f"{proxy} {'running' if up else 'stopped'}" for proxy, up in data["running"].items())
     print(f"=== edge ({state})")
     print(f"Ports:  http {settings.http_port}, https {settings.https_port}, tls {settings.tls}")
@@ -99,39 +61,38 @@ def route_row(edge: Edge, app: App) -> dict:
     }
 
 
-@command("edge:start", "start the edge's proxies (systemd units where systemd runs)", app=False)
-@argument(*USER_OPTION[0], **USER_OPTION[1])
+@command("edge:start", "start the edge's proxies (systemd units where systemd runs)", app=False, privileges="own")
 def cmd_edge_start(args: argparse.Namespace) -> int:
-    user = edge_user(args)
-    handed_over(user)
+    user = privileges.target(args.user)
+    owner = daemons.Owner.of(user)
+    if privileges.dropping(user) and not daemons.uses_systemd(owner):
+        privileges.rerun_as(user, bind_low_ports=True)  # the proxies run as the user, binding ports 80 and 443
     edge = edge_of(user)
-    with account.acting_as(user):
-        edge.write()
-    edge.start(daemons.Owner.of(user))
-    settings = edge.settings
-    print(f"-----> The edge is running: http on {settings.http_port}, https on {settings.https_port}")
-    for fe in edge.frontends():
-        print(f"       {fe.app}: {' '.join(edge.urls(App(fe.app, edge.paths.home)))}")
+    running = privileges.as_user(user, edge.prepare_start)
+    edge.launch(owner)  # under systemd, root enables the units; else the user starts the programs
+    summary = privileges.as_user(user, edge.finish_start, running, owner)
+    print(f"-----> {summary[0]}")
+    for line in summary[1:]:
+        print(f"       {line}")
     return 0
 
 
-@command("edge:stop", "stop the edge's proxies", app=False)
-@argument(*USER_OPTION[0], **USER_OPTION[1])
+@command("edge:stop", "stop the edge's proxies", app=False, privileges="own")
 def cmd_edge_stop(args: argparse.Namespace) -> int:
-    user = edge_user(args)
-    handed_over(user)
-    edge_of(user).stop(daemons.Owner.of(user))
+    user = privileges.target(args.user)
+    owner = daemons.Owner.of(user)
+    if privileges.dropping(user) and not daemons.uses_systemd(owner):
+        privileges.rerun_as(user)
+    edge_of(user).stop(owner)
     print("-----> The edge is stopped: apps behind it are not reachable until edge:start")
     return 0
 
 
 @command("edge:set", "http-port, https-port, acme-email, acme-ca, acme-ca-root, tls", app=False)
 @argument("assignments", nargs="+", metavar="KEY=VALUE")
-@argument(*USER_OPTION[0], **USER_OPTION[1])
 def cmd_edge_set(args: argparse.Namespace) -> int:
-    user = edge_user(args)
-    edge = edge_of(user)
-    with account.acting_as(user):
+    edge = edge_of(privileges.target(args.user))
+    with edge.paths.locked():
         settings = write_settings(edge.paths, args.assignments)
         edge.apply()
     for key, value in settings.as_dict().items():
@@ -166,12 +127,14 @@ def cmd_domains_add(args: argparse.Namespace) -> int:
             if taken:
                 raise MiddockError(f"{name} is already a domain of {taken.name}: remove it there first")
         record = routes.load(app)
-        record.domains += [name for name in names if name not in record.domains]
+        added = [name for name in names if name not in record.domains]
+        record.domains += added
         routes.save(app, record)
-        edge.apply()
+        edge.apply(app)
     print(f"-----> {app.name} answers for {', '.join(record.domains)}")
     if not record.serving:
         print(f"       from its first deploy behind the edge (MIDDOCK_WEB in middock.env or config:set {app.name})")
+    edge.get_certificates(added, lambda line: print(f"       {line}"))
     return 0
 
 
@@ -185,9 +148,12 @@ def cmd_domains_remove(args: argparse.Namespace) -> int:
         for name in args.names:
             if name.lower().rstrip(".") not in record.domains:
                 raise MiddockError(f"{name} is not a domain of {app.name}")
-        record.domains = [name for name in record.domains if name not in {n.lower().rstrip(".") for n in args.names}]
+        removed = {name.lower().rstrip(".") for name in args.names}
+        record.domains = [name for name in record.domains if name not in removed]
         routes.save(app, record)
-        edge.apply()
+        edge.apply(app)
+        for name in removed:
+            caddy.forget_certificate(edge.paths, name)
     left = ", ".join(record.domains) or f"no domain (its own port: {' '.join(edge.urls(app)) or 'at its next deploy'})"
     print(f"-----> {app.name} answers for {left}")
     return 0

@@ -7,10 +7,8 @@ import argparse
 import sys
 
 from ..errors import MiddockError
-from ..server import account, keys, ssh
+from ..server import account, keys, privileges, ssh
 from .commands import COMMANDS, argument, command, emit_json
-
-USER_OPTION = (("--user",), {"help": "the deploy user, when run as root (default: deploy)"})
 
 
 def read_key(file: str) -> str:
@@ -22,26 +20,23 @@ def read_key(file: str) -> str:
         raise MiddockError(f"cannot read the key file {file}: {getattr(error, 'strerror', None) or error}") from None
 
 
-@command("keys:add", "authorize an SSH public key for pushes and commands (as root)", app=False)
+@command("keys:add", "authorize an SSH public key for pushes and commands (as root)", app=False, privileges="own")
 @argument("name", help="who the key is: recorded as the pusher")
 @argument("file", help="the .pub file, or - to read it from stdin")
-@argument(*USER_OPTION[0], **USER_OPTION[1])
 def cmd_keys_add(args: argparse.Namespace) -> int:
-    user = account.deploy_user(args.user)
-    key = keys.parse_public_key(read_key(args.file), args.name)
-    with account.acting_as(user):
-        added = keys.add(account.authorized_keys(user), key)
+    user = privileges.target(args.user)
+    key = keys.parse_public_key(read_key(args.file), args.name)  # a file the admin named: read before the drop
+    privileges.become(user)
+    added = keys.add(account.authorized_keys(user), key)
     state = "Authorized" if added else "Already authorized:"
     print(f"-----> {state} key {key.name} ({key.type} {key.fingerprint}) for {user.pw_name}")
     return 0
 
 
 @command("keys:list", "the authorized keys", app=False, json=True)
-@argument(*USER_OPTION[0], **USER_OPTION[1])
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    user = account.deploy_user(args.user)
-    with account.acting_as(user):
-        found = keys.listed(account.authorized_keys(user))
+    user = privileges.target(args.user)
+    found = keys.listed(account.authorized_keys(user))
     if args.json:
         return emit_json([key.as_dict() for key in found])
     if not found:
@@ -54,20 +49,26 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 @command("keys:remove", "remove a key", app=False)
 @argument("name")
-@argument(*USER_OPTION[0], **USER_OPTION[1])
 def cmd_keys_remove(args: argparse.Namespace) -> int:
-    user = account.deploy_user(args.user)
-    with account.acting_as(user):
-        keys.remove(account.authorized_keys(user), args.name)
+    user = privileges.target(args.user)
+    keys.remove(account.authorized_keys(user), args.name)
     print(f"-----> Removed key {args.name} of {user.pw_name}")
     return 0
 
 
-@command("refresh", "point apps' hooks and keys at this installation (install.sh)", app=False)
-@argument(*USER_OPTION[0], **USER_OPTION[1])
+@command(
+    "refresh", "point apps' hooks and keys at this installation, give back root's files (install.sh)",
+    app=False, privileges="own",
+)  # fmt: skip
 def cmd_refresh(args: argparse.Namespace) -> int:
-    user = account.deploy_user(args.user)
-    refreshed = account.refresh(user)
+    user = privileges.target(args.user)
+    home = privileges.home_of(user)
+    if privileges.dropping(user):
+        reowned = account.reown(user, home)
+        if reowned:
+            print(f"-----> Gave {user.pw_name} back {reowned} file(s) of {home} that an earlier middock left to root")
+    privileges.become(user)
+    refreshed = account.refresh(user, home)
     print(f"-----> Hooks of {len(refreshed)} app(s) and the keys of {user.pw_name} point at {sys.executable}")
     return 0
 

@@ -5,75 +5,103 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
 import shlex
-import shutil
 from pathlib import Path
 
 from .. import daemons
 from ..errors import MiddockError
 from ..pipeline.deploy import docker_client
 from ..runtime import registry, swarm
-from ..server import account
+from ..server import privileges
 from ..state import cluster
 from ..state.apps import write_atomic
 from .commands import argument, command, emit_json
-from .edge import USER_OPTION, edge_user
 
 CERTS_DIR = "/etc/docker/certs.d"
 
 
-def home_of(user: pwd.struct_passwd) -> Path:
-    return Path(os.environ.get("MIDDOCK_HOME") or user.pw_dir)
-
-
-def trust(certs_dir: Path, address: str, ca: Path) -> None:
-    """Make this engine trust the registry's CA (Docker reads certs.d at each push and pull)."""
+def trust(certs_dir: Path, address: str, ca_pem: str) -> None:
+    """Make this engine trust the registry's CA (Docker reads certs.d at each push and pull).
+    Root writes it into a folder of its own, never through a link."""
+    registry.check_address(address)
     folder = certs_dir / address
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ca, folder / "ca.crt")
+    fd = os.open(folder / "ca.crt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(registry.check_ca_pem(ca_pem))
 
 
-@command("swarm:init", "make this server a Swarm manager with a registry for the apps' images", app=False)
+def make_swarm(home: Path, advertise_addr: str, existing: str, port: int, given_ca: str) -> dict:
+    """The deploy user's part of swarm:init: the Swarm, and the registry's record, certificates
+    and configuration in its home. Returns what root needs: the registry's address and CA."""
+    client = docker_client()
+    address = advertise_addr or client.info().get("Swarm", {}).get("NodeAddr") or ""
+    if not address:
+        raise MiddockError("give the address other servers reach this one at: swarm:init --advertise-addr IP")
+    created = swarm.ensure_manager(client, address)
+    address = client.info()["Swarm"].get("NodeAddr") or address
+    folder = cluster.folder(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    if existing:
+        ca = ""
+        if given_ca:
+            ca = str(folder / "registry-ca.crt")
+            write_atomic(Path(ca), given_ca)
+        record = cluster.Cluster(address, registry.check_address(existing), False, ca)
+    else:
+        files = registry.Files(folder / "registry")
+        record = cluster.Cluster(address, f"{address}:{port}", True, str(files.ca))
+        registry.make_certificates(files, address)
+        write_atomic(files.config, registry.render_config(files, record.registry))
+        files.data.mkdir(exist_ok=True)
+    cluster.save(record, home)
+    ca_pem = Path(record.registry_ca).read_text() if record.registry_ca else ""
+    return {
+        "created": created,
+        "address": address,
+        "registry": record.registry,
+        "own": record.own_registry,
+        "ca": ca_pem,
+    }
+
+
+def wait_for_registry(home: Path, address: str, ca: str) -> None:
+    files = registry.Files(cluster.folder(home) / "registry")
+    daemons.wait_started(registry.daemon(files), registry.Registry(address, ca).answers)
+
+
+@command(
+    "swarm:init", "make this server a Swarm manager with a registry for the apps' images", app=False, privileges="own"
+)
 @argument("--advertise-addr", help="the address other nodes reach this server at (default: Docker's choice)")
 @argument("--registry", metavar="HOST:PORT", help="use this existing registry instead of running one")
 @argument("--registry-ca", metavar="FILE", help="the CA of that registry's certificate, if not a public one")
 @argument("--registry-port", type=int, default=registry.DEFAULT_PORT, help="the port of middock's own registry")
 @argument("--certs-dir", default=CERTS_DIR, help=f"where this engine reads registry CAs (default: {CERTS_DIR})")
-@argument(*USER_OPTION[0], **USER_OPTION[1])
 def cmd_swarm_init(args: argparse.Namespace) -> int:
-    user = edge_user(args)
-    home = home_of(user)
-    client = docker_client()
-    address = args.advertise_addr or client.info().get("Swarm", {}).get("NodeAddr") or ""
-    if not address:
-        raise MiddockError("give the address other servers reach this one at: swarm:init --advertise-addr IP")
-    created = swarm.ensure_manager(client, address)
-    address = client.info()["Swarm"].get("NodeAddr") or address
-    if args.registry:
-        if args.registry_ca and not Path(args.registry_ca).is_file():
-            raise MiddockError(f"cannot read the registry CA {args.registry_ca}")
-        record = cluster.Cluster(
-            address, args.registry, False, str(Path(args.registry_ca).resolve()) if args.registry_ca else ""
-        )
-        with account.acting_as(user):
-            cluster.save(record, home)
-    else:
-        record = cluster.Cluster(address, f"{address}:{args.registry_port}", True)
-        files = registry.Files(cluster.folder(home) / "registry")
-        with account.acting_as(user):
-            registry.make_certificates(files, address)
-            write_atomic(files.config, registry.render_config(files, record.registry))
-            files.data.mkdir(exist_ok=True)
-            record = cluster.Cluster(record.advertise_addr, record.registry, True, str(files.ca))
-            cluster.save(record, home)
-        trust(Path(args.certs_dir), record.registry, files.ca)
+    user = privileges.target(args.user)
+    home = privileges.home_of(user)
+    given_ca = ""
+    if args.registry_ca:  # a file the admin named: read before acting as the user
+        try:
+            given_ca = registry.check_ca_pem(Path(args.registry_ca).read_text())
+        except (OSError, UnicodeDecodeError) as error:
+            raise MiddockError(f"cannot read the registry CA {args.registry_ca}: {error}") from None
+    made = privileges.as_user(
+        user, make_swarm, home, args.advertise_addr or "", args.registry or "", args.registry_port, given_ca
+    )
+    if made["ca"]:
+        trust(Path(args.certs_dir), made["registry"], made["ca"])
+    if made["own"]:
         owner = daemons.Owner.of(user)
-        daemons.start(registry.daemon(files), owner)
-        api = registry.Registry(record.registry, record.registry_ca)
-        daemons.wait_started(registry.daemon(files), api.answers)
-    print(f"-----> {'Made' if created else 'Using'} the Swarm managed by this server ({address})")
-    print(f"       registry: {record.registry}" + (" (middock's own)" if record.own_registry else ""))
+        files = registry.Files(cluster.folder(home) / "registry")
+        if daemons.uses_systemd(owner):
+            daemons.start(registry.daemon(files), owner)  # root enables its unit
+        else:
+            privileges.as_user(user, daemons.start, registry.daemon(files), owner)
+        privileges.as_user(user, wait_for_registry, home, made["registry"], str(files.ca))
+    print(f"-----> {'Made' if made['created'] else 'Using'} the Swarm managed by this server ({made['address']})")
+    print(f"       registry: {made['registry']}" + (" (middock's own)" if made["own"] else ""))
     print("       add a server: run the output of `middock nodes:join-script` on it, as root")
     return 0
 
@@ -96,9 +124,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 
 @command("nodes:join-script", "the commands to run as root on a new server to join it as a worker", app=False)
-@argument(*USER_OPTION[0], **USER_OPTION[1])
 def cmd_nodes_join_script(args: argparse.Namespace) -> int:
-    record = cluster.require(home_of(edge_user(args)))
+    record = cluster.require(privileges.home_of(privileges.target(args.user)))
     lines = [
         "#!/bin/sh",
         "# Run as root on the new server: it trusts middock's registry, then joins the Swarm.",
@@ -107,7 +134,7 @@ def cmd_nodes_join_script(args: argparse.Namespace) -> int:
     if record.registry_ca:
         folder = shlex.quote(f"{CERTS_DIR}/{record.registry}")
         lines += [f"mkdir -p {folder}", f"cat > {folder}/ca.crt <<'CERTIFICATE'"]
-        lines += [Path(record.registry_ca).read_text().rstrip("\n"), "CERTIFICATE"]
+        lines += [registry.check_ca_pem(Path(record.registry_ca).read_text()).rstrip("\n"), "CERTIFICATE"]
     lines.append(shlex.join(swarm.join_command(docker_client(), record.advertise_addr)))
     print("\n".join(lines))
     return 0

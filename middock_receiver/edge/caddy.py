@@ -1,19 +1,22 @@
-"""Caddy, the part of the edge that owns ports 80 and 443: the apps' domains, their
-certificates (ACME, automatically), and the redirect from HTTP to HTTPS.
+"""Caddy, the part of the edge that owns ports 80 and 443: TLS for the apps' domains, with
+certificates it gets by itself (ACME), and plain HTTP, which HAProxy redirects to HTTPS.
 
-Caddy forwards each domain to its app's HAProxy frontend on loopback, so it never needs to
-change during a deploy: it is reloaded only when domains or edge settings change. Its JSON
-configuration is rendered here from middock's records (pure functions); the admin API listens
-on a unix socket only, and nothing is ever written to the system's trust store.
+Caddy's configuration depends on the edge's settings alone, never on the apps or their domains:
+it hands every request to HAProxy (two unix sockets), which knows the domains, and it gets a
+certificate for a name on demand, at the first TLS handshake for it, once HAProxy's `_ask`
+frontend says the name is an app's domain (`domains:add` makes that first handshake itself). So
+adding or removing a domain never reloads Caddy, and never closes a client's kept-alive
+connection. Its JSON configuration is rendered here (pure functions); the admin API listens on a
+unix socket only, and nothing is ever written to the system's trust store.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import socket
-import time
-from dataclasses import dataclass
+import ssl
 from pathlib import Path
 
 from .. import process
@@ -21,16 +24,7 @@ from ..errors import MiddockError
 from .settings import EdgePaths, EdgeSettings
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-NOT_FOUND = {"handle": [{"handler": "static_response", "status_code": 404, "body": "no app answers for this name\n"}]}
-
-
-@dataclass(frozen=True)
-class Site:
-    """An app's domains, served by its HAProxy frontend on loopback `port`."""
-
-    app: str
-    domains: tuple[str, ...]
-    port: int
+PROGRAM = "/usr/bin/caddy"
 
 
 def issuer(settings: EdgeSettings) -> dict:
@@ -44,20 +38,31 @@ def issuer(settings: EdgeSettings) -> dict:
     return found
 
 
-def render(sites: list[Site], settings: EdgeSettings, paths: EdgePaths) -> dict:
-    """Caddy's whole configuration. With no domain it listens nowhere; with TLS it serves the
-    domains on the HTTPS port and redirects them there from the HTTP port (a redirect of our
-    own, because Caddy 2.6 leaves a non-default HTTPS port out of its automatic one)."""
-    domains = [name for site in sites for name in site.domains]
-    routes = [
+def to_haproxy(socket_path: Path, proto: str) -> list[dict]:
+    """Hand the request to HAProxy as it came (its Host), saying which scheme the client used."""
+    return [
         {
-            "match": [{"host": list(site.domains)}],
-            "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": f"127.0.0.1:{site.port}"}]}],
-            "terminal": True,
+            "handle": [
+                {
+                    "handler": "reverse_proxy",
+                    "upstreams": [{"dial": f"unix/{socket_path}"}],
+                    "headers": {"request": {"set": {"X-Forwarded-Proto": [proto]}}},
+                }
+            ]
         }
-        for site in sites
     ]
-    servers: dict = {}
+
+
+def render(settings: EdgeSettings, paths: EdgePaths, ask_port: int) -> dict:
+    """Caddy's whole configuration: with TLS, HTTPS on the HTTPS port (a certificate for any
+    name HAProxy vouches for) and plain HTTP on the HTTP port; with TLS off, HTTP alone."""
+    servers: dict = {
+        "http": {
+            "listen": [f":{settings.http_port}"],
+            "routes": to_haproxy(paths.domains_socket if settings.tls == "off" else paths.domains_http_socket, "http"),
+            "automatic_https": {"disable": True},
+        }
+    }
     config: dict = {
         "admin": {"listen": f"unix/{paths.caddy_socket}", "config": {"persist": False}},
         "storage": {"module": "file_system", "root": str(paths.caddy_data)},
@@ -76,42 +81,18 @@ def render(sites: list[Site], settings: EdgeSettings, paths: EdgePaths) -> dict:
             "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
         },
     }
-    if not domains:
-        return config
     if settings.tls == "off":
-        servers["http"] = {
-            "listen": [f":{settings.http_port}"],
-            "routes": [*routes, NOT_FOUND],
-            "automatic_https": {"disable": True},
-        }
         return config
     servers["https"] = {
         "listen": [f":{settings.https_port}"],
-        "routes": [*routes, NOT_FOUND],
+        "routes": to_haproxy(paths.domains_socket, "https"),
+        "tls_connection_policies": [{}],
         "automatic_https": {"disable_redirects": True},
-    }
-    port = "" if settings.https_port == 443 else f":{settings.https_port}"
-    servers["redirect"] = {
-        "listen": [f":{settings.http_port}"],
-        "routes": [
-            {
-                "match": [{"host": domains}],
-                "handle": [
-                    {
-                        "handler": "static_response",
-                        "status_code": 308,
-                        "headers": {"Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]},
-                    }
-                ],
-                "terminal": True,
-            },
-            NOT_FOUND,
-        ],
-        "automatic_https": {"disable": True},
     }
     config["apps"]["tls"] = {
         "automation": {
-            "policies": [{"subjects": domains, "issuers": [issuer(settings)], "disable_ocsp_stapling": True}]
+            "policies": [{"issuers": [issuer(settings)], "on_demand": True, "disable_ocsp_stapling": True}],
+            "on_demand": {"ask": f"http://127.0.0.1:{ask_port}/ask"},
         }
     }
     return config
@@ -119,17 +100,6 @@ def render(sites: list[Site], settings: EdgeSettings, paths: EdgePaths) -> dict:
 
 def dumps(config: dict) -> str:
     return json.dumps(config, indent=2) + "\n"
-
-
-def has_account(paths: EdgePaths) -> bool:
-    return any(paths.caddy_data.glob("acme/*/users/*/*.json"))
-
-
-def wait_for_account(paths: EdgePaths, timeout: float = 30) -> None:
-    """Until Caddy has registered its ACME account (or the timeout: the CA may be away)."""
-    deadline = time.monotonic() + timeout
-    while not has_account(paths) and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 def certificate(paths: EdgePaths, name: str) -> str:
@@ -142,6 +112,14 @@ def certificate(paths: EdgePaths, name: str) -> str:
     until = fields.get("notAfter", "?").strip()
     issuer = found[-1].parent.parent.name
     return f"valid until {until} ({issuer})"
+
+
+def forget_certificate(paths: EdgePaths, name: str) -> None:
+    """Delete a name's certificate from Caddy's storage, so a restart no longer serves it (Caddy
+    keeps the one it holds in memory until then: the name only answers 404 meanwhile)."""
+    for folder in paths.caddy_data.glob(f"certificates/*/{name}"):
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder)
 
 
 class UnixConnection(http.client.HTTPConnection):
@@ -187,3 +165,28 @@ class Admin:
             except ValueError:
                 pass
             raise MiddockError(f"Caddy refused the edge's configuration: {text.strip()[:300]}")
+
+
+def check_config(path: Path) -> None:
+    """`caddy validate` on a rendered configuration; a refusal is Caddy's own message."""
+    result = process.capture([PROGRAM, "validate", "--config", str(path)], cwd=path.parent)
+    if result.returncode != 0:
+        lines = (result.stderr + result.stdout).strip().splitlines()
+        problem = next((line for line in reversed(lines) if line.startswith("Error:")), lines[-1] if lines else "")
+        raise MiddockError(f"the edge's Caddy configuration is invalid: {problem or 'caddy validate said nothing'}")
+
+
+def first_handshake(https_port: int, name: str, timeout: float) -> str | None:
+    """A TLS handshake for `name` on the edge, which makes Caddy get its certificate now rather
+    than at a visitor's first request; None once it serves one, else why not."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # any certificate will do: this only asks Caddy to get one
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", https_port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=name),
+        ):
+            return None
+    except (OSError, ssl.SSLError) as error:
+        return str(error) or error.__class__.__name__

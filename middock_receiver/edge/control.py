@@ -3,14 +3,18 @@ records, bring the running proxies in line with it, switch an app to a slot, dra
 
 Every change goes through `apply()` under the edge's lock, so two apps deploying at once never
 write over each other's routes, and the files on disk always say what the proxies do: a
-restart, a reboot or `edge:start` brings back every route from them.
+restart, a reboot or `edge:start` brings back every route from them. A change of one app's
+routes is made at runtime in HAProxy (haproxy.py), in every worker; only a new frontend or new
+edge settings reload it, and only new edge settings reload Caddy.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +28,13 @@ from .settings import EdgePaths, EdgeSettings, read_settings
 NOT_RUNNING = (
     "the edge is not running; start it with: middock edge:start (as root on a server: sudo middock edge:start)"
 )
+ASK_PORTS = range(19000, 20000)  # HAProxy's `_ask` frontend, on loopback: one per edge
+DOMAIN_TIMEOUT = 20.0  # how long domains:add waits for a new domain's certificate
 
 
 @dataclass(frozen=True)
 class Changed:
-    haproxy: bool
+    haproxy_layout: bool  # HAProxy must reload (its frontends or settings changed)
     caddy: bool
 
 
@@ -48,22 +54,46 @@ class Edge:
         return apps.all_apps(self.paths.home)
 
     def frontends(self) -> list[haproxy.Frontend]:
-        """Every app that has run behind the edge: its port, domains and slots."""
+        """Every app the edge serves: its port, whether public, its slots and the one serving.
+        An app gets its frontend (and so its port on the edge) at its first switch."""
         found = []
         for app in self.apps():
             record = routes.load(app)
             port = routes.app_port(app)
-            if record.slots and port:
-                slots = {slot: tuple(ports) for slot, ports in record.slots.items()}
+            if record.serving and port:
+                slots = {slot: tuple(ends) for slot, ends in record.slots.items()}
                 found.append(haproxy.Frontend(app.name, port, not record.domains, slots, record.serving))
         return found
 
-    def sites(self, frontends: list[haproxy.Frontend]) -> list[caddy.Site]:
-        return [
-            caddy.Site(fe.app, tuple(routes.load(App(fe.app, self.paths.home)).domains), fe.port)
-            for fe in frontends
-            if not fe.public
-        ]
+    def domains(self) -> dict[str, str]:
+        """Every app's domains: name -> app."""
+        return {name: app.name for app in self.apps() for name in routes.load(app).domains}
+
+    def ask_port(self) -> int:
+        """The loopback port Caddy asks HAProxy on whether a name is a domain: chosen once, at
+        random among free ones, so that two homes' edges (two test runs) do not pick the same."""
+        try:
+            return int(self.paths.ask_port_file.read_text())
+        except (FileNotFoundError, ValueError):
+            pass
+        free = [port for port in random.sample(ASK_PORTS, 50) if routes.bindable(port, "127.0.0.1")]
+        if not free:
+            raise MiddockError(f"no free loopback port in {ASK_PORTS.start}-{ASK_PORTS.stop - 1} for the edge")
+        apps.write_atomic(self.paths.ask_port_file, f"{free[0]}\n")
+        return free[0]
+
+    def layout(self) -> haproxy.Layout:
+        settings = self.settings
+        redirect = None if settings.tls == "off" else ("" if settings.https_port == 443 else f":{settings.https_port}")
+        return haproxy.Layout(
+            admin_socket=self.paths.haproxy_socket,
+            live_map=self.paths.live_map,
+            domains_map=self.paths.domains_map,
+            domains_socket=self.paths.domains_socket,
+            domains_http_socket=self.paths.domains_http_socket,
+            ask_port=self.ask_port(),
+            https_redirect=redirect,
+        )
 
     def running(self) -> bool:
         return self.haproxy.answers()
@@ -73,74 +103,90 @@ class Edge:
             raise MiddockError(NOT_RUNNING)
 
     def write(self) -> Changed:
-        """Render both proxies' configuration; write what changed (HAProxy's after checking it)."""
+        """Render both proxies' configuration and write what changed, each checked by its proxy."""
         self.paths.prepare()
-        frontends = self.frontends()
-        write_if_changed(self.paths.live_map, haproxy.render_map(frontends))
-        config = haproxy.render_config(frontends, self.paths.haproxy_socket, self.paths.live_map)
-        haproxy_changed = write_if_changed(self.paths.haproxy_config, config, check_haproxy)
-        caddy_config = caddy.render(self.sites(frontends), self.settings, self.paths)
-        caddy_changed = write_if_changed(self.paths.caddy_config, caddy.dumps(caddy_config))
-        return Changed(haproxy_changed, caddy_changed)
+        frontends, layout = self.frontends(), self.layout()
+        write_if_changed(self.paths.live_map, haproxy.render_map(haproxy.live_entries(frontends)))
+        write_if_changed(self.paths.domains_map, haproxy.render_map(self.domains()))
+        config = haproxy.render_config(frontends, layout)
+        before = read_text(self.paths.haproxy_config)
+        write_if_changed(self.paths.haproxy_config, config, check_haproxy)
+        caddy_config = caddy.dumps(caddy.render(self.settings, self.paths, layout.ask_port))
+        caddy_changed = write_if_changed(self.paths.caddy_config, caddy_config, caddy.check_config)
+        return Changed(haproxy.layout_of(before) != haproxy.layout_of(config), caddy_changed)
 
-    def apply(self) -> None:
-        """Bring the running proxies in line with the records (after a deploy or a route change)."""
+    def apply(self, app: App | None = None) -> None:
+        """Bring the running proxies in line with the records, after a change of `app`'s routes
+        (its slots, the one serving, its domains, its port), or of everything."""
         with self.paths.locked():
             changed = self.write()
             if self.running():
-                if changed.haproxy:
+                if changed.haproxy_layout:
                     self.haproxy.reload()
-                for fe in self.frontends():
-                    if fe.serving:
-                        self.haproxy.set_serving(self.paths.live_map, fe.app, fe.serving)
+                self.sync({app.name} if app else None)
             if changed.caddy and self.caddy.answers():
-                self.load_caddy()
+                self.caddy.load(self.paths.caddy_config.read_text())
 
-    def start(self, owner: daemons.Owner) -> None:
-        """Start whichever proxy is not running, with the configuration of the records; bring a
-        running one in line with them."""
+    def sync(self, names: set[str] | None = None) -> None:
+        """HAProxy's runtime state, in every worker, as the records say (every app's, or `names`')."""
+        everyone = {app.name for app in self.apps()}
+        self.haproxy.sync(self.frontends(), self.domains(), self.layout(), names if names is not None else everyone)
+
+    # Starting is three steps, because under systemd only root may start the proxies, and only the
+    # user writes the files: prepare (the user), launch (root or the user), finish (the user).
+
+    def prepare_start(self) -> dict[str, bool]:
+        """Write the configuration the proxies start with; which of them run already."""
         with self.paths.locked():
             running = {"haproxy": self.running(), "caddy": self.caddy.answers()}
             self.write()
-            first = self.account_first()
-            if first and not running["caddy"]:
-                write_if_changed(self.paths.caddy_config, caddy.dumps(first))
-            for proxy in proxies.PROXIES:
-                daemons.start(proxies.daemon(proxy, self.paths, owner), owner)
+            return running
+
+    def launch(self, owner: daemons.Owner) -> None:
+        """Start whichever proxy is not running (under systemd: enable its unit)."""
+        for proxy in proxies.PROXIES:
+            daemons.start(proxies.daemon(proxy, self.paths, owner), owner)
+
+    def finish_start(self, running: dict[str, bool], owner: daemons.Owner) -> list[str]:
+        """Wait until both answer; bring one that was running in line with the records. Returns
+        what to tell the user: the edge's ports, then where each app is served."""
+        with self.paths.locked():
             daemons.wait_started(proxies.daemon("haproxy", self.paths, owner), self.running)
             daemons.wait_started(proxies.daemon("caddy", self.paths, owner), self.caddy.answers)
             if running["haproxy"]:
                 self.haproxy.reload()
-            if first or running["caddy"]:
-                self.write()
-                self.load_caddy()
+            self.sync()
+            if running["caddy"]:
+                self.caddy.load(self.paths.caddy_config.read_text())
+        settings = self.settings
+        served = [f"{fe.app}: {' '.join(self.urls(App(fe.app, self.paths.home)))}" for fe in self.frontends()]
+        return [f"The edge is running: http on {settings.http_port}, https on {settings.https_port}", *served]
 
-    def account_first(self) -> dict | None:
-        """Caddy 2.6 may register several ACME accounts at once when it starts with several
-        domains and none yet, and then fail every order ("JWS verification error"); so on fresh
-        storage it first gets one domain, and the rest once the account exists."""
-        sites = self.sites(self.frontends())
-        if self.settings.tls != "acme" or caddy.has_account(self.paths) or sum(len(s.domains) for s in sites) < 2:
-            return None
-        return caddy.render([caddy.Site(sites[0].app, sites[0].domains[:1], sites[0].port)], self.settings, self.paths)
-
-    def load_caddy(self) -> None:
-        first = self.account_first()
-        if first:
-            self.caddy.load(caddy.dumps(first))
-            caddy.wait_for_account(self.paths)
-        self.caddy.load(self.paths.caddy_config.read_text())
+    def start(self, owner: daemons.Owner) -> list[str]:
+        """All three steps, by a user who may start the proxies itself."""
+        running = self.prepare_start()
+        self.launch(owner)
+        return self.finish_start(running, owner)
 
     def stop(self, owner: daemons.Owner) -> None:
         for proxy in reversed(proxies.PROXIES):
             daemons.stop(proxies.daemon(proxy, self.paths, owner), owner)
 
     def switch(self, app: App, slot: str | None) -> None:
-        """Send the app's new requests to `slot` (None: to no release)."""
-        record = routes.load(app)
-        record.serving = slot
-        routes.save(app, record)
-        self.apply()
+        """Send the app's new requests to `slot` (None: to no release). An app's first switch
+        gives it its port on the edge (chosen under the lock, so two first deploys at once never
+        take the same one)."""
+        with self.paths.locked():
+            record = routes.load(app)
+            if slot and not record.serving:
+                port = routes.choose_app_port(app)
+                if not routes.bindable(port):
+                    raise MiddockError(
+                        f"port {port} is in use on this server; choose another: apps:set {app.name} port N"
+                    )
+            record.serving = slot
+            routes.save(app, record)
+            self.apply(app)
 
     def drain(self, app: App, slot: str, timeout: float) -> float | None:
         return self.haproxy.drain(app.name, slot, timeout)
@@ -150,7 +196,21 @@ class Edge:
         record = routes.load(app)
         record.slots, record.serving = {}, None
         routes.save(app, record)
-        self.apply()
+        self.apply(app)
+
+    def get_certificates(self, names: list[str], say: Callable[[str], None]) -> None:
+        """Have Caddy get new domains' certificates now, one after another (the first registers
+        the ACME account), rather than at a visitor's first request."""
+        settings = self.settings
+        if settings.tls == "off" or not self.caddy.answers():
+            return
+        for name in names:
+            problem = caddy.first_handshake(settings.https_port, name, DOMAIN_TIMEOUT)
+            state = caddy.certificate(self.paths, name)
+            if problem and state == "pending":
+                say(f"{name}: no certificate yet ({problem}); Caddy tries again at the first HTTPS request")
+            else:
+                say(f"{name}: certificate {state}")
 
     def urls(self, app: App) -> list[str]:
         """Where the app is live: its domains, else its own port on this server."""
@@ -166,13 +226,17 @@ class Edge:
         return [f"http://{socket.getfqdn()}:{port}/"] if port else []
 
 
-def write_if_changed(path: Path, text: str, check=None) -> bool:  # noqa: ANN001
-    """Write `path` atomically when its text changes; `check` may refuse the new text first."""
+def read_text(path: Path) -> str:
     try:
-        if path.read_text() == text:
-            return False
+        return path.read_text()
     except FileNotFoundError:
-        pass
+        return ""
+
+
+def write_if_changed(path: Path, text: str, check: Callable[[Path], None] | None = None) -> bool:
+    """Write `path` atomically when its text changes; `check` may refuse the new text first."""
+    if path.exists() and read_text(path) == text:
+        return False
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -186,9 +250,12 @@ def write_if_changed(path: Path, text: str, check=None) -> bool:  # noqa: ANN001
 
 
 def check_haproxy(path: Path) -> None:
+    """`haproxy -c` on a rendered configuration; a refusal is HAProxy's own message."""
     if not os.access(proxies.PROGRAMS["haproxy"], os.X_OK):
         raise MiddockError("the edge needs HAProxy: install the haproxy package (install.sh does)")
-    result = process.capture([proxies.PROGRAMS["haproxy"], "-c", "-q", "-f", str(path)])
+    result = process.capture([proxies.PROGRAMS["haproxy"], "-c", "-f", str(path)], cwd=path.parent)
     if result.returncode != 0:
-        problem = (result.stderr or result.stdout).strip().splitlines()
-        raise MiddockError(f"the edge's HAProxy configuration is invalid: {problem[-1] if problem else 'no message'}")
+        lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        alerts = [line for line in lines if "[ALERT]" in line and "Fatal errors" not in line]
+        problem = (alerts or lines or ["haproxy -c said nothing"])[0]
+        raise MiddockError(f"the edge's HAProxy configuration is invalid: {problem}")

@@ -117,9 +117,9 @@ def choose_app_port(app: App) -> int:
 
 def choose_slot_ports(app: App, record: AppEdge, slot: str, count: int) -> list[int]:
     """`count` consecutive free loopback ports for a slot's web containers; the slot's own when
-    it already has that many (then HAProxy's configuration does not change)."""
+    it already has that many and they are still free (then the edge's servers stay as they are)."""
     current = [int(e.rpartition(":")[2]) for e in record.slots.get(slot, []) if e.startswith(LOOPBACK)]
-    if len(current) == count == len(record.slots.get(slot, [])):
+    if len(current) == count == len(record.slots.get(slot, [])) and all(bindable(p, "127.0.0.1") for p in current):
         return current
     taken = taken_ports(apps.all_apps(app.home)) - set(current)
     start = SLOT_PORTS.start

@@ -87,6 +87,14 @@ class EdgePaths:
         return self.root / "live.map"
 
     @property
+    def domains_map(self) -> Path:
+        return self.root / "domains.map"
+
+    @property
+    def ask_port_file(self) -> Path:
+        return self.root / "ask.port"
+
+    @property
     def caddy_config(self) -> Path:
         return self.root / "caddy.json"
 
@@ -108,7 +116,7 @@ class EdgePaths:
         if len(str(near / "haproxy-master.sock")) <= SOCKET_PATH_MAX:
             return near
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
-        return Path("/tmp") / f"middock-edge-{os.getuid()}-{digest}"
+        return Path("/tmp") / f"middock-edge-{self.home.stat().st_uid}-{digest}"
 
     @property
     def haproxy_socket(self) -> Path:
@@ -121,6 +129,16 @@ class EdgePaths:
     @property
     def caddy_socket(self) -> Path:
         return self.run / "caddy-admin.sock"
+
+    @property
+    def domains_socket(self) -> Path:
+        """Where Caddy hands HAProxy the requests of the apps' domains."""
+        return self.run / "domains.sock"
+
+    @property
+    def domains_http_socket(self) -> Path:
+        """Where Caddy hands HAProxy plain HTTP for the apps' domains (redirected when TLS is on)."""
+        return self.run / "domains-http.sock"
 
     def prepare(self) -> None:
         """Create the folders; the sockets' folder private to the edge's owner (never one planted by another)."""
@@ -141,7 +159,7 @@ class EdgePaths:
             yield
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "edge.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.root / "edge.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self.held = True

@@ -149,7 +149,7 @@ class Beside:
         if not isinstance(self.new, SwarmPlace):
             ensure_shared(self.client, self.app, self.resolved)
         if self.web and self.previous and self.previous.slot and not isinstance(self.new, SwarmPlace):
-            self.edge.apply()  # the new slot's ports, if they changed
+            self.edge.apply(self.app)  # the new slot's endpoints, if they changed
         self.enter("up")
         beside = f" beside release {self.previous.number}" if self.previous else ""
         where = "docker stack deploy" if isinstance(self.new, SwarmPlace) else "docker compose up"
@@ -212,12 +212,7 @@ class Beside:
             self.old.remove()  # type: ignore[union-attr]
             self.replaced_in_place = True
         if self.web:
-            port = routes.choose_app_port(self.app)
             serving = routes.load(self.app).serving
-            if serving is None and not routes.bindable(port):
-                raise MiddockError(
-                    f"port {port} is in use on this server; choose another: apps:set {self.app.name} port N"
-                )
             self.out.step(f"Switching the edge to release {self.release.number}")
             try:
                 self.edge.switch(self.app, self.release.slot)

@@ -14,6 +14,7 @@ import fcntl
 import http.client
 import ipaddress
 import os
+import re
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -72,6 +73,28 @@ class Files:
     @property
     def lock(self) -> Path:
         return self.folder / "registry.lock"
+
+
+ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*:[0-9]{1,5}\Z")
+PEM_CERTIFICATES = re.compile(
+    r"(-----BEGIN CERTIFICATE-----\n(?:[A-Za-z0-9+/=]{1,76}\n)+-----END CERTIFICATE-----\n)+\Z"
+)
+
+
+def check_address(address: str) -> str:
+    """A registry's HOST:PORT (it names a folder of /etc/docker/certs.d)."""
+    if not ADDRESS.match(address):
+        raise MiddockError(f"a registry is HOST:PORT, not {address!r}")
+    return address
+
+
+def check_ca_pem(text: str) -> str:
+    """PEM certificates and nothing else: the text root writes into Docker's trust and into the
+    join script."""
+    text = text.replace("\r\n", "\n").strip() + "\n"
+    if not PEM_CERTIFICATES.match(text):
+        raise MiddockError("the registry CA is not a PEM certificate (-----BEGIN CERTIFICATE----- … -----END …)")
+    return text
 
 
 def openssl(*args: str) -> None:

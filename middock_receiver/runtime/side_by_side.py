@@ -22,7 +22,6 @@ from ..errors import MiddockError
 from . import overrides
 
 WEB = re.compile(r"(?P<service>[A-Za-z0-9][A-Za-z0-9_.-]*):(?P<port>[0-9]{1,5})\Z")
-SLOTS = ("blue", "green")
 
 
 @dataclass(frozen=True)

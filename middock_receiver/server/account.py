@@ -1,69 +1,102 @@
-"""The deploy user, as root manages it: which account, acting as it, and refreshing its files.
-
-Root edits files in the deploy user's home (its authorized_keys, its apps' hooks) with the
-user's own identity, so a symlink planted there can never make root write elsewhere, and
-every file stays the user's.
+"""The deploy user's home as root manages it: its keys file, refreshing its apps after an
+upgrade, and the files in it that its user does not own (which an earlier middock, running
+commands as root, could leave behind).
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import stat
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import MiddockError
 from ..state import apps
 from . import keys
-
-DEFAULT_USER = "deploy"
-
-
-def deploy_user(name: str | None) -> pwd.struct_passwd:
-    """Root manages `name` (default: deploy); any other user manages only itself."""
-    if os.getuid() != 0:
-        me = pwd.getpwuid(os.getuid())
-        if name not in (None, me.pw_name):
-            raise MiddockError(f"only root can manage the user {name!r}; run this with sudo")
-        return me
-    name = name or DEFAULT_USER
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        raise MiddockError(f"there is no user {name!r}: install.sh creates it (--user NAME), or give --user") from None
-
-
-@contextmanager
-def acting_as(user: pwd.struct_passwd) -> Iterator[None]:
-    """Run the block with the user's effective ids when we are root; as we are otherwise."""
-    if os.geteuid() != 0 or user.pw_uid == 0:
-        yield
-        return
-    groups = os.getgroups()
-    os.setgroups([])
-    os.setegid(user.pw_gid)
-    os.seteuid(user.pw_uid)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
-        os.setgroups(groups)
 
 
 def authorized_keys(user: pwd.struct_passwd) -> Path:
     return Path(user.pw_dir) / ".ssh" / "authorized_keys"
 
 
-def refresh(user: pwd.struct_passwd) -> list[str]:
+def refresh(user: pwd.struct_passwd, home: Path) -> list[str]:
     """Point every app's hook and every key's forced command at this installation (install.sh
-    runs this after an upgrade); returns the apps refreshed."""
-    with acting_as(user):
-        found = apps.all_apps(Path(user.pw_dir))
-        for app in found:
-            mode = "pre-receive" if apps.read_settings(app)["gate"] == "on" else "post-receive"
-            apps.install_hooks(app, sys.executable, mode)
-        keys.refresh(authorized_keys(user))
+    runs this after an upgrade); returns the apps refreshed. Run as the user."""
+    found = apps.all_apps(home)
+    for app in found:
+        mode = "pre-receive" if apps.read_settings(app)["gate"] == "on" else "post-receive"
+        apps.install_hooks(app, sys.executable, mode)
+    keys.refresh(authorized_keys(user))
     return [app.name for app in found]
+
+
+def pruned(folder: Path, name: str) -> bool:
+    """Folders too big to walk, that only the user ever writes: release checkouts, the
+    registry's storage, git's objects."""
+    return (
+        (name == "checkout" and folder.parent.name == "releases")
+        or (name == "data" and folder.name == "registry")
+        or (name == "objects" and folder.name.endswith(".git"))
+    )
+
+
+def middock_files(home: Path, app_names: list[str] | None = None) -> Iterator[Path]:
+    """What middock writes in a home: the home itself, `.ssh`, `.middock` (every app's state, or
+    only those named, and the edge's and the Swarm's) and the apps' repositories, without the
+    release checkouts, the registry's storage and git's objects."""
+    yield home
+    tops = [home / ".ssh", home / ".middock"]
+    tops += [home / f"{name}.git" for name in app_names] if app_names is not None else sorted(home.glob("*.git"))
+    for top in tops:
+        if not top.is_dir() or top.is_symlink():
+            continue
+        yield top
+        for folder, dirs, files in os.walk(top):
+            here = Path(folder)
+            if here == home / ".middock" and app_names is not None:
+                dirs[:] = [d for d in dirs if d.startswith("_") or d in app_names]
+            dirs[:] = [d for d in dirs if not pruned(here, d)]
+            for name in dirs + files:
+                yield here / name
+
+
+def not_owned(home: Path, app_names: list[str] | None = None, limit: int = 20) -> list[str]:
+    """Up to `limit` paths of middock's files in the home that its owner does not own."""
+    try:
+        owner = home.stat().st_uid
+    except OSError:
+        return []
+    found = []
+    for path in middock_files(home, app_names):
+        try:
+            if path.lstat().st_uid != owner:
+                found.append(str(path))
+        except OSError:
+            continue
+        if len(found) >= limit:
+            break
+    return found
+
+
+def not_owned_warning(home: Path, paths: list[str]) -> str:
+    owner = pwd.getpwuid(home.stat().st_uid).pw_name
+    shown = ", ".join(paths[:3]) + (", …" if len(paths) > 3 else "")
+    return (
+        f"{len(paths)}{'+' if len(paths) >= 20 else ''} file(s) under {home} are not owned by {owner}: {shown}; "
+        f"as root, `middock refresh --user {owner}` gives them back"
+    )
+
+
+def reown(user: pwd.struct_passwd, home: Path) -> int:
+    """As root: give the user back the files of its home that root owns, never following a
+    symlink (every step is relative to a folder already opened); returns how many."""
+    count = 0
+    for _folder, dirs, files, dirfd in os.fwalk(home, follow_symlinks=False):
+        for name in dirs + files:
+            info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            if info.st_uid != 0 or not (stat.S_ISDIR(info.st_mode) or info.st_nlink == 1):
+                continue  # the user's, or a hard link that may lead out of the home
+            os.chown(name, user.pw_uid, user.pw_gid, dir_fd=dirfd, follow_symlinks=False)
+            count += 1
+    return count

@@ -61,21 +61,12 @@ def route(request: str | None, home: Path, commands: Collection[str]) -> list[st
         app = App(repo_app(words[1], home), home).require()
         return ["git", GIT_PROGRAMS[program], str(app.repo)]
     if program in HELP_WORDS:
-        return ["help"]
+        return ["help", "--over-ssh", *words[1:2]]
     if program in LOCAL_ONLY:
         raise MiddockError(f"refused: {program} runs only on the server itself")
     if program in commands:
         return words
     raise MiddockError(f"refused: {program!r} is not a middock command; run: ssh USER@HOST help")
-
-
-def help_text(commands: Collection[str]) -> str:
-    names = sorted(name for name in commands if name not in LOCAL_ONLY)
-    return (
-        "usage: ssh USER@HOST COMMAND [ARGS…]   (COMMAND --help shows its options)\n"
-        f"commands: {', '.join(names)}\n"
-        "git: git push / fetch / clone USER@HOST:APP.git\n"
-    )
 
 
 def serve(key: str, commands: Collection[str], run: Callable[[Sequence[str]], int]) -> int:
@@ -85,9 +76,6 @@ def serve(key: str, commands: Collection[str], run: Callable[[Sequence[str]], in
     if argv[0] == "git":
         sys.stdout.flush()
         os.execvp("git", argv)
-    if argv == ["help"]:
-        sys.stdout.write(help_text(commands))
-        return 0
     # Over SSH stdout is a pipe: flush each line, so a command's own lines and the deploy
     # output it follows (written straight to the binary buffer) arrive in order.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
