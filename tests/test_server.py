@@ -167,6 +167,18 @@ def test_root_edge_stop_start_and_status(bed: ServerBed, state: dict) -> None:
     assert "hello" in status.stdout and "laptop@laptop" in status.stdout, status.stdout
 
 
+def test_install_again_restarts_nothing(bed: ServerBed, state: dict) -> None:
+    def running() -> list[str]:
+        pids = root(bed, "systemctl", "show", "--property", "MainPID", "--value", *EDGE_UNITS).stdout.split()
+        return pids + root(bed, "docker", "ps", "--quiet", "--no-trunc").stdout.split()
+
+    before = running()
+    again = install(bed)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert running() == before, "install.sh run again restarted a proxy or a container of the app"
+    assert "Hello from middock" in page(bed, app_url(state))
+
+
 def test_push_after_root_commands_and_no_root_owned_files(bed: ServerBed, state: dict) -> None:
     greeting, seconds = push_greeting(bed, state)
     report(f"push after root's commands: {seconds:.1f} s")
@@ -188,8 +200,11 @@ def test_back_by_itself_after(event: str, bed: ServerBed, state: dict) -> None:
     before = page(bed, app_url(state))
     greeting, _ = push_greeting(bed, state)
     assert greeting in page(bed, app_url(state))
+    assert greeting in page_by_domain(bed, "http")
     over_ssh(bed, "rollback", "hello")
-    assert page(bed, app_url(state)).split("<p>")[0] == before.split("<p>")[0]
+    heading = before.split("<p>")[0]
+    assert page(bed, app_url(state)).split("<p>")[0] == heading
+    assert page_by_domain(bed, "http").split("<p>")[0] == heading
 
 
 def test_help_over_ssh(bed: ServerBed) -> None:
