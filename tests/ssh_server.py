@@ -32,12 +32,12 @@ def make_key(folder: Path, name: str) -> Path:
 
 
 def run_install(
-    user: str, prefix: Path, *options: str, source: Path = ROOT, env: dict | None = None
+    user: str, prefix: Path, *options: str, source: Path = ROOT, env: dict | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
     """`install.sh` as a user runs it, into `prefix` (venv and bin) instead of /opt and /usr/local."""
     argv = [str(source / "install.sh"), "--user", user, "--prefix", str(prefix / "venv")]
     argv += ["--bin-dir", str(prefix / "bin"), *options]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
 
 
 def as_user(user: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -51,22 +51,34 @@ def account(user: str) -> tuple:
     return tuple(entry), shadow_password(user), sorted(groups)
 
 
+def owned_by_root(home: Path) -> list[str]:
+    """Every path under the home that root owns (none may be: root acts there as the user)."""
+    found = subprocess.run(["find", str(home), "-user", "root"], capture_output=True, text=True, check=True)
+    return found.stdout.split()
+
+
 class Installed:
-    """A first install.sh run from a copy of the source, for a fresh user, into a temp prefix."""
+    """A first install.sh run from a copy of the source, for a fresh user, into a temp prefix.
+    The copy sits where an admin puts it: in root's private home (0700, which the deploy user
+    cannot enter), in a folder whose name has a space."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
         self.user = unique_user()
-        self.source = base / "src"
+        private = base / "root home"
+        private.mkdir(mode=0o700)
+        self.source = private / "middock src"
         shutil.copytree(ROOT, self.source, ignore=SOURCE_IGNORE)
         self.key = make_key(base, "alice@laptop").with_suffix(".pub")
         self.middock = str(base / "venv" / "bin" / "middock")
         self.first: subprocess.CompletedProcess | None = None
         self.edge_ports = (free_port(), free_port())
 
-    def install(self) -> subprocess.CompletedProcess:
+    def install(self, *options: str) -> subprocess.CompletedProcess:
         ports = ["--http-port", str(self.edge_ports[0]), "--https-port", str(self.edge_ports[1])]
-        result = run_install(self.user, self.base, "--key", str(self.key), *ports, source=self.source)
+        result = run_install(
+            self.user, self.base, "--key", str(self.key), *ports, *options, source=self.source, cwd=self.source
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return result
 
@@ -86,7 +98,7 @@ class Installed:
 def installed():
     installed = Installed(world_readable_dir("middock-install-"))
     try:
-        installed.first = installed.install()
+        installed.first = installed.install("--acme-email", "ops@example.org")
         yield installed
     finally:
         subprocess.run([installed.middock, "edge:stop", "--user", installed.user], capture_output=True)
@@ -105,12 +117,14 @@ def test_first_install_sets_up_middock_the_user_and_the_key(installed):
     assert listed.stdout.startswith("alice@laptop ")
     line = (installed.home / ".ssh" / "authorized_keys").read_text()
     assert line.startswith(f'command="{installed.base}/venv/bin/python3 -I -m middock_receiver ssh-serve')
+    assert owned_by_root(installed.home) == []
 
 
 def test_the_edge_runs_as_the_deploy_user_on_the_ports_given(installed):
     edge = installed.edge()
     assert edge["running"] == {"haproxy": True, "caddy": True}
     assert (edge["settings"]["http-port"], edge["settings"]["https-port"]) == installed.edge_ports
+    assert edge["settings"]["acme-email"] == "ops@example.org" and edge["not_owned"] == []
     for proxy in ("haproxy", "caddy"):
         pid = (installed.home / ".middock" / "_edge" / f"{proxy}.pid").read_text().split()[0]
         assert Path(f"/proc/{pid}").stat().st_uid == pwd.getpwnam(installed.user).pw_uid
@@ -132,13 +146,50 @@ def test_second_run_upgrades_in_place_and_keeps_apps_config_and_keys(installed):
     assert "Already authorized: key alice@laptop" in second.stdout
     assert installed.haproxy_master() == master and installed.edge()["running"] == {"haproxy": True, "caddy": True}
     assert snapshot(installed.home) == before  # the hook is back as it was; nothing else moved
-    assert account(installed.user) == user_before
+    assert account(installed.user) == user_before and owned_by_root(installed.home) == []
     python = installed.base / "venv" / "bin" / "python3"
     code = "import middock_receiver as m; print(m.UPGRADE_MARK)"
     mark = subprocess.run([python, "-I", "-c", code], capture_output=True)  # -I: not the source folder here
     assert mark.stdout == b"second\n"
     config = as_user(installed.user, installed.middock, "config", app, "--reveal").stdout
     assert "SECRET=s3cret value" in config
+
+
+def test_root_commands_act_as_the_deploy_user_and_give_back_what_root_left(installed):
+    """Root's own commands, run from root's private folder, leave nothing of root's in the home;
+    refresh gives back what an earlier middock left to root, and `edge` says so until then."""
+    middock = [installed.middock]
+    user = ["--user", installed.user]
+    for command in (["edge:set", "acme-email=admin@example.org"], ["edge"], ["keys:list"], ["apps"], ["help"]):
+        result = subprocess.run([*middock, *command, *(user if command != ["help"] else [])],
+                                capture_output=True, text=True, cwd=installed.source.parent)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    created = subprocess.run([*middock, "apps:create", "made-by-root", *user], capture_output=True, text=True)
+    assert created.returncode == 0 and (installed.home / "made-by-root.git").is_dir(), created.stderr
+    assert owned_by_root(installed.home) == []
+    left = installed.home / ".middock" / "_edge" / "left-by-root"
+    left.write_text("an earlier middock wrote this as root\n")
+    edge = json.loads(subprocess.run([*middock, "edge", "--json", *user], capture_output=True, text=True).stdout)
+    assert edge["not_owned"] == [str(left)]
+    warned = subprocess.run([*middock, "edge", *user], capture_output=True, text=True)
+    assert "not owned by" in warned.stderr and str(left) in warned.stderr
+    refreshed = subprocess.run([*middock, "refresh", *user], capture_output=True, text=True)
+    assert "Gave" in refreshed.stdout and owned_by_root(installed.home) == [], refreshed.stdout + refreshed.stderr
+    left.unlink()
+    as_user(installed.user, installed.middock, "apps:destroy", "made-by-root", "--force")
+
+
+def test_without_the_edge_nothing_of_it_starts(installed):
+    user = unique_user()
+    try:
+        result = run_install(user, installed.base, "--no-edge", source=installed.source)
+        assert result.returncode == 0, result.stdout + result.stderr
+        edge = json.loads(subprocess.run([installed.middock, "edge", "--json", "--user", user],
+                                         capture_output=True, text=True).stdout)  # fmt: skip
+        assert edge["running"] == {"haproxy": False, "caddy": False}
+        assert not (Path(pwd.getpwnam(user).pw_dir) / ".middock" / "_edge" / "haproxy.pid").exists()
+    finally:
+        remove_user(user)
 
 
 def test_the_deploy_user_has_no_password_that_logs_in(installed):

@@ -25,7 +25,7 @@ def listing(over_ssh: bool) -> str:
     return "\n".join([usage, "commands:", *lines, git]) + "\n"
 
 
-@command("help", "the commands; help COMMAND: its options", app=False)
+@command("help", "the commands; help COMMAND: its options", app=False, privileges="none")
 @argument("word", nargs="?", metavar="COMMAND")
 @argument("--over-ssh", action="store_true", help=argparse.SUPPRESS)
 def cmd_help(args: argparse.Namespace) -> int:

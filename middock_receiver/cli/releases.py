@@ -16,6 +16,7 @@ from ..follow import submit
 from ..hook import pusher
 from ..output import Output
 from ..runtime.compose import compose_program
+from ..server import account
 from ..state import apps, config, lock, processes, releases
 from ..state.apps import App
 from ..state.lock import DeployLock, Request
@@ -166,9 +167,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         "mode": push_mode(settings),
         "routes": routes_of(app, live),
         "services": services,
+        "not_owned": account.not_owned(app.home, [app.name]),
     }
     if args.json:
         return emit_json(data)
+    if data["not_owned"]:
+        sys.stderr.write(f" !     Warning: {account.not_owned_warning(app.home, data['not_owned'])}\n")
     print(f"=== {app.name} ({data['state']})")
     if live:
         print(f"Live release: {live.number} ({live.kind}) {live.commit} {live.subject}")
