@@ -6,7 +6,9 @@ one-file change rewrites one file. Changed files are replaced (unlink, then writ
 modified in place, so the previous release's files are untouched.
 
 Nothing is ever written outside the release folder: tree entries named `..`, `.git` or with
-a `/` are refused, and no write goes through a symlink or a non-directory parent.
+a `/` are refused, and no write goes through a symlink or a non-directory parent. A tree that
+names one entry twice (git lets a crafted one in) is refused too: dulwich keeps one of the two,
+so writing it would deploy a tree other than the one pushed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,34 @@ def checked_parts(path: bytes) -> list[str]:
         if part in (b"", b".", b"..") or part.lower() == b".git" or b"\0" in part:
             raise MiddockError(f"refusing tree entry {path.decode(errors='replace')!r}: it would escape the checkout")
     return [os.fsdecode(p) for p in parts]
+
+
+def entry_names(raw: bytes, sha_length: int = 20) -> list[bytes]:
+    """The names of a raw tree object's entries (`MODE NAME\\0SHA`…), duplicates kept."""
+    names, at = [], 0
+    while at < len(raw):
+        space = raw.index(b" ", at)
+        end = raw.index(b"\0", space)
+        names.append(raw[space + 1 : end])
+        at = end + 1 + sha_length
+    return names
+
+
+def check_names(store: BaseObjectStore, tree: bytes, old_tree: bytes | None = None, path: str = "") -> None:
+    """Refuse a tree, or a subtree, that names an entry twice; subtrees unchanged since
+    `old_tree` (checked when it deployed) are not read again."""
+    if tree == old_tree:
+        return
+    obj = store[tree]
+    names = entry_names(obj.as_raw_string())
+    if len(set(names)) != len(names):
+        twice = next(name for name in names if names.count(name) > 1).decode(errors="replace")
+        raise MiddockError(f"refusing tree {path or '/'!r}: it names {twice!r} twice (git fsck: duplicateEntries)")
+    old = store[old_tree] if old_tree else None
+    for name, mode, sha in obj.iteritems():
+        if stat.S_ISDIR(mode):
+            before = old[name] if old is not None and name in old else (0, None)
+            check_names(store, sha, before[1] if stat.S_ISDIR(before[0]) else None, f"{path}{os.fsdecode(name)}/")
 
 
 class TreeWriter:
@@ -143,6 +173,8 @@ def checkout(store: BaseObjectStore, commit: str, dest: Path, previous: tuple[st
     the same safety checks, so the previous release can never poison the new one.
     """
     tree = commit_tree(store, commit)
+    previous_tree = commit_tree(store, previous[0]) if previous and previous[0].encode() in store else None
+    check_names(store, tree, previous_tree)
     if previous and previous[1].is_dir():
         try:
             count = update_tree(store, commit_tree(store, previous[0]), tree, previous[1], dest)
