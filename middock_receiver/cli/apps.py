@@ -75,7 +75,7 @@ def set_setting(app: App, key: str, value: str) -> dict:
     if key == "branch":
         apps.point_head(app, settings["branch"])
     if key == "port" and routes.load(app).serving:
-        Edge(app.home).apply()
+        Edge(app.home).apply(app)
     return settings
 
 
