@@ -10,11 +10,17 @@
 - push-to-live: `git push` of a one-line change until the release is live, blue/green behind the
   edge against in place (the same app without MIDDOCK_WEB), median of --runs. Target: ratio at
   most 1.25.
+- latency the domain path adds: sequential GETs of an app's domain through Caddy, then HAProxy,
+  on one kept-alive connection, over HTTP (`tls=off`) and over HTTPS (`tls=internal`: Caddy's
+  local CA, so no ACME server is needed), each against the same GETs straight to the web
+  container (interleaved; the container's httpd closes every connection, so those are on new
+  connections); p50 and p99 in ms, the added ms and the ratios. Target: added p50 at most 1 ms
+  over HTTP; HTTPS is reported.
 
 Everything runs in a throwaway MIDDOCK_HOME with unique app names and free ports, and its
 containers, images, edge and files are removed afterwards.
 
-    python3 bench/edge.py [--runs N] [--requests N]
+    python3 bench/edge.py [--runs N] [--requests N] [--only failed|latency|push|domain]
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import http.client
 import json
 import shutil
+import ssl
 import statistics
 import sys
 import tempfile
@@ -43,7 +50,9 @@ from conftest import (  # noqa: E402
     write_busybox_app,
     write_web_app,
 )
-from load import Load  # noqa: E402
+from load import Load, connection  # noqa: E402
+
+DOMAIN = "bench.example.test"
 
 
 def push(work: Workdir, version: str, write) -> float:  # noqa: ANN001
@@ -57,11 +66,11 @@ def push(work: Workdir, version: str, write) -> float:  # noqa: ANN001
     return elapsed
 
 
-def get(port: int, conn: http.client.HTTPConnection | None = None) -> float:
-    """One GET; its time in ms (a new connection unless `conn`)."""
+def get(port: int, conn: http.client.HTTPConnection | None = None, host: str | None = None) -> float:
+    """One GET (of `host`, when given); its time in ms (a new connection unless `conn`)."""
     started = time.perf_counter()
     own = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    own.request("GET", "/")
+    own.request("GET", "/", headers={"Host": host} if host else {})
     response = own.getresponse()
     response.read()
     if response.status != 200:
@@ -103,8 +112,7 @@ def latency(server: Server, root: Path, requests: int) -> None:
     work.git("remote", "add", "production", str(server.repo_path(app)))
     push(work, "v1", lambda v: write_web_app(work, v))
     edge_port = server.app_port(app)
-    record = json.loads((server.home / ".middock" / app / "edge.json").read_text())
-    direct_port = int(record["slots"][record["serving"]][0].rpartition(":")[2])  # the web container's loopback port
+    direct_port = container_port(server, app)
     for port in (edge_port, direct_port):
         for _ in range(200):  # warm up
             get(port)
@@ -126,6 +134,69 @@ def latency(server: Server, root: Path, requests: int) -> None:
     print(f"latency_edge_p99_ratio: {e99 / d99:.2f}")
     print(f"latency_edge_keepalive_p50_ms: {k50:.3f}")
     print(f"latency_edge_keepalive_p99_ms: {k99:.3f}")
+
+
+def container_port(server: Server, app: str) -> int:
+    """The loopback port of the live release's web container (its Compose project is APP_rN)."""
+    live = json.loads(server.middock("status", app, "--json").stdout)["live"]["number"]
+    labels = [f"com.docker.compose.project={app}_r{live}", "com.docker.compose.service=web"]
+    (container,) = docker.from_env(version="auto").containers.list(filters={"label": labels})
+    return int(container.ports["8080/tcp"][0]["HostPort"])
+
+
+def kept_alive(port: int, tls: ssl.SSLContext | None, timeout: float = 30) -> http.client.HTTPConnection:
+    """A connection to the domain through the edge that has answered once (its certificate may
+    be on its way when TLS was just turned on)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = connection("127.0.0.1", port, 10, tls, DOMAIN)
+        try:
+            get(port, conn, DOMAIN)
+            return conn
+        except (OSError, http.client.HTTPException, SystemExit):
+            conn.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def domain_latency(server: Server, root: Path, requests: int) -> None:
+    app = server.create_app("bench-dom")
+    work = Workdir(root / "domain")
+    work.git("remote", "add", "production", str(server.repo_path(app)))
+    settings = json.loads(server.middock("edge", "--json").stdout)["settings"]
+    server.middock("edge:set", "tls=off")  # before the domain is served: no ACME server here
+    server.middock("domains:add", app, DOMAIN)
+    push(work, "v1", lambda v: write_web_app(work, v))
+    direct_port = container_port(server, app)
+    for proto in ("http", "https"):
+        tls = None
+        if proto == "https":
+            server.middock("edge:set", "tls=internal")
+            local_ca = server.home / ".middock" / "_edge" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+            deadline = time.monotonic() + 30
+            while not local_ca.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            tls = ssl.create_default_context(cafile=str(local_ca))
+        port = settings[f"{proto}-port"]
+        kept = kept_alive(port, tls)
+        for _ in range(200):  # warm up
+            get(direct_port)
+            get(port, kept, DOMAIN)
+        direct, domain = [], []
+        for _ in range(requests):  # interleaved, so both see the same machine
+            direct.append(get(direct_port))
+            domain.append(get(port, kept, DOMAIN))
+        kept.close()
+        (d50, d99), (p50, p99) = percentiles(direct), percentiles(domain)
+        print(f"latency_domain_{proto}_direct_p50_ms: {d50:.3f}")
+        print(f"latency_domain_{proto}_direct_p99_ms: {d99:.3f}")
+        print(f"latency_domain_{proto}_p50_ms: {p50:.3f}")
+        print(f"latency_domain_{proto}_p99_ms: {p99:.3f}")
+        print(f"latency_domain_{proto}_added_p50_ms: {p50 - d50:.3f}")
+        print(f"latency_domain_{proto}_added_p99_ms: {p99 - d99:.3f}")
+        print(f"latency_domain_{proto}_p50_ratio: {p50 / d50:.2f}")
+        print(f"latency_domain_{proto}_p99_ratio: {p99 / d99:.2f}")
 
 
 def push_to_live(server: Server, root: Path, runs: int) -> None:
@@ -152,7 +223,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--only", choices=["failed", "latency", "push"])
+    parser.add_argument("--only", choices=["failed", "latency", "push", "domain"])
     args = parser.parse_args()
     ensure_busybox_image(docker.from_env(version="auto"))
     root = Path(tempfile.mkdtemp(prefix="mb"))
@@ -166,6 +237,8 @@ def main() -> None:
             latency(server, root, args.requests)
         if args.only in (None, "push"):
             push_to_live(server, root, args.runs)
+        if args.only in (None, "domain"):  # last: it changes the edge's TLS setting
+            domain_latency(server, root, args.requests)
     finally:
         server.cleanup()
         shutil.rmtree(root, ignore_errors=True)

@@ -1,16 +1,25 @@
 """Bounded HTTP load on loopback, to prove that a change of what runs drops no request.
 
-Three kinds of clients run side by side until `stop()` (or a time and count limit):
+Four kinds of clients run side by side until `stop()` (or a time and count limit):
 keep-alive clients that reuse one connection, clients that open a new connection per request,
-and clients of slow requests that are in flight whenever the edge switches. Every answer is
-recorded with the version that gave it; anything but a 2xx answer is a failure.
+clients of slow requests that are in flight whenever the edge switches, and idle clients that
+keep a connection open but send only when the test calls `burst()`: a proxy keeps such idle
+connections (its own to the next hop too) across a change, and a kept connection that a change
+broke fails only on its next request, which back-to-back clients rarely leave to chance.
+Every answer is recorded with the version that gave it; anything but a 2xx answer is a failure
+(or, for a load of `redirects`, anything but a redirect).
+
+The load goes to an app's own port on the edge, or through Caddy to a domain: plain HTTP with a
+`Host`, or HTTPS (`tls`: the context that verifies the certificate) with the domain as SNI.
 """
 
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 
@@ -20,6 +29,7 @@ class Answer:
     received: float
     version: str
     slow: bool
+    kind: str = ""
 
 
 @dataclass
@@ -40,8 +50,12 @@ class Report:
 
     def summary(self) -> str:
         slow = [a for a in self.answers if a.slow]
+        idle = [a for a in self.answers if a.kind == "idle"]
+        failed = Counter(failure.split()[0] for failure in self.failures)
         return (
-            f"{self.total} requests, {len(self.failures)} failed, {len(slow)} slow, versions {sorted(self.versions())}"
+            f"{self.total} requests, {len(self.failures)} failed"
+            + (f" ({', '.join(f'{kind} {n}' for kind, n in sorted(failed.items()))})" if failed else "")
+            + f", {len(slow)} slow, {len(idle)} idle, versions {sorted(self.versions())}"
             + (f"; first failures: {self.failures[:3]}" if self.failures else "")
         )
 
@@ -50,8 +64,33 @@ class Report:
         return [a for a in self.answers if a.slow and a.sent < moment < a.received]
 
 
+class TLSConnection(http.client.HTTPConnection):
+    """HTTPS to an address with the certificate checked for another name, sent as SNI: the
+    edge on 127.0.0.1 serving a domain (http.client's own HTTPSConnection takes the name from
+    the address it connects to)."""
+
+    def __init__(self, address: str, port: int, timeout: float, context: ssl.SSLContext, server_name: str) -> None:
+        super().__init__(address, port, timeout=timeout)
+        self.context, self.server_name = context, server_name
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = self.context.wrap_socket(self.sock, server_hostname=self.server_name)
+
+
+def connection(
+    address: str, port: int, timeout: float, tls: ssl.SSLContext | None = None, server_name: str | None = None
+) -> http.client.HTTPConnection:
+    """An HTTP connection to address:port, or with `tls` an HTTPS one for `server_name`; it
+    connects at its first request."""
+    if tls is None:
+        return http.client.HTTPConnection(address, port, timeout=timeout)
+    return TLSConnection(address, port, timeout, tls, server_name or address)
+
+
 class Load:
-    """Clients against http://127.0.0.1:port, with an optional Host header; bounded in time and count."""
+    """Clients against 127.0.0.1:port, with an optional Host header (and SNI with `tls`);
+    bounded in time and count."""
 
     def __init__(
         self,
@@ -65,16 +104,25 @@ class Load:
         max_seconds: float = 180,
         max_requests: int = 300_000,
         address: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
+        idle: int = 0,
+        idle_path: str | None = None,
+        redirects: bool = False,
     ) -> None:
-        self.address, self.port, self.host = address, port, host
-        self.path, self.slow_path = path, slow_path
-        self.kinds = [("keepalive", keepalive), ("fresh", fresh), ("slow", slow)]
+        self.address, self.port, self.host, self.tls = address, port, host, tls
+        self.path, self.slow_path, self.idle_path = path, slow_path, idle_path or path
+        self.redirects = redirects
+        self.headers = {"Host": host} if host else {}
+        self.kinds = [("keepalive", keepalive), ("fresh", fresh), ("slow", slow), ("idle", idle)]
         self.deadline = time.monotonic() + max_seconds
         self.max_requests = max_requests
         self.report = Report()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.bursting = threading.Condition()
+        self.bursts = 0  # how many bursts were asked for
+        self.pending = 0  # idle clients yet to answer the current burst
 
     def __enter__(self) -> Load:
         self.start()
@@ -86,12 +134,15 @@ class Load:
     def start(self) -> None:
         for kind, count in self.kinds:
             for _ in range(count):
-                thread = threading.Thread(target=self.client, args=(kind,), daemon=True)
+                target = self.idle_client if kind == "idle" else self.client
+                thread = threading.Thread(target=target, args=(kind,), daemon=True)
                 thread.start()
                 self.threads.append(thread)
 
     def stop(self) -> Report:
         self.stopping.set()
+        with self.bursting:
+            self.bursting.notify_all()
         for thread in self.threads:
             thread.join(timeout=30)
         return self.report
@@ -100,35 +151,73 @@ class Load:
         return not self.stopping.is_set() and time.monotonic() < self.deadline and self.report.total < self.max_requests
 
     def connect(self, timeout: float) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(self.address, self.port, timeout=timeout)
+        return connection(self.address, self.port, timeout, self.tls, self.host)
+
+    def burst(self, timeout: float = 30) -> None:
+        """Every idle client sends one request at once on the connection it kept open since its
+        last one; returns when all have answered (or `timeout`)."""
+        with self.bursting:
+            self.pending = dict(self.kinds)["idle"]
+            self.bursts += 1
+            self.bursting.notify_all()
+            self.bursting.wait_for(lambda: self.pending <= 0 or not self.running(), timeout)
+
+    def ask(self, conn: http.client.HTTPConnection, kind: str, path: str) -> bool:
+        """One GET on `conn`, its answer or its failure recorded; False when it failed (the
+        connection is then closed)."""
+        sent = time.monotonic()
+        try:
+            conn.request("GET", path, headers=self.headers)
+            response = conn.getresponse()
+            body = response.read().decode(errors="replace").strip()
+            if self.redirects and 300 <= response.status < 400 and response.getheader("Location"):
+                version = f"{response.status} {response.getheader('Location')}"
+            elif not self.redirects and 200 <= response.status < 300:
+                version = body.split()[-1] if body else ""
+            else:
+                raise OSError(f"HTTP {response.status}: {body[:80]}")
+            with self.lock:
+                self.report.answers.append(Answer(sent, time.monotonic(), version, kind == "slow", kind))
+            return True
+        except (OSError, http.client.HTTPException) as error:
+            with self.lock:
+                self.report.failures.append(
+                    f"{kind} sent at {sent:.3f}, failed at {time.monotonic():.3f}: {type(error).__name__}: {error}"
+                )
+            conn.close()
+            return False
 
     def client(self, kind: str) -> None:
         slow = kind == "slow"
         path = self.slow_path if slow else self.path
-        headers = {"Host": self.host} if self.host else {}
-        conn = self.connect(30 if slow else 10)
+        timeout = 30 if slow else 10
+        conn = self.connect(timeout)
         while self.running():
-            sent = time.monotonic()
-            try:
-                if kind != "keepalive":
-                    conn.close()
-                    conn = self.connect(30 if slow else 10)
-                conn.request("GET", path, headers=headers)
-                response = conn.getresponse()
-                body = response.read().decode(errors="replace").strip()
-                if not 200 <= response.status < 300:
-                    raise OSError(f"HTTP {response.status}: {body[:80]}")
-                answer = Answer(sent, time.monotonic(), body.split()[-1] if body else "", slow)
-                with self.lock:
-                    self.report.answers.append(answer)
-            except (OSError, http.client.HTTPException) as error:
-                with self.lock:
-                    self.report.failures.append(
-                        f"{kind} sent at {sent:.3f}, failed at {time.monotonic():.3f}: {type(error).__name__}: {error}"
-                    )
+            if kind != "keepalive":
                 conn.close()
-                conn = self.connect(30 if slow else 10)
+                conn = self.connect(timeout)
+            if not self.ask(conn, kind, path):
+                conn = self.connect(timeout)
                 time.sleep(0.05)
+        conn.close()
+
+    def idle_client(self, kind: str) -> None:
+        """A kept-alive connection that waits, unused, for each burst."""
+        conn = self.connect(10)
+        seen = self.bursts
+        while True:
+            with self.bursting:
+                self.bursting.wait_for(lambda last=seen: self.bursts > last or not self.running(), timeout=0.5)
+                if not self.running():
+                    break
+                if self.bursts == seen:
+                    continue
+                seen = self.bursts
+            if not self.ask(conn, kind, self.idle_path):
+                conn = self.connect(10)
+            with self.bursting:
+                self.pending -= 1
+                self.bursting.notify_all()
         conn.close()
 
 
