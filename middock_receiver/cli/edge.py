@@ -93,8 +93,14 @@ def cmd_edge_stop(args: argparse.Namespace) -> int:
 def cmd_edge_set(args: argparse.Namespace) -> int:
     edge = edge_of(privileges.target(args.user))
     with edge.paths.locked():
+        before = edge.settings
         settings = write_settings(edge.paths, args.assignments)
-        edge.apply()
+        try:
+            edge.apply()
+        except MiddockError:  # a proxy refused them (a port in use, say): the edge stays as it was
+            write_settings(edge.paths, [f"{key}={value}" for key, value in before.as_dict().items()])
+            edge.apply()
+            raise
     for key, value in settings.as_dict().items():
         print(f"       {key} = {value}")
     return 0
