@@ -12,11 +12,37 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+# Beside each streamed program, a watcher: a shell reading a pipe only middock writes to. When
+# the program is done, middock writes "done" and the watcher leaves; if middock dies first (kill
+# -9, a reboot), the pipe ends without it and the watcher kills the program's whole process
+# group: its own children too (a build script's `docker build`), which the program's death
+# signal alone would leave running. A fixed script: the group's id is its argument.
+WATCHER = 'read -r word; [ "$word" = done ] || kill -KILL -"$1" 2>/dev/null\n'
 
 
 def die_with_parent() -> None:
     """In the child before exec: ask Linux to SIGKILL it when its parent dies."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def watch(group: int) -> Callable[[], None]:
+    """Start the watcher of `group`; returns what tells it the program is done."""
+    read_end, write_end = os.pipe()
+    watcher = subprocess.Popen(
+        ["/bin/sh", "-c", WATCHER, "middock-watch", str(group)],
+        stdin=read_end,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    os.close(read_end)
+
+    def done() -> None:
+        os.write(write_end, b"done\n")
+        os.close(write_end)
+        watcher.wait()
+
+    return done
 
 
 @dataclass(frozen=True)
@@ -35,8 +61,8 @@ def stream(
     """Run `argv`, passing each line of its merged stdout/stderr to `on_line` as it comes.
 
     The program gets no stdin and its own process group, so a timeout kills it and every
-    child it started; it is killed too if this process dies, so a crashed deploy leaves no
-    `docker compose up` running behind it. Invalid UTF-8 is replaced, never fatal.
+    child it started; so does this process's death (see WATCHER), so a crashed deploy leaves no
+    `docker compose up` or `docker build` running behind it. Invalid UTF-8 is replaced, never fatal.
     """
     proc = subprocess.Popen(
         list(argv),
@@ -48,6 +74,7 @@ def stream(
         start_new_session=True,
         preexec_fn=die_with_parent,
     )
+    done = watch(proc.pid)
     expired = threading.Event()
 
     def kill() -> None:
@@ -69,6 +96,7 @@ def stream(
     finally:
         if timer:
             timer.cancel()
+        done()
     return Result(returncode, expired.is_set())
 
 
