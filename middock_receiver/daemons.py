@@ -96,6 +96,19 @@ def uses_systemd(owner: Owner) -> bool:
     return Path("/run/systemd/system").is_dir() and os.geteuid() == 0 and owner.uid != 0
 
 
+def supervised(daemon: Daemon, owner: Owner) -> bool:
+    """Whether systemd runs it (its unit is active), so that it comes back by itself when it exits."""
+    if not Path("/run/systemd/system").is_dir() or not (UNIT_DIR / unit_name(daemon, owner)).exists():
+        return False
+    return process.capture(["systemctl", "is-active", "--quiet", unit_name(daemon, owner)]).returncode == 0
+
+
+def wait_stopped(daemon: Daemon, pid: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while pid_of(daemon) == pid and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def pid_of(daemon: Daemon) -> int | None:
     """The program's (main) process, if its pidfile names a live one of that program."""
     try:

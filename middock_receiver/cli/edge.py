@@ -88,10 +88,14 @@ def cmd_edge_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("edge:set", "http-port, https-port, acme-email, acme-ca, acme-ca-root, tls", app=False)
+@command("edge:set", "http-port, https-port, acme-email, acme-ca, acme-ca-root, tls", app=False, privileges="own")
 @argument("assignments", nargs="+", metavar="KEY=VALUE")
 def cmd_edge_set(args: argparse.Namespace) -> int:
-    edge = edge_of(privileges.target(args.user))
+    user = privileges.target(args.user)
+    if privileges.dropping(user) and not daemons.uses_systemd(daemons.Owner.of(user)):
+        privileges.rerun_as(user, bind_low_ports=True)  # it may start Caddy again (new TLS settings)
+    privileges.become(user)
+    edge = edge_of(user)
     with edge.paths.locked():
         before = edge.settings
         settings = write_settings(edge.paths, args.assignments)

@@ -157,6 +157,10 @@ class Admin:
         except MiddockError:
             return False
 
+    def stop(self) -> None:
+        """Caddy exits (its supervisor, systemd or middock, starts it again)."""
+        self.request("POST", "/stop")
+
     def load(self, config: str) -> None:
         status, text = self.request("POST", "/load", config)
         if status != 200:
@@ -165,6 +169,14 @@ class Admin:
             except ValueError:
                 pass
             raise MiddockError(f"Caddy refused the edge's configuration: {text.strip()[:300]}")
+
+
+def tls_of(config: str) -> str:
+    """The part of a rendered configuration that says how certificates are got."""
+    try:
+        return json.dumps(json.loads(config).get("apps", {}).get("tls"), sort_keys=True)
+    except ValueError:
+        return ""
 
 
 def check_config(path: Path) -> None:

@@ -11,6 +11,7 @@ edge settings reload it, and only new edge settings reload Caddy.
 from __future__ import annotations
 
 import os
+import pwd
 import random
 import socket
 import tempfile
@@ -36,6 +37,7 @@ DOMAIN_TIMEOUT = 20.0  # how long domains:add waits for a new domain's certifica
 class Changed:
     haproxy_layout: bool  # HAProxy must reload (its frontends or settings changed)
     caddy: bool
+    caddy_tls: bool = False  # how certificates are got: Caddy restarts, so no attempt of the old way lingers
 
 
 class Edge:
@@ -112,8 +114,10 @@ class Edge:
         before = read_text(self.paths.haproxy_config)
         write_if_changed(self.paths.haproxy_config, config, check_haproxy)
         caddy_config = caddy.dumps(caddy.render(self.settings, self.paths, layout.ask_port))
+        caddy_before = read_text(self.paths.caddy_config)
         caddy_changed = write_if_changed(self.paths.caddy_config, caddy_config, caddy.check_config)
-        return Changed(haproxy.layout_of(before) != haproxy.layout_of(config), caddy_changed)
+        tls_changed = bool(caddy_before) and caddy.tls_of(caddy_before) != caddy.tls_of(caddy_config)
+        return Changed(haproxy.layout_of(before) != haproxy.layout_of(config), caddy_changed, tls_changed)
 
     def apply(self, app: App | None = None) -> None:
         """Bring the running proxies in line with the records, after a change of `app`'s routes
@@ -124,8 +128,24 @@ class Edge:
                 if changed.haproxy_layout:
                     self.haproxy.reload()
                 self.sync({app.name} if app else None)
-            if changed.caddy and self.caddy.answers():
+            if changed.caddy_tls and self.caddy.answers():
+                self.restart_caddy()
+            elif changed.caddy and self.caddy.answers():
                 self.caddy.load(self.paths.caddy_config.read_text())
+
+    def restart_caddy(self) -> None:
+        """Caddy anew, with the configuration on disk: a certificate it was still trying to get
+        the old way (an ACME CA it cannot reach) would otherwise block the new way for that name
+        until it gives up. systemd starts it again by itself; elsewhere we do."""
+        owner = daemons.Owner.of(pwd.getpwuid(os.geteuid()))
+        daemon = proxies.daemon("caddy", self.paths, owner)
+        supervised, pid = daemons.supervised(daemon, owner), daemons.pid_of(daemon)
+        self.caddy.stop()
+        if pid:
+            daemons.wait_stopped(daemon, pid)
+        if not supervised:
+            daemons.start(daemon, owner)
+        daemons.wait_started(daemon, self.caddy.answers)
 
     def sync(self, names: set[str] | None = None) -> None:
         """HAProxy's runtime state, in every worker, as the records say (every app's, or `names`')."""
