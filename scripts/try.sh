@@ -7,7 +7,7 @@
 #   sudo scripts/try.sh --down [--image]   # remove the server (and its image, about 400 MB)
 #
 # The server is the test suite's (tests/server_bed.py); its image is built once with debootstrap (a few
-# minutes) and reused. Needs root, a running Docker Engine, debootstrap and Python's docker and pytest modules.
+# minutes) and reused. Needs root, a running Docker Engine, debootstrap and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +29,7 @@ done
 missing=()
 command -v docker >/dev/null || missing+=(docker.io)
 [ "${command[0]}" = down ] || command -v debootstrap >/dev/null || missing+=(debootstrap) # builds the image
-python3 -c 'import docker' 2>/dev/null || missing+=(python3-docker)
-python3 -c 'import pytest' 2>/dev/null || missing+=(python3-pytest)
+command -v python3 >/dev/null || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
     echo " !     try.sh needs ${missing[*]}: apt-get install ${missing[*]}" >&2
     exit 1

@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from debian_base import RECIPE_LABEL, SUITE, apt_mirror, apt_proxy_env, prune, remove_tree
+from debian_rootfs import RECIPE_LABEL, SUITE, apt_mirror, apt_proxy_env, prune, remove_tree
 
 SERVER_IMAGE = "middock-test/server"
 PACKAGES = (
