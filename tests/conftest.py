@@ -132,10 +132,17 @@ class Server:
             if (self.repo_path(app)).exists():
                 self.middock("apps:destroy", app, "--force", check=False)
             subprocess.run(
-                ["docker", "compose", "--project-name", app, "down", "--remove-orphans", "--timeout", "1"],
+                ["docker", "compose", "--project-name", app, "down", "--remove-orphans", "--volumes", "--timeout", "1"],
                 capture_output=True,
                 cwd=self.home,
             )
+            volumes = subprocess.run(  # an app's named volumes outlive it (apps:destroy keeps data), not a test's
+                ["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={app}"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            if volumes:
+                subprocess.run(["docker", "volume", "rm", *volumes], capture_output=True)
 
 
 class Workdir:
