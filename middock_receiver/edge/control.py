@@ -75,7 +75,9 @@ class Edge:
         """The loopback port Caddy asks HAProxy on whether a name is a domain: chosen once, at
         random among free ones, so that two homes' edges (two test runs) do not pick the same."""
         try:
-            return int(self.paths.ask_port_file.read_text())
+            port = int(self.paths.ask_port_file.read_text())
+            if port in ASK_PORTS:
+                return port
         except (FileNotFoundError, ValueError):
             pass
         free = [port for port in random.sample(ASK_PORTS, 50) if routes.bindable(port, "127.0.0.1")]

@@ -8,6 +8,7 @@ configurations are derived from these records alone, so they can always be writt
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import socket
@@ -23,11 +24,40 @@ DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 LOOPBACK = "127.0.0.1:"
 
 
+SLOT_NAMES = ("blue", "green")
+ENDPOINT = re.compile(r"(?P<address>[0-9]{1,3}(?:\.[0-9]{1,3}){3}):(?P<port>[0-9]{1,5})\Z")
+
+
+def check_endpoint(endpoint: object) -> str:
+    """An IPv4 ADDR:PORT: all a slot's record may hold (it becomes a line of HAProxy's configuration)."""
+    found = ENDPOINT.match(endpoint) if isinstance(endpoint, str) else None
+    if not found or not 0 < int(found["port"]) < 65536:
+        raise MiddockError(f"{endpoint!r} is not an endpoint (IPv4 ADDR:PORT)")
+    ipaddress.IPv4Address(found["address"])  # each part at most 255
+    return endpoint  # type: ignore[return-value]
+
+
 @dataclass
 class AppEdge:
     domains: list[str] = field(default_factory=list)
     slots: dict[str, list[str]] = field(default_factory=dict)  # slot -> ADDR:PORT of its web containers
     serving: str | None = None
+
+    def check(self) -> AppEdge:
+        """Every field as middock writes it, whoever wrote the file: domains as domains:add
+        takes them, the two slots by name, endpoints ADDR:PORT."""
+        if not isinstance(self.domains, list) or not isinstance(self.slots, dict):
+            raise MiddockError("domains must be a list and slots a mapping")
+        for name in self.domains:
+            check_domain(name if isinstance(name, str) else repr(name))
+        for slot, endpoints in self.slots.items():
+            if slot not in SLOT_NAMES or not isinstance(endpoints, list):
+                raise MiddockError(f"{slot!r} is not a slot (blue or green) with a list of endpoints")
+            for endpoint in endpoints:
+                check_endpoint(endpoint)
+        if self.serving is not None and self.serving not in SLOT_NAMES:
+            raise MiddockError(f"serving {self.serving!r} is not a slot (blue or green)")
+        return self
 
     @property
     def ports(self) -> set[int]:
@@ -40,11 +70,18 @@ def record_path(app: App):
 
 
 def load(app: App) -> AppEdge:
+    """The app's record, checked as it is read: a bad one is one error naming the file, never a
+    line of a proxy's configuration."""
+    path = record_path(app)
     try:
-        stored = json.loads(record_path(app).read_text())
+        stored = json.loads(path.read_text())
+        if not isinstance(stored, dict):
+            raise ValueError("not a JSON object")
+        return AppEdge(**{k: v for k, v in stored.items() if k in AppEdge.__dataclass_fields__}).check()
     except FileNotFoundError:
         return AppEdge()
-    return AppEdge(**{k: v for k, v in stored.items() if k in AppEdge.__dataclass_fields__})
+    except (ValueError, TypeError, MiddockError) as error:
+        raise MiddockError(f"{path} is not a valid record: {error}; fix or remove it") from None
 
 
 def set_endpoints(app: App, slot: str, endpoints: list[str]) -> None:
@@ -55,7 +92,7 @@ def set_endpoints(app: App, slot: str, endpoints: list[str]) -> None:
 
 
 def save(app: App, record: AppEdge) -> None:
-    write_atomic(record_path(app), json.dumps(asdict(record), indent=2) + "\n")
+    write_atomic(record_path(app), json.dumps(asdict(record.check()), indent=2) + "\n")
 
 
 def app_port(app: App) -> int | None:

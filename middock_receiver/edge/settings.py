@@ -170,11 +170,21 @@ class EdgePaths:
 
 
 def read_settings(paths: EdgePaths) -> EdgeSettings:
+    """The edge's settings, each checked as `edge:set` checks it (whoever wrote the file)."""
     try:
         stored = json.loads(paths.settings.read_text())
+        values = {}
+        for field, value in stored.items():
+            if field in EdgeSettings.__dataclass_fields__:
+                values[field] = parse_setting(field.replace("_", "-"), str(value))[1]
+        settings = EdgeSettings(**values)
     except FileNotFoundError:
         return EdgeSettings()
-    return EdgeSettings(**{k: v for k, v in stored.items() if k in EdgeSettings.__dataclass_fields__})
+    except (ValueError, AttributeError, MiddockError) as error:
+        raise MiddockError(f"{paths.settings} is not a valid record: {error}; fix or remove it") from None
+    if settings.http_port == settings.https_port:
+        raise MiddockError(f"{paths.settings} is not a valid record: http-port and https-port are the same")
+    return settings
 
 
 def write_settings(paths: EdgePaths, assignments: list[str]) -> EdgeSettings:

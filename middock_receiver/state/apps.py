@@ -98,9 +98,17 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 
 
 def read_settings(app: App) -> dict:
+    """The app's settings, each checked as `apps:set` checks it (whoever wrote the file)."""
     settings = dict(DEFAULT_SETTINGS)
-    if app.settings_file.exists():
-        settings.update(json.loads(app.settings_file.read_text()))
+    if not app.settings_file.exists():
+        return settings
+    try:
+        stored = json.loads(app.settings_file.read_text())
+        for key, value in stored.items():
+            if key in DEFAULT_SETTINGS:
+                settings[key] = None if value is None and key == "port" else parse_setting(key, str(value))
+    except (ValueError, AttributeError, MiddockError) as error:
+        raise MiddockError(f"{app.settings_file} is not a valid record: {error}; fix or remove it") from None
     return settings
 
 
