@@ -28,7 +28,7 @@ def submit(app: App, request: Request, sink: BinaryIO | None = None, errors: Bin
     check_not_held(app)
     enqueue(app, request)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "middock_receiver.worker", app.name, request.id],
+        [sys.executable, "-I", "-m", "middock_receiver.worker", app.name, request.id],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=open(request_path(app, request.id, ".err"), "wb"),

@@ -287,7 +287,9 @@ class Deploy:
         variables = config.read_vars(self.app)
         self.out.mask(list(variables.values()))
         target = Target(self.app.name, self.release.number, self.request.commit, self.request.ref)
-        env = deploy_env(target, config.repo_defaults(self.checkout_dir), variables, os.environ)
+        defaults = config.repo_defaults(self.checkout_dir)
+        config.warn_reserved({"middock.env": defaults, "the config vars": variables}, self.out.warn)
+        env = deploy_env(target, defaults, variables, os.environ)
         self.env = env
         write_env_file(self.folder / "env", config.render(variables))
         files = compose_files(self.checkout_dir, env)

@@ -4,6 +4,7 @@ the release, and bring the stack up or down."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -79,8 +80,15 @@ def service_image(client: docker.DockerClient, service: str, spec: dict) -> dock
 
 
 def write_config(config: dict, path: Path) -> None:
-    path.write_text(json.dumps(config, indent=2) + "\n")
-    path.chmod(0o600)
+    """A resolved configuration holds the config vars: 0600 from its creation on."""
+    write_private(path, json.dumps(config, indent=2) + "\n")
+
+
+def write_private(path: Path, text: str) -> None:
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def run(argv: list[str], env: Mapping[str, str], cwd: Path, out: Output, what: str) -> None:

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..state.config import reserved
+
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
 
@@ -29,11 +31,12 @@ def deploy_env(
     """The environment of every build script and compose command.
 
     `settings` are the repo's `middock.env` values, `config` the server-side config vars that
-    override them; git's own variables of the hook are removed.
+    override them, both without what is middock's own to set (`reserved`: PATH, DOCKER_*, …,
+    which would change the programs middock runs); git's own variables of the hook are removed.
     """
     env = without_git(base)
-    env.update(settings)
-    env.update(config)
+    env.update({k: v for k, v in settings.items() if not reserved(k)})
+    env.update({k: v for k, v in config.items() if not reserved(k)})
     env.update(
         MIDDOCK_APP=target.app,
         MIDDOCK_RELEASE=str(target.release),

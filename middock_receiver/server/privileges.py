@@ -125,4 +125,4 @@ def exec_as(user: pwd.struct_passwd, argv: list[str], bind_low_ports: bool = Fal
 
 def rerun_as(user: pwd.struct_passwd, bind_low_ports: bool = False) -> None:
     """This very middock command, run again as `user` (see exec_as). Never returns."""
-    exec_as(user, [sys.executable, "-m", "middock_receiver", *sys.argv[1:]], bind_low_ports)
+    exec_as(user, [sys.executable, "-I", "-m", "middock_receiver", *sys.argv[1:]], bind_low_ports)

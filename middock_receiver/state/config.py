@@ -17,12 +17,36 @@ from ..errors import MiddockError
 from .apps import App, write_atomic
 
 KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Variables that would change which programs middock runs, or how: an app never sets them.
+RESERVED = re.compile(r"(PATH|HOME|MIDDOCK_HOME|LD_\w*|PYTHON\w*|DOCKER_\w*|COMPOSE_\w*)\Z")
+COMPOSE_ALLOWED = frozenset({"COMPOSE_FILE", "COMPOSE_PROFILES"})
+RESERVED_NAMES = "PATH, HOME, MIDDOCK_HOME, LD_*, PYTHON*, DOCKER_*, COMPOSE_* (but COMPOSE_FILE, COMPOSE_PROFILES)"
 
 
-def check_key(key: str) -> str:
+def reserved(key: str) -> bool:
+    """Whether `key` is middock's own to set, never an app's (config var or middock.env)."""
+    return bool(RESERVED.match(key)) and key not in COMPOSE_ALLOWED
+
+
+def check_name(key: str) -> str:
     if not KEY.match(key):
         raise MiddockError(f"invalid config key {key!r}: use letters, digits and '_', not starting with a digit")
     return key
+
+
+def check_key(key: str) -> str:
+    """A key `config:set` may set."""
+    if reserved(check_name(key)):
+        raise MiddockError(f"{key} cannot be a config var: it would change the programs middock runs: {RESERVED_NAMES}")
+    return key
+
+
+def warn_reserved(sources: dict[str, dict[str, str]], warn: Callable[[str], None]) -> None:
+    """Say which of an app's values a deploy ignores (runtime/plan.py leaves them out)."""
+    for source, values in sources.items():
+        dropped = [key for key in values if reserved(key)]
+        if dropped:
+            warn(f"{', '.join(dropped)} in {source} ignored: middock's own to set ({RESERVED_NAMES})")
 
 
 def quote_stored(value: str) -> str:
@@ -83,7 +107,7 @@ def set_vars(app: App, assignments: list[str]) -> dict[str, str]:
 def unset_vars(app: App, keys: list[str]) -> dict[str, str]:
     values = read_vars(app)
     for key in keys:
-        values.pop(check_key(key), None)
+        values.pop(check_name(key), None)  # a reserved one an older middock let in goes too
     write_vars(app, values)
     return values
 
