@@ -5,6 +5,7 @@ The dispatcher and key rules are also tested on their own (pure functions, no ss
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -100,9 +101,20 @@ def test_key_line_carries_forced_command_restrictions_and_name(tmp_path, keypair
     line = keys.render(key)
     assert line.startswith('command="') and " ssh-serve --key alice" in line
     assert "no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding" in line
-    assert keys.parse_line(line).key == key
+    assert keys.parse_line(line).key == dataclasses.replace(key, restricted=True)
     fingerprint = subprocess.run(["ssh-keygen", "-lf", str(keypair)], capture_output=True, text=True).stdout.split()[1]
     assert key.fingerprint == fingerprint
+
+
+def test_a_line_that_is_not_exactly_middocks_is_flagged(keypair):
+    """keys:list calls a key restricted only when its line is byte for byte what middock writes:
+    a forced command that merely mentions ssh-serve, or a missing restriction, is not."""
+    key = keys.parse_public_key(keypair.with_suffix(".pub").read_text(), "alice")
+    line = keys.render(key)
+    planted = f'command="sh -c \\"exec sh\\" ssh-serve --key alice",no-pty {key.type} {key.blob} {key.comment}'
+    for text in (planted, line.replace("no-pty,", ""), line + " ", line.replace("-I -m", "-m")):
+        parsed = keys.parse_line(text).key
+        assert parsed is not None and parsed.name == "alice" and not parsed.restricted, text
 
 
 def test_public_key_input_is_checked(keypair):

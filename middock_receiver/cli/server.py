@@ -42,7 +42,11 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     if not found:
         print(f"no keys for {user.pw_name}; add one with: keys:add NAME FILE")
     for key in found:
-        warning = "" if key.name else "   ! unrestricted (not added by middock): remove this line"
+        warning = ""
+        if not key.name:
+            warning = "   ! unrestricted (not added by middock): remove this line"
+        elif not key.restricted:
+            warning = "   ! not as middock writes it: `middock refresh` rewrites it restricted, or remove it"
         print(f"{key.name or '(no name)':<20} {key.type:<20} {key.fingerprint}  {key.comment}{warning}")
     return 0
 

@@ -19,7 +19,7 @@ import re
 import shlex
 import struct
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import MiddockError
@@ -44,12 +44,14 @@ COMMAND_OPTION = re.compile(r'(?:^|,)command="((?:[^"\\]|\\.)*)"')
 
 @dataclass(frozen=True)
 class Key:
-    """One authorized key; `name` is None for a line middock did not write (no forced command of ours)."""
+    """One authorized key; `name` is None for a line middock did not write (no forced command of
+    ours). `restricted`: its line is exactly what middock writes for it (keys:list flags others)."""
 
     name: str | None
     type: str
     blob: str
     comment: str = ""
+    restricted: bool = False
 
     @property
     def fingerprint(self) -> str:
@@ -63,7 +65,7 @@ class Key:
             "type": self.type,
             "fingerprint": self.fingerprint,
             "comment": self.comment,
-            "restricted": self.name is not None,
+            "restricted": self.restricted,
         }
 
 
@@ -146,7 +148,8 @@ def parse_line(text: str) -> Line:
     if len(fields) < 2 or fields[0] not in KEY_TYPES:
         return Line(text, None)
     comment = fields[2] if len(fields) > 2 else ""
-    return Line(text, Key(key_name(options), fields[0], fields[1], comment))
+    key = Key(key_name(options), fields[0], fields[1], comment)
+    return Line(text, replace(key, restricted=bool(key.name) and text == render(key)))
 
 
 def parse_public_key(text: str, name: str) -> Key:
