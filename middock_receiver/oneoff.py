@@ -14,7 +14,7 @@ import sys
 
 from . import process
 from .errors import MiddockError
-from .pipeline import stacks
+from .pipeline import publish, stacks
 from .pipeline.deploy import docker_client
 from .runtime import compose, swarm
 from .runtime.plan import without_git
@@ -28,7 +28,8 @@ def run(app: App, service: str, command: list[str]) -> int:
         raise MiddockError(f"{app.name} has no live release to run a command in; deploy it first")
     stacks.check_service(app, live, service)
     if stacks.on_swarm(app, live):
-        code, output = swarm.run_job(docker_client(), stacks.project(app, live), service, live.pushed[service], command)
+        client = publish.with_pull_password(docker_client(), app)
+        code, output = swarm.run_job(client, stacks.project(app, live), service, live.pushed[service], command)
         sys.stdout.buffer.write(output)
         return code
     stack = stacks.release_stack(app, compose.compose_program(), live)

@@ -164,6 +164,12 @@ class Node:
         return self.dir / "dockerd.log"
 
     @property
+    def docker_config(self) -> Path:
+        """Root's Docker CLI configuration on this node (as_root's DOCKER_CONFIG): a `docker login`
+        there stays with the node, never in the host's /root/.docker."""
+        return self.dir / "docker-config"
+
+    @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -540,7 +546,12 @@ class SwarmBed:
             "mounts": [],
             "cgroups": [str(cgroup / "cgroup.procs")],
             "argv": [_which("nsenter"), f"--target={pid}", "--mount", "--net", "--uts", "--wd=/", "--", *argv],
-            "env": {**_clean_env(), "DOCKER_HOST": node.docker_host, **(env or {})},
+            "env": {
+                **_clean_env(),
+                "DOCKER_HOST": node.docker_host,
+                "DOCKER_CONFIG": str(node.docker_config),
+                **(env or {}),
+            },
         }
         return subprocess.run(
             [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(spec)],

@@ -63,9 +63,10 @@ class SwarmServer(Server):
         for app in self.apps:
             self.middock("apps:destroy", app, "--force", check=False)
         self.middock("edge:stop", check=False)
-        registry = self.home / ".middock" / "_swarm" / "registry" / "registry.pid"
-        if registry.exists():
-            subprocess.run(["kill", registry.read_text().strip()], check=False)
+        for name in ("registry", "registry-push"):
+            pidfile = self.home / ".middock" / "_swarm" / "registry" / f"{name}.pid"
+            if pidfile.exists():
+                subprocess.run(["kill", pidfile.read_text().strip()], check=False)
 
 
 class SwarmWork(Workdir):
@@ -122,14 +123,16 @@ def start_middock(server: SwarmServer, *init_options: str) -> None:
     server.middock("edge:start")  # ports 80 and 443, inside the namespace
 
 
-def assert_every_node_trusts(bed: SwarmBed, registry: str, ca: Path, reference: str) -> None:
+def assert_every_node_trusts(bed: SwarmBed, registry: str, ca: Path, reference: str, manager_config: Path) -> None:
     """Each engine has the registry's CA in its own certs.d (from swarm:init on the manager, from the
     join script elsewhere) and pulls a pushed digest through it (a pull asks the registry even when
-    the image is there)."""
+    the image is there), with the credentials each has: middock's on the manager, root's `docker
+    login` from the join script on the others (none needed for a registry of the admin's)."""
     for node in bed.nodes:
         installed = node.etc_dir / "certs.d" / registry / "ca.crt"
         assert installed.is_file() and installed.read_bytes() == ca.read_bytes(), f"{node.name}: no CA at {installed}"
-        pulled = bed.docker("pull", reference, node=node, check=False)
+        config = manager_config if node is bed.manager else node.docker_config
+        pulled = bed.docker("--config", str(config), "pull", reference, node=node, check=False)
         assert pulled.returncode == 0, f"{node.name}: {pulled.stderr}"
 
 
@@ -204,7 +207,8 @@ def test_a_push_spreads_the_web_tasks_over_every_node_and_serves_through_the_edg
         digests = {d for image in cluster.bed.client(node).images.list() for d in image.attrs.get("RepoDigests", [])}
         assert pinned in digests, (node.name, digests)
     ca = cluster.home / ".middock" / "_swarm" / "registry" / "ca.crt"
-    assert_every_node_trusts(cluster.bed, f"{cluster.bed.manager.address}:5000", ca, pinned)
+    config = cluster.home / ".middock" / "_swarm" / "docker"
+    assert_every_node_trusts(cluster.bed, f"{cluster.bed.manager.address}:5000", ca, pinned, config)
     assert cluster.get() == "v1\n"
     assert len({cluster.get("/host.html") for _ in range(12)}) == 3  # the edge balances over every task
 
@@ -232,6 +236,59 @@ def test_a_second_push_under_load_drops_nothing_and_a_rollback_neither_builds_no
     assert report["failures"] == [], report
     assert "Running docker/build" not in rollback.stdout and "Pushing" not in rollback.stdout, rollback.stdout
     assert cluster.get() == "v1\n"
+
+
+REGISTRY_REQUEST = """
+import base64, http.client, json, ssl, sys
+address, ca, method, path, auth = sys.argv[1:6]
+host, _, port = address.rpartition(":")
+conn = http.client.HTTPSConnection(host, int(port), context=ssl.create_default_context(cafile=ca), timeout=10)
+headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+headers["Accept"] = "application/vnd.docker.distribution.manifest.v2+json"
+conn.request(method, path, headers=headers)
+print(conn.getresponse().status)
+"""
+
+
+def registry_status(server: SwarmServer, node: int, method: str, path: str, auth: str = "") -> int:
+    """What middock's registry answers a request from a node's namespace (`auth`: USER:PASSWORD)."""
+    folder = server.home / ".middock" / "_swarm" / "registry"
+    argv = [sys.executable, "-c", REGISTRY_REQUEST, f"{server.bed.manager.address}:5000", str(folder / "ca.crt")]
+    result = server.bed.run_in(node, [*argv, method, path, auth], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout)
+
+
+def test_the_registry_wants_a_password_and_the_nodes_may_only_read(cluster):
+    """Anyone reaching the registry gets 401 to a pull and a delete; the nodes' password (the join
+    script's) reads, but deletes nothing: only middock's own, on the manager's loopback, may."""
+    pinned = cluster.releases(cluster.app)[0]["pushed"]["web"]
+    repo, digest = pinned.split("/", 1)[1].split("@")
+    manifest = f"/v2/{repo}/manifests/{digest}"
+    password = (cluster.home / ".middock" / "_swarm" / "registry" / "pull.password").read_text().strip()
+    assert registry_status(cluster, 2, "GET", "/v2/") == 401
+    assert registry_status(cluster, 2, "GET", manifest) == 401
+    assert registry_status(cluster, 2, "DELETE", manifest) == 401
+    assert registry_status(cluster, 2, "GET", manifest, f"pull:{password}") == 200
+    assert registry_status(cluster, 2, "DELETE", manifest, f"pull:{password}") in (405, 503)
+    assert registry_has(cluster, pinned)
+    assert "pull" in cluster.script and "docker login --username pull" in cluster.script
+
+
+def test_a_task_port_answers_the_manager_only(cluster):
+    """Each web task publishes a port on its node; the join script (and swarm:init, on the manager)
+    let no host but the manager open a connection to it."""
+    tasks = running(cluster, "web")
+    elsewhere = next(task for task in tasks if task["NodeName"] != cluster.bed.manager.name)
+    node = cluster.bed.node(elsewhere["NodeName"])
+    url = f"http://{node.address}:{elsewhere['Ports'][8080]}/"
+    assert cluster.bed.http_get(url) == "v1\n"  # from the manager (the bed's namespace 1)
+    other = next(n for n in cluster.bed.nodes if n is not cluster.bed.manager and n is not node)
+    probe = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)"
+    tried = cluster.bed.run_in(
+        other, [sys.executable, "-c", probe, node.address, str(elsewhere["Ports"][8080])], capture_output=True
+    )
+    assert tried.returncode != 0, "a node that is not the manager reached a task's port"
 
 
 def stacks(server: SwarmServer) -> set[str]:
@@ -343,16 +400,16 @@ def test_an_image_no_script_built_is_refused(cluster):
 
 
 def registry_has(server: SwarmServer, reference: str) -> bool:
-    """Whether the registry still holds an image, asked from inside the namespace."""
+    """Whether the registry still holds an image, asked from inside the manager's namespace, with
+    middock's own password (no other may look)."""
     code = (
-        "import sys; from middock_receiver.runtime.registry import Registry;"
-        "r = Registry(sys.argv[1], sys.argv[2]); print(r.has(sys.argv[3]))"
+        "import sys; from pathlib import Path; from middock_receiver.runtime.registry import Files, Registry;"
+        "print(Registry.own(Files(Path(sys.argv[1]))).has(sys.argv[2]))"
     )
-    ca = server.home / ".middock" / "_swarm" / "registry" / "ca.crt"
+    folder = server.home / ".middock" / "_swarm" / "registry"
     result = server.bed.run_in(
-        1, [sys.executable, "-c", code, f"{server.bed.manager.address}:5000", str(ca), reference],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        1, [sys.executable, "-c", code, str(folder), reference], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip() == "True"
 
@@ -397,6 +454,6 @@ def test_an_existing_registry_given_to_swarm_init_takes_the_images_and_every_nod
             assert server.get() == "v1\n"
             pinned = server.releases(server.app)[0]["pushed"]["web"]
             assert re.fullmatch(rf"{re.escape(bed.registry)}/{server.app}/web@sha256:[0-9a-f]{{64}}", pinned), pinned
-            assert_every_node_trusts(bed, bed.registry, bed.ca_cert, pinned)
+            assert_every_node_trusts(bed, bed.registry, bed.ca_cert, pinned, bed.manager.docker_config)
         finally:
             server.cleanup()

@@ -3,10 +3,13 @@ refuses, from a resolved compose configuration."""
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 import pytest
 
 from middock_receiver.errors import MiddockError
-from middock_receiver.runtime import stack_file
+from middock_receiver.runtime import registry, stack_file, swarm
 from middock_receiver.runtime.side_by_side import Web
 
 RESOLVED = {
@@ -78,3 +81,31 @@ def test_what_swarm_cannot_run_is_refused(key, value, message):
 def test_a_fixed_port_is_fine_on_a_service_that_stops_first():
     worker = {**RESOLVED["services"]["worker"], "ports": [{"target": 9000, "published": "9000"}]}
     stack_file.check({**RESOLVED, "services": {**RESOLVED["services"], "worker": worker}}, Web("web", 8000), ["worker"])
+
+
+def test_the_join_script_carries_its_data_encoded_and_lets_only_the_manager_reach_the_tasks():
+    ca = "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n"
+    join = ["docker", "swarm", "join", "--token", "SWMTKN-1-x", "10.0.0.2:2377"]
+    script = swarm.join_script("10.0.0.2:5000", ca, "pa'ss$(id)", "10.0.0.2", join)
+    assert "<<" not in script  # no heredoc for a line of data to end
+    encoded = base64.b64encode(ca.encode()).decode()
+    assert f"echo {encoded} | base64 -d > /etc/docker/certs.d/10.0.0.2:5000/ca.crt" in script
+    assert "printf '%s\\n' 'pa'\"'\"'ss$(id)' | docker login --username pull --password-stdin 10.0.0.2:5000" in script
+    rule = "DOCKER-USER -o docker_gwbridge -m conntrack --ctstate NEW '!' -s 10.0.0.2 -j DROP"
+    assert f"iptables -I {rule}" in script and script.endswith("docker swarm join --token SWMTKN-1-x 10.0.0.2:2377\n")
+    unit = swarm.task_ports_unit("10.0.0.2")
+    assert "After=docker.service" in unit and "ExecStart=/usr/sbin/iptables -I DOCKER-USER" in unit
+    with pytest.raises(ValueError):
+        swarm.task_ports_rule("10.0.0.2 -j ACCEPT")
+    with pytest.raises(MiddockError, match="not a PEM certificate"):
+        registry.check_ca_pem(ca + "CERTIFICATE\nid > /tmp/pwned\n")
+
+
+def test_the_registrys_two_sides_and_their_passwords():
+    files = registry.Files(Path("/srv/deploy/.middock/_swarm/registry"))
+    pull = registry.render_config(files, "10.0.0.2:5000", registry.PULL_USER)
+    assert "addr: 10.0.0.2:5000" in pull and "readonly:\n      enabled: true" in pull and "tls:" in pull
+    assert f"path: {files.htpasswd('pull')}" in pull and "delete" not in pull
+    push = registry.render_config(files, "10.0.0.2:5000", registry.PUSH_USER)
+    assert f"addr: {registry.PUSH_ADDRESS}" in push and "delete:\n    enabled: true" in push and "tls:" not in push
+    assert registry.bcrypt("secret").startswith("$2b$10$")

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 from pathlib import Path
 
-from .. import daemons
+from .. import daemons, process
 from ..errors import MiddockError
 from ..pipeline.deploy import docker_client
 from ..runtime import registry, swarm
@@ -32,8 +31,8 @@ def trust(certs_dir: Path, address: str, ca_pem: str) -> None:
 
 
 def make_swarm(home: Path, advertise_addr: str, existing: str, port: int, given_ca: str) -> dict:
-    """The deploy user's part of swarm:init: the Swarm, and the registry's record, certificates
-    and configuration in its home. Returns what root needs: the registry's address and CA."""
+    """The deploy user's part of swarm:init: the Swarm, and the registry's record, certificates,
+    configuration and passwords in its home. Returns what root needs: the registry and its CA."""
     client = docker_client()
     address = advertise_addr or client.info().get("Swarm", {}).get("NodeAddr") or ""
     if not address:
@@ -52,7 +51,9 @@ def make_swarm(home: Path, advertise_addr: str, existing: str, port: int, given_
         files = registry.Files(folder / "registry")
         record = cluster.Cluster(address, f"{address}:{port}", True, str(files.ca))
         registry.make_certificates(files, address)
-        write_atomic(files.config, registry.render_config(files, record.registry))
+        registry.make_credentials(files, record.registry)
+        for user, config in ((registry.PULL_USER, files.config), (registry.PUSH_USER, files.push_config)):
+            write_atomic(config, registry.render_config(files, record.registry, user))
         files.data.mkdir(exist_ok=True)
     cluster.save(record, home)
     ca_pem = Path(record.registry_ca).read_text() if record.registry_ca else ""
@@ -65,9 +66,28 @@ def make_swarm(home: Path, advertise_addr: str, existing: str, port: int, given_
     }
 
 
-def wait_for_registry(home: Path, address: str, ca: str) -> None:
+def wait_for_registry(home: Path, address: str) -> None:
+    """Until both sides of middock's registry answer (asking for a password)."""
     files = registry.Files(cluster.folder(home) / "registry")
-    daemons.wait_started(registry.daemon(files), registry.Registry(address, ca).answers)
+    pull, push = registry.daemons(files)
+    daemons.wait_started(pull, registry.Registry(address, str(files.ca)).answers)
+    daemons.wait_started(push, registry.Registry.own(files).answers)
+
+
+def guard_task_ports(manager: str) -> None:
+    """Root's part: only the manager reaches a task's port, here too (the join script does it
+    on every other node); under systemd a unit sets the rule again at every boot."""
+    if Path("/run/systemd/system").is_dir():
+        unit = daemons.UNIT_DIR / swarm.TASK_PORTS_UNIT
+        write_atomic(unit, swarm.task_ports_unit(manager))
+        daemons.systemctl("daemon-reload")
+        daemons.systemctl("enable", swarm.TASK_PORTS_UNIT)
+    remove, insert = swarm.task_ports_commands(manager)
+    process.capture(remove)  # absent the first time
+    result = process.capture(insert)
+    if result.returncode != 0:
+        problem = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise MiddockError(f"could not close the tasks' ports to all but the manager: {problem}")
 
 
 @command(
@@ -92,14 +112,16 @@ def cmd_swarm_init(args: argparse.Namespace) -> int:
     )
     if made["ca"]:
         trust(Path(args.certs_dir), made["registry"], made["ca"])
+    if os.geteuid() == 0:
+        guard_task_ports(made["address"])
     if made["own"]:
         owner = daemons.Owner.of(user)
-        files = registry.Files(cluster.folder(home) / "registry")
-        if daemons.uses_systemd(owner):
-            daemons.start(registry.daemon(files), owner)  # root enables its unit
-        else:
-            privileges.as_user(user, daemons.start, registry.daemon(files), owner)
-        privileges.as_user(user, wait_for_registry, home, made["registry"], str(files.ca))
+        for daemon in registry.daemons(registry.Files(cluster.folder(home) / "registry")):
+            if daemons.uses_systemd(owner):
+                daemons.start(daemon, owner)  # root enables its unit
+            else:
+                privileges.as_user(user, daemons.start, daemon, owner)
+        privileges.as_user(user, wait_for_registry, home, made["registry"])
     print(f"-----> {'Made' if made['created'] else 'Using'} the Swarm managed by this server ({made['address']})")
     print(f"       registry: {made['registry']}" + (" (middock's own)" if made["own"] else ""))
     print("       add a server: run the output of `middock nodes:join-script` on it, as root")
@@ -125,18 +147,13 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 @command("nodes:join-script", "the commands to run as root on a new server to join it as a worker", app=False)
 def cmd_nodes_join_script(args: argparse.Namespace) -> int:
-    record = cluster.require(privileges.home_of(privileges.target(args.user)))
-    lines = [
-        "#!/bin/sh",
-        "# Run as root on the new server: it trusts middock's registry, then joins the Swarm.",
-        "set -e",
-    ]
-    if record.registry_ca:
-        folder = shlex.quote(f"{CERTS_DIR}/{record.registry}")
-        lines += [f"mkdir -p {folder}", f"cat > {folder}/ca.crt <<'CERTIFICATE'"]
-        lines += [registry.check_ca_pem(Path(record.registry_ca).read_text()).rstrip("\n"), "CERTIFICATE"]
-    lines.append(shlex.join(swarm.join_command(docker_client(), record.advertise_addr)))
-    print("\n".join(lines))
+    home = privileges.home_of(privileges.target(args.user))
+    record = cluster.require(home)
+    ca = registry.check_ca_pem(Path(record.registry_ca).read_text()) if record.registry_ca else ""
+    files = registry.Files(cluster.folder(home) / "registry")
+    password = registry.read_password(files, registry.PULL_USER) if record.own_registry else ""
+    join = swarm.join_command(docker_client(), record.advertise_addr)
+    print(swarm.join_script(record.registry, ca, password, record.advertise_addr, join), end="")
     return 0
 
 

@@ -15,10 +15,10 @@ from .. import process
 from ..edge import routes
 from ..errors import MiddockError
 from ..output import Output
-from ..runtime import compose, overrides, swarm
+from ..runtime import compose, overrides, registry, swarm
 from ..runtime.plan import without_git
 from ..runtime.side_by_side import Web
-from ..state import releases
+from ..state import cluster, releases
 from ..state.apps import App
 from ..state.releases import Release
 from . import health, stacks
@@ -64,11 +64,15 @@ class SwarmPlace:
         folder = releases.folder(app, release.number)
         self.name = stacks.project(app, release)
         self.stack = swarm.Stack(self.name, str(folder / stacks.SWARM))
-        self.client, self.env, self.out, self.folder = client, env, out, folder
+        self.app, self.client, self.env, self.out, self.folder = app, client, env, out, folder
 
     def start(self, services: list[str]) -> None:
-        """Deploy the stack; services left out (they stop first elsewhere) start with 0 tasks."""
+        """Deploy the stack; services left out (they stop first elsewhere) start with 0 tasks.
+        With middock's own registry, the CLI hands the tasks its pull password."""
         env = {**without_git(os.environ), **self.env}
+        record = cluster.require(self.app.home)
+        if record.own_registry:
+            env["DOCKER_CONFIG"] = str(registry.Files(cluster.folder(self.app.home) / "registry").docker_config)
         result = process.stream(self.stack.deploy(), self.out.detail, env=env, cwd=self.folder)
         if result.returncode != 0:
             raise MiddockError(f"docker stack deploy failed with exit code {result.returncode}")

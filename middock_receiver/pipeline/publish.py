@@ -7,13 +7,11 @@ registry, and its stack file is written from the same references.
 
 from __future__ import annotations
 
-import json
-
 import docker
 
 from ..errors import MiddockError
 from ..output import Output
-from ..runtime import registry, side_by_side, stack_file
+from ..runtime import compose, registry, side_by_side, stack_file
 from ..runtime.side_by_side import Web
 from ..state import cluster, releases
 from ..state.apps import App
@@ -23,6 +21,16 @@ from . import stacks
 
 def registry_files(app: App, own: bool) -> registry.Files | None:
     return registry.Files(cluster.folder(app.home) / "registry") if own else None
+
+
+def with_pull_password(client: docker.DockerClient, app: App) -> docker.DockerClient:
+    """The client, holding the nodes' password of middock's own registry, so a service it
+    creates (a one-off task) hands it to the node that pulls the image."""
+    swarm = cluster.load(app.home)
+    files = registry_files(app, bool(swarm and swarm.own_registry))
+    if files:
+        client.api.reload_config(str(files.docker_config / "config.json"))
+    return client
 
 
 def publish(
@@ -46,9 +54,12 @@ def publish(
     to_push = {name: image for name, image in wanted.items() if not same_image(source, name, image, reused)}
     if to_push:
         out.step(f"Pushing {len(to_push)} image{'s' * (len(to_push) > 1)} to the registry {swarm.registry}")
-    with registry.locked(registry_files(app, swarm.own_registry)):
+    files = registry_files(app, swarm.own_registry)
+    password = registry.read_password(files, registry.PUSH_USER) if files else ""
+    with registry.locked(files):
         for name, image in to_push.items():
-            reused[name] = registry.push(client, image, swarm.registry, f"{app.name}/{name}", f"r{release.number}")
+            repo, tag = f"{app.name}/{name}", f"r{release.number}"
+            reused[name] = registry.push(client, image, swarm.push_registry, swarm.registry, repo, tag, password)
             out.detail(f"{name}: {reused[name]}")
     release.pushed = {name: reused[name] for name in wanted}
     first = side_by_side.stop_first(env)
@@ -56,9 +67,7 @@ def publish(
     for name in first:  # they start once the old release's stopped (switch.py)
         if name in stack["services"]:
             stack["services"][name]["deploy"]["replicas"] = 0
-    path = releases.folder(app, release.number) / stacks.SWARM
-    path.write_text(json.dumps(stack, indent=2) + "\n")
-    path.chmod(0o600)  # it holds the config vars
+    compose.write_config(stack, releases.folder(app, release.number) / stacks.SWARM)  # it holds the config vars
 
 
 def same_image(source: Release | None, service: str, image: str, pushed: dict[str, str]) -> bool:
@@ -73,7 +82,7 @@ def unpublish(app: App, dropped: list[Release], kept: list[Release]) -> list[str
     if swarm is None or not refs:
         return []
     files = registry_files(app, swarm.own_registry)
-    api = registry.Registry(swarm.registry, swarm.registry_ca)
+    api = registry.Registry.own(files) if files else registry.Registry(swarm.registry, swarm.registry_ca)
     deleted = []
     for ref in refs:
         try:

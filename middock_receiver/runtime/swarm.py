@@ -9,6 +9,9 @@ edge reaches the tasks at their nodes' addresses.
 
 from __future__ import annotations
 
+import base64
+import ipaddress
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +36,17 @@ class Stack:
 
     def deploy(self) -> list[str]:
         detach = ["--detach=true"] if cli_waits_by_default() else []
-        return ["docker", "stack", "deploy", *detach, "--prune", "--compose-file", self.file, self.name]
+        return [
+            "docker",
+            "stack",
+            "deploy",
+            *detach,
+            "--prune",
+            "--with-registry-auth",
+            "--compose-file",
+            self.file,
+            self.name,
+        ]
 
     def remove(self) -> list[str]:
         return ["docker", "stack", "rm", self.name]
@@ -292,9 +305,82 @@ def run_job(
             done = [t for t in job.tasks() if t["Status"]["State"] in ("complete", "failed", "rejected")]
             if done:
                 status = done[0]["Status"]
+                if done[0]["Status"]["State"] == "rejected" or not status.get("ContainerStatus", {}).get("ContainerID"):
+                    raise MiddockError(f"the one-off task of {service} did not start: {status.get('Err') or status}")
                 output = b"".join(job.logs(stdout=True, stderr=True))
                 return int(status.get("ContainerStatus", {}).get("ExitCode", 1)), output
             time.sleep(0.3)
         raise MiddockError(f"the one-off task of {service} did not finish within {timeout:g}s")
     finally:
         job.remove()
+
+
+TASK_PORTS_UNIT = "middock-task-ports.service"
+
+
+def task_ports_rule(manager: str) -> list[str]:
+    """The firewall rule (Docker's DOCKER-USER chain) that lets no host but the manager, whose
+    edge checks and serves the tasks, open a connection to a task's published port on a node."""
+    ipaddress.IPv4Address(manager)
+    return ["DOCKER-USER", "-o", "docker_gwbridge", "-m", "conntrack", "--ctstate", "NEW", "!", "-s", manager]
+
+
+def task_ports_commands(manager: str) -> list[list[str]]:
+    """Set the rule once (a second run removes the first copy): iptables argument lists."""
+    rule = task_ports_rule(manager)
+    return [["iptables", "-D", *rule, "-j", "DROP"], ["iptables", "-I", *rule, "-j", "DROP"]]
+
+
+def task_ports_unit(manager: str) -> str:
+    """The same rule at every boot, once Docker has made its chains."""
+    rule = " ".join(task_ports_rule(manager))
+    return (
+        "# Written by middock: only the Swarm's manager reaches the apps' tasks on this node.\n"
+        "[Unit]\n"
+        "Description=middock: only the Swarm manager reaches the apps' task ports\n"
+        "After=docker.service\n"
+        "Requires=docker.service\n\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        "RemainAfterExit=yes\n"
+        f"ExecStartPre=-/usr/sbin/iptables -D {rule} -j DROP\n"
+        f"ExecStart=/usr/sbin/iptables -I {rule} -j DROP\n\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+def join_script(registry: str, ca_pem: str, pull_password: str, manager: str, join_argv: list[str]) -> str:
+    """What an admin runs as root on a new server: it trusts the registry (its CA, and its pull
+    password when middock runs it), lets only the manager reach the tasks there, and joins the
+    Swarm. Data goes in base64 or quoted, never as shell text."""
+
+    def write(path: str, text: str) -> str:
+        return f"echo {base64.b64encode(text.encode()).decode()} | base64 -d > {shlex.quote(path)}"
+
+    lines = [
+        "#!/bin/sh",
+        "# Run as root on the new server: it trusts middock's registry, lets only the manager",
+        "# reach the apps' tasks here, then joins the Swarm.",
+        "set -eu",
+    ]
+    if ca_pem:
+        folder = f"/etc/docker/certs.d/{registry}"
+        lines += [f"mkdir -p {shlex.quote(folder)}", write(f"{folder}/ca.crt", ca_pem)]
+    if pull_password:
+        login = ["docker", "login", "--username", "pull", "--password-stdin", registry]
+        lines.append(f"printf '%s\\n' {shlex.quote(pull_password)} | {shlex.join(login)}")
+    unit = f"/etc/systemd/system/{TASK_PORTS_UNIT}"
+    lines += [
+        "iptables -N DOCKER-USER 2>/dev/null || true",
+        *(
+            f"{shlex.join(argv)}{' 2>/dev/null || true' if argv[1] == '-D' else ''}"
+            for argv in task_ports_commands(manager)
+        ),
+        "if [ -d /run/systemd/system ]; then",
+        f"    {write(unit, task_ports_unit(manager))}",
+        f"    systemctl daemon-reload && systemctl enable {TASK_PORTS_UNIT}",
+        "fi",
+        shlex.join(join_argv),
+    ]
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ certificate, configuration and storage when middock runs it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,16 +23,39 @@ class Cluster:
     own_registry: bool  # middock runs it (Debian's docker-registry), with its own CA
     registry_ca: str = ""  # the CA file that signs the registry's certificate, if not a public one
 
+    @property
+    def push_registry(self) -> str:
+        """Where middock pushes: its own registry's loopback side, else the registry itself."""
+        return "127.0.0.1:5001" if self.own_registry else self.registry
+
 
 def folder(home: Path | None = None) -> Path:
     return (home or middock_home()) / ".middock" / "_swarm"
 
 
+ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\Z")
+
+
+def check(record: Cluster, home: Path | None = None) -> Cluster:
+    """As swarm:init writes it: addresses, and the registry's CA a file of the Swarm's folder."""
+    host, _, port = record.registry.rpartition(":")
+    if not ADDRESS.match(record.advertise_addr) or not ADDRESS.match(host) or not port.isdigit():
+        raise MiddockError("an address is not HOST or HOST:PORT")
+    ca = Path(record.registry_ca)
+    if record.registry_ca and (not ca.is_absolute() or folder(home) not in ca.parents or ".." in ca.parts):
+        raise MiddockError(f"the registry CA {record.registry_ca!r} is not a file of {folder(home)}")
+    return record
+
+
 def load(home: Path | None = None) -> Cluster | None:
+    path = folder(home) / "cluster.json"
     try:
-        return Cluster(**json.loads((folder(home) / "cluster.json").read_text()))
+        stored = json.loads(path.read_text())
+        return check(Cluster(**{k: v for k, v in stored.items() if k in Cluster.__dataclass_fields__}), home)
     except FileNotFoundError:
         return None
+    except (ValueError, TypeError, AttributeError, MiddockError) as error:
+        raise MiddockError(f"{path} is not a valid record: {error}; fix or remove it") from None
 
 
 def require(home: Path | None = None) -> Cluster:
