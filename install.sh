@@ -2,7 +2,7 @@
 # middock's one-time server install. Safe to re-run: it upgrades middock in place and keeps
 # apps, releases, config and keys.
 #
-#   sudo ./install.sh [--user NAME] [--key FILE]... [--compose-from-debian-13] [--no-edge] [--acme-email EMAIL]
+#   sudo ./install.sh [--user NAME [--adopt-user]] [--key FILE]... [--compose-from-debian-13] [--no-edge] [--acme-email EMAIL]
 #
 # On Debian 12/13 and Ubuntu 22.04/24.04 it installs what is missing from the distribution's
 # packages (git, python3-venv, Docker Engine, Compose v2, sshd, and the edge's HAProxy and
@@ -17,7 +17,9 @@ user=deploy
 prefix=/opt/middock
 bin_dir=/usr/local/bin
 compose_from_debian_13=0
+adopt_user=0
 edge=1
+ACCOUNT_COMMENT="middock deploy user" # marks an account install.sh made (and so manages)
 edge_settings=()
 keys=()
 arguments=("$@")
@@ -26,6 +28,9 @@ usage() {
     cat <<'EOF'
 usage: sudo ./install.sh [options]
   --user NAME                the deploy user, created if missing (default: deploy)
+  --adopt-user               make an existing account that install.sh did not create the deploy
+                             user: it joins the docker group, its home loses world access; its
+                             password is kept
   --key FILE                 authorize this SSH public key for the deploy user (repeatable)
   --compose-from-debian-13   on Debian 12, which has no Compose v2, install Debian 13's
                              docker-compose package (a static binary; needs only libc6)
@@ -60,6 +65,7 @@ while [ $# -gt 0 ]; do
         shift 2
         ;;
     --compose-from-debian-13) compose_from_debian_13=1 && shift ;;
+    --adopt-user) adopt_user=1 && shift ;;
     --no-edge) edge=0 && shift ;;
     -h | --help) usage && exit 0 ;;
     *) usage >&2 && exit 2 ;;
@@ -71,6 +77,15 @@ source_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [ -f "$source_dir/setup.py" ] && [ -d "$source_dir/middock_receiver" ] ||
     die "run install.sh from middock's source folder (setup.py and middock_receiver/ beside it)"
 [[ "$user" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid user name '$user'"
+# An account install.sh did not create is not its to change (its password, shell, groups), unless
+# the admin says so; root is never the deploy user.
+if id -u "$user" >/dev/null 2>&1; then
+    [ "$(id -u "$user")" != 0 ] || die "the deploy user cannot be root: give another --user"
+    made_here=0
+    [ "$(getent passwd "$user" | cut -d: -f5)" = "$ACCOUNT_COMMENT" ] && made_here=1
+    [ "$made_here" = 1 ] || [ "$adopt_user" = 1 ] ||
+        die "the account '$user' exists and install.sh did not create it, so it changes nothing of it: give another --user, or add --adopt-user to make it the deploy user (it joins the docker group, its password is kept)"
+fi
 for key in "${keys[@]}"; do
     [ -r "$key" ] || die "cannot read the key file $key"
 done
@@ -189,10 +204,14 @@ detail "$("$prefix/bin/python3" -c 'import middock_receiver as m; print("middock
 
 # --- 3. The deploy user ---------------------------------------------------------------------
 
+made_here=1
 if ! id -u "$user" >/dev/null 2>&1; then
     say "Creating the deploy user $user"
-    useradd --create-home --shell /bin/sh --comment "middock deploy user" "$user"
+    useradd --create-home --shell /bin/sh --comment "$ACCOUNT_COMMENT" "$user"
     chmod 0750 "$(getent passwd "$user" | cut -d: -f6)"
+elif [ "$(getent passwd "$user" | cut -d: -f5)" != "$ACCOUNT_COMMENT" ]; then
+    made_here=0
+    say "Adopting the account $user as the deploy user (--adopt-user): its password stays as it is"
 fi
 home=$(getent passwd "$user" | cut -d: -f6)
 shell=$(getent passwd "$user" | cut -d: -f7)
@@ -200,10 +219,11 @@ case "$shell" in
 "" | */nologin | */false) usermod --shell /bin/sh "$user" ;; # sshd runs the forced command with it
 esac
 [ -d "$home" ] || install -d -m 0750 -o "$user" -g "$(id -g "$user")" "$home"
+[ "$made_here" = 1 ] || chmod o-rwx,g-w "$home" # the apps' state and secrets live there
 [[ " $(id -nG "$user") " == *" docker "* ]] || usermod -aG docker "$user"
 # '*': no password can match, so no password login; unlike '!' it is not a locked account,
-# which sshd (with UsePAM no) would refuse even for keys.
-[ "$(getent shadow "$user" | cut -d: -f2)" = "*" ] || usermod -p '*' "$user"
+# which sshd (with UsePAM no) would refuse even for keys. An adopted account keeps its own.
+[ "$made_here" = 0 ] || [ "$(getent shadow "$user" | cut -d: -f2)" = "*" ] || usermod -p '*' "$user"
 "$prefix/bin/middock" refresh --user "$user" | sed 's/^-----> /       /'
 
 # --- 4. The edge ------------------------------------------------------------------------------

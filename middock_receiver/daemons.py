@@ -77,7 +77,8 @@ def render_unit(daemon: Daemon, owner: Owner) -> str:
         f"Group={owner.gid}\n"
         + (f"Environment={env}\n" if env else "")
         + f"WorkingDirectory={daemon.folder}\n"
-        + (f"ExecStartPre=/bin/mkdir -p -m 0700 {daemon.prepare}\n" if daemon.prepare else "")
+        # install -d fails on a folder another user made first (it may not chmod it), where mkdir -p would use it
+        + (f"ExecStartPre=/usr/bin/install -d -m 0700 {daemon.prepare}\n" if daemon.prepare else "")
         + f"ExecStart={' '.join(daemon.foreground)}\n"
         + (f"ExecReload=/bin/kill -{daemon.reload_signal} $MAINPID\n" if daemon.reload_signal else "")
         + "AmbientCapabilities=CAP_NET_BIND_SERVICE\n"

@@ -240,6 +240,7 @@ def test_systemd_units_run_the_proxies_as_the_deploy_user():
     assert "User=deploy\n" in unit and "AmbientCapabilities=CAP_NET_BIND_SERVICE\n" in unit
     assert f"ExecStart=/usr/sbin/haproxy -Ws -f {paths.haproxy_config}" in unit and "Type=notify" in unit
     assert "ExecReload=/bin/kill -USR2 $MAINPID" in unit and "WantedBy=multi-user.target" in unit
+    assert f"ExecStartPre=/usr/bin/install -d -m 0700 {paths.run}\n" in unit  # never a folder another user made
     caddy_unit = daemons.render_unit(proxies.daemon("caddy", paths, owner), owner)
     assert f"ExecStart=/usr/bin/caddy run --config {paths.caddy_config}" in caddy_unit
     assert f'"XDG_DATA_HOME={paths.caddy_data}"' in caddy_unit
