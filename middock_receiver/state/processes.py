@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from ..errors import MiddockError
 from .apps import App, write_atomic
 
 
@@ -15,9 +16,14 @@ def scale_path(app: App):
 
 def read_scale(app: App) -> dict[str, int]:
     try:
-        return {k: int(v) for k, v in json.loads(scale_path(app).read_text()).items()}
+        counts = {str(k): int(v) for k, v in json.loads(scale_path(app).read_text()).items()}
     except FileNotFoundError:
         return {}
+    except (ValueError, TypeError, AttributeError) as error:
+        raise MiddockError(f"{scale_path(app)} is not a valid record: {error}; fix or remove it") from None
+    if any(count < 0 for count in counts.values()):
+        raise MiddockError(f"{scale_path(app)} is not a valid record: a negative count")
+    return counts
 
 
 def write_scale(app: App, counts: dict[str, int]) -> dict[str, int]:
