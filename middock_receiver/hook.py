@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from .follow import submit
 from .output import Output
 from .pipeline import gate
 from .pipeline.refs import RefUpdate, parse_updates, verdict
+from .server import privileges
 from .state.apps import App, read_settings
 from .state.lock import Request
 
@@ -58,6 +60,8 @@ def receive(repo: Path, stdin: str, gated: bool) -> int:
 
 def main(argv: list[str]) -> int:
     repo = Path(os.environ.get("GIT_DIR", ".")).resolve()
+    # root pushing straight into the deploy user's repository: the deploy runs as that user
+    privileges.become(pwd.getpwuid(repo.stat().st_uid))
     if argv[:1] in (["post-receive"], ["pre-receive"]):
         return receive(repo, sys.stdin.read(), gated=argv[0] == "pre-receive")
     print(f" !     unknown hook {argv[:1]}", file=sys.stderr)

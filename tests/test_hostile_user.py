@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import free_port, write_busybox_app
+from conftest import GIT_IDENTITY, free_port, write_busybox_app
 from ssh_server import as_user, remove_user, run_install, unique_user, world_readable_dir
 from test_install import Installed, owned_by_root
 
@@ -197,3 +197,28 @@ def test_an_app_cannot_change_the_programs_middock_runs(server, work, app, tmp_p
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     hook = (server.repo_path(app) / "hooks" / "post-receive").read_text()
     assert '"$MIDDOCK_PYTHON" -I -m middock_receiver.hook' in hook
+
+
+def test_root_pushing_into_the_users_repository_deploys_as_the_user(deploy, tmp_path):
+    """git runs the hook as whoever pushes; root pushing straight into ~deploy/APP.git (git
+    refuses unless told the folder is safe) must not make the deploy root's: the hook becomes the
+    repository's owner first."""
+    as_user(deploy.user, deploy.middock, "apps:create", "rootpush")
+    work = tmp_path / "work"
+    work.mkdir()
+    for argv in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "empty"]):
+        subprocess.run(["git", *argv], cwd=work, check=True, env={**os.environ, **GIT_IDENTITY})
+    gitconfig = tmp_path / "gitconfig"
+    gitconfig.write_text("[safe]\n\tdirectory = *\n")  # what an admin would have to say
+    pushed = subprocess.run(
+        ["git", "push", str(deploy.home / "rootpush.git"), "main"],
+        cwd=work,
+        env={**os.environ, "GIT_CONFIG_GLOBAL": str(gitconfig)},
+        capture_output=True,
+        text=True,
+    )
+    assert "no compose file" in pushed.stderr, pushed.stderr  # the deploy ran, and failed as it should
+    state = deploy.home / ".middock" / "rootpush"
+    owner = os.stat(deploy.home).st_uid
+    assert all(path.lstat().st_uid == owner for path in [state, *state.rglob("*")])
+    as_user(deploy.user, deploy.middock, "apps:destroy", "rootpush", "--force")
