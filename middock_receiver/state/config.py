@@ -17,10 +17,14 @@ from ..errors import MiddockError
 from .apps import App, write_atomic
 
 KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# Variables that would change which programs middock runs, or how: an app never sets them.
-RESERVED = re.compile(r"(PATH|HOME|MIDDOCK_HOME|LD_\w*|PYTHON\w*|DOCKER_\w*|COMPOSE_\w*)\Z")
+# Variables that would change which programs middock runs, or how: an app never sets them. Of
+# PYTHON*, those Python itself reads (PYTHONPATH, PYTHONHOME, …): an app's PYTHON_IMAGE is its own.
+RESERVED = re.compile(r"(PATH|HOME|MIDDOCK_HOME|LD_\w*|PYTHON[A-Z]*|DOCKER_\w*|COMPOSE_\w*)\Z")
 COMPOSE_ALLOWED = frozenset({"COMPOSE_FILE", "COMPOSE_PROFILES"})
-RESERVED_NAMES = "PATH, HOME, MIDDOCK_HOME, LD_*, PYTHON*, DOCKER_*, COMPOSE_* (but COMPOSE_FILE, COMPOSE_PROFILES)"
+RESERVED_NAMES = (
+    "PATH, HOME, MIDDOCK_HOME, LD_*, PYTHONPATH and Python's other own, DOCKER_*, COMPOSE_* "
+    "(but COMPOSE_FILE, COMPOSE_PROFILES)"
+)
 
 
 def reserved(key: str) -> bool:
