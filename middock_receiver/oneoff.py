@@ -15,8 +15,8 @@ import sys
 from . import process
 from .errors import MiddockError
 from .pipeline import publish, stacks
-from .pipeline.deploy import docker_client
 from .runtime import compose, swarm
+from .runtime.engine import docker_client
 from .runtime.plan import without_git
 from .state import releases
 from .state.apps import App

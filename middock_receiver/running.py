@@ -21,8 +21,8 @@ from . import process
 from .edge.control import Edge
 from .errors import MiddockError
 from .pipeline import health, stacks
-from .pipeline.deploy import docker_client
 from .runtime import compose, swarm
+from .runtime.engine import docker_client
 from .runtime.plan import without_git
 from .state import processes, releases
 from .state.apps import App

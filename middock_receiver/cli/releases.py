@@ -26,7 +26,7 @@ from .commands import argument, command, emit_json, when
 def settled(app: App) -> App:
     """The app, with what a crashed deploy left settled (its release recorded as interrupted,
     exactly the live release running)."""
-    from ..pipeline.deploy import recover  # the Docker SDK, only when a deploy crashed
+    from ..pipeline.recovery import recover  # the Docker SDK, only when a deploy crashed
 
     deploy_lock = DeployLock(app)
     if deploy_lock.path.exists() and deploy_lock.try_acquire():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from .. import daemons, process
 from ..errors import MiddockError
-from ..pipeline.deploy import docker_client
 from ..runtime import registry, swarm
+from ..runtime.engine import docker_client
 from ..server import privileges
 from ..state import cluster
 from ..state.apps import write_atomic
