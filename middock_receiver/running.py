@@ -166,11 +166,14 @@ def follow_logs(containers: list, names: dict[str, str], writer: LogWriter, tail
     every container has stopped. The streams are threads of this one process: nothing stays
     behind it."""
     running = []
-    for container in containers:
-        stream = container.logs(stream=True, follow=True, timestamps=True, tail=tail)
-        thread = threading.Thread(target=pump, args=(stream, names[container.id], writer), daemon=True)
-        thread.start()
-        running.append(thread)
+    try:  # Ctrl-C may come while the first streams already print and the others still start
+        for container in containers:
+            stream = container.logs(stream=True, follow=True, timestamps=True, tail=tail)
+            thread = threading.Thread(target=pump, args=(stream, names[container.id], writer), daemon=True)
+            thread.start()
+            running.append(thread)
+    except KeyboardInterrupt:
+        return 0
     return wait_followed(running, writer)
 
 
