@@ -23,6 +23,7 @@ class Output:
     def __init__(self, *sinks: BinaryIO) -> None:
         self.files: list[BinaryIO] = list(sinks)
         self.secrets: list[str] = []
+        self.followed_to: int | None = None  # the pusher follows up to here (the release went live)
 
     @classmethod
     def to_file(cls, path: Path) -> Output:
@@ -35,6 +36,10 @@ class Output:
                 if len(piece) >= MIN_MASKED_LENGTH and piece not in self.secrets:
                     self.secrets.append(piece)
         self.secrets.sort(key=len, reverse=True)
+
+    def position(self) -> int:
+        """How much has been written to the first file (the stream the pusher follows)."""
+        return self.files[0].tell()
 
     def add_file(self, path: Path) -> None:
         self.files.append(open_appending(path))

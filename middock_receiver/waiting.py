@@ -9,7 +9,9 @@ from collections.abc import Callable
 POLL = 0.5
 
 
-def until_clear(problems: Callable[[], list[str]], timeout: float, on_wait: Callable[[str], None]) -> list[str]:
+def until_clear(
+    problems: Callable[[], list[str]], timeout: float, on_wait: Callable[[str], None], poll: float = POLL
+) -> list[str]:
     """Poll `problems()` until it is empty or `timeout` seconds passed; returns what remains."""
     deadline = time.monotonic() + timeout
     reported: set[str] = set()
@@ -21,4 +23,4 @@ def until_clear(problems: Callable[[], list[str]], timeout: float, on_wait: Call
             if problem not in reported:
                 on_wait(f"waiting: {problem}")
                 reported.add(problem)
-        time.sleep(POLL)
+        time.sleep(poll)

@@ -58,10 +58,15 @@ def work(app: App, request: Request, out: Output) -> int:
         def announce(release: Release) -> None:
             lock.announce({"release": release.number, "commit": request.commit, "pusher": request.pusher})
 
-        if not deploy.run(on_started=announce):
+        # the follower (the pusher's command) ends once the release is live; the old one drains after
+        def live() -> None:
+            out.followed_to = out.position()
+            finish_request(app, request, 0, out.followed_to)
+
+        if not deploy.run(on_started=announce, on_live=live):
             return 1
-        if request.gated:
-            finish_request(app, request, 0)  # the hook exits 0: git lets the objects in and moves the branch
+        if request.gated:  # the hook exits 0: git takes the objects and moves the branch
+            finish_request(app, request, 0, out.followed_to)
             gate.settle(app, request, out)
         return 0
     except MiddockError as error:
@@ -82,7 +87,7 @@ def main(argv: list[str]) -> int:
     try:
         code = work(app, request, out)
     finally:
-        finish_request(app, request, code)
+        finish_request(app, request, code, out.followed_to)
         gate.discard(app, request)
         out.close()
     return code

@@ -7,15 +7,11 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from dulwich.objectspec import parse_commit
-from dulwich.repo import Repo
-
 from ..edge.control import Edge
 from ..errors import MiddockError
 from ..follow import submit
 from ..hook import pusher
 from ..output import Output
-from ..runtime.compose import compose_program
 from ..server import account
 from ..state import apps, config, lock, processes, releases
 from ..state.apps import App
@@ -32,7 +28,7 @@ def settled(app: App) -> App:
     if deploy_lock.path.exists() and deploy_lock.try_acquire():
         say = Output(sys.stderr.buffer)
         try:
-            recover(app, compose_program(), say)
+            recover(app, say)
         except (MiddockError, OSError) as error:
             say.warn(f"could not settle an interrupted deploy: {error}")
         finally:
@@ -58,6 +54,9 @@ def push_mode(settings: dict) -> str:
 
 def resolve_ref(app: App, ref: str | None) -> tuple[str, str]:
     """A ref, branch, tag or commit of the app's repo -> (commit sha, ref name)."""
+    from dulwich.objectspec import parse_commit  # dulwich only for the commands that read the repo
+    from dulwich.repo import Repo
+
     repo = Repo(str(app.repo))
     name = ref or apps.read_settings(app)["branch"]
     for candidate in (f"refs/heads/{name}", f"refs/tags/{name}", name):

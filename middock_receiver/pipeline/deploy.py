@@ -10,6 +10,8 @@ crashed deploy left is settled first (recovery.py).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -26,7 +28,7 @@ from ..edge import routes
 from ..edge.control import Edge
 from ..errors import MiddockError, os_error_line
 from ..output import Output
-from ..runtime import compose, overrides, side_by_side, stack_file, swarm
+from ..runtime import compose, networks, overrides, side_by_side, stack_file, swarm
 from ..runtime.engine import docker_client
 from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env, release_tag
 from ..runtime.side_by_side import Web
@@ -92,12 +94,18 @@ class Deploy:
         self.out = out
         self.settings = read_settings(app)
         self.client = docker_client()
-        self.program = compose.compose_program()
         self.previous = releases.live(app)
         self.release: Release | None = None
         self.restored: str | None = None  # what a failed health gate brought back
         self.web: Web | None = None  # the web service behind the edge (MIDDOCK_WEB), else in place
         self.on_swarm = False  # the release runs as a stack on the Swarm (apps:set APP target swarm)
+        self.revive: releases.Kept | None = None  # a rollback to the containers the last switch kept
+        self.beside: switch.Beside | None = None
+
+    @functools.cached_property
+    def program(self) -> tuple[str, ...]:
+        """Compose v2 (asked of `docker compose version` once; an instant rollback needs none)."""
+        return compose.compose_program()
 
     @property
     def folder(self) -> Path:
@@ -108,9 +116,13 @@ class Deploy:
     def checkout_dir(self) -> Path:
         return self.folder / "checkout"
 
-    def run(self, on_started: Callable[[Release], None] = lambda _: None) -> bool:
-        """Deploy; returns True when the new release is live. Never raises for deploy failures."""
-        recover(self.app, self.program, self.out)
+    def run(
+        self, on_started: Callable[[Release], None] = lambda _: None, on_live: Callable[[], None] = lambda: None
+    ) -> bool:
+        """Deploy; returns True when the new release is live. Never raises for deploy failures.
+        `on_live`: called once the new release serves, before the old one drains and stops (the
+        follower, and so the pusher's command, ends there)."""
+        recover(self.app, self.out)
         try:
             self.start()
             assert self.release is not None
@@ -133,7 +145,7 @@ class Deploy:
         except OSError as error:
             self.fail(os_error_line(error))
             return False
-        self.succeed()
+        self.succeed(on_live)
         return True
 
     def kind(self) -> str:
@@ -243,6 +255,10 @@ class Deploy:
         self.env = deploy_env(target, config.repo_defaults(self.checkout_dir), variables, os.environ)
         self.choose_runtime(resolved)
         self.release.built = {}
+        if self.request.reason == "rollback" and self.web and not self.on_swarm:
+            scaled = overrides.apply(resolved, processes.read_scale(self.app), self.web.service)
+            counts = {name: overrides.replicas(spec) for name, spec in scaled["services"].items()}
+            self.revive = stacks.revivable(self.client, self.app, number, counts)
         self.pin(resolved)
 
     def choose_runtime(self, resolved: dict) -> None:
@@ -272,8 +288,13 @@ class Deploy:
             publish.publish(
                 self.client, self.app, self.release, self.previous, source, resolved, self.web, self.env, self.out
             )
+        elif self.revive:
+            switch.revive(self.app, self.release, self.revive)
         elif self.web:
-            switch.prepare(self.app, self.release, self.previous, resolved, self.web, self.env)
+            switch.prepare(self.client, self.app, self.release, self.previous, resolved, self.web, self.env)
+        else:  # in place: the app's own project, on networks of middock's subnets
+            config = networks.prepared(self.client, resolved, self.app.name)
+            compose.write_config(config, self.folder / stacks.BESIDE)
         releases.save(self.app, self.release)
 
     def enter(self, stage: str) -> None:
@@ -286,14 +307,17 @@ class Deploy:
         return stacks.release_stack(self.app, self.program, release)
 
     def switch(self) -> None:
-        """Make the new release the one that serves, and gate it on health."""
+        """Make the new release the one that serves, and gate it on health. The containers kept
+        from the last switch go first, unless this release is them, started again."""
         assert self.release is not None
+        if not self.revive:
+            stacks.discard_kept(self.client, self.app)
         if self.web or self.on_swarm:
-            beside = switch.Beside(
+            self.beside = switch.Beside(
                 self.app, self.release, self.previous, self.env, self.resolved, self.web, self.out, self.client,
-                self.enter,
+                self.enter, revive=self.revive is not None,
             )  # fmt: skip
-            beside.run()
+            self.beside.run()
         else:
             self.replace_in_place()
 
@@ -330,10 +354,9 @@ class Deploy:
         """The app ran behind the edge and now runs in place: retire that release and its routes."""
         self.out.step(f"Stopping release {previous.number}, which ran behind the edge")
         old = self.stack(previous)
-        try:
+        with contextlib.suppress(MiddockError):
             compose.run(old.down(), self.env, old.directory, self.out, "docker compose down")
-        except MiddockError:
-            stacks.remove_project(self.client, old.project)
+        stacks.remove_project(self.client, old.project)  # what down left: its networks (middock's own)
         Edge(self.app.home).forget(self.app)
 
     def restore_previous(self) -> None:
@@ -366,25 +389,37 @@ class Deploy:
             pass  # the record keeps saying "deploying"; the next deploy marks it interrupted
         self.out.error(f"Deploy failed: {message}")
 
-    def succeed(self) -> None:
+    def succeed(self, on_live: Callable[[], None]) -> None:
+        """Say the new release is live, then retire the old one behind it (drain, stop), then
+        record the release and prune."""
         assert self.release is not None
         releases.set_live(self.app, self.release.number)
-        releases.finish(self.app, self.release, releases.SUCCEEDED)
         processes.set_stopped(self.app, False)
         if self.request.restore is None:
             previous = self.previous.number if self.previous else None
             release_phase.post_deploy(self.checkout_dir, self.env, previous, self.out)
-        self.prune()
-        duration = self.release.duration or 0
+        duration = time.time() - self.release.started
         where = Edge(self.app.home).urls(self.app) if self.web else []
         at = f" at {', '.join(where)}" if where else ""
         self.out.step(f"Release {self.release.number} ({self.request.short}) is live{at}, deployed in {duration:.1f}s")
+        releases.finish(self.app, self.release, releases.SUCCEEDED)  # live and good, whatever comes next
+        on_live()
+        if self.beside:
+            try:
+                self.beside.retire()
+            except MiddockError as error:  # the new release serves: this is only tidying up
+                self.out.warn(f"release {self.previous.number if self.previous else '?'} was not retired: {error}")
+        self.enter(releases.RETIRED)
+        self.prune()
 
     def prune(self) -> None:
         """Keep the last `keep` good releases rollback-able; remove older ones and their images."""
         assert self.release is not None
         kept, dropped = releases.retained(self.app, int(self.settings["keep"]), self.release.number)
         still_used = {(ref, id_) for r in kept for ref, id_ in r.built.items()}
+        stopped = releases.kept(self.app)
+        if stopped and stopped.release in {r.number for r in dropped}:
+            stacks.discard_kept(self.client, self.app)
         for old in dropped:
             remove_images(self.client, self.app, old, still_used)
             releases.prune_files(self.app, old)

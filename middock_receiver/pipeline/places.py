@@ -6,17 +6,21 @@ switch as any deploy.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
+import threading
 
 import docker
+import docker.errors
 
 from .. import process
 from ..edge import routes
 from ..errors import MiddockError
 from ..output import Output
 from ..runtime import compose, overrides, registry, swarm
-from ..runtime.plan import without_git
+from ..runtime.plan import ComposeStack, without_git
 from ..runtime.side_by_side import Web
 from ..state import cluster, releases
 from ..state.apps import App
@@ -28,9 +32,13 @@ class ComposePlace:
     """A release's own Compose project on this server (or the app's, for one run in place)."""
 
     def __init__(self, app: App, release: Release, client: docker.DockerClient, env: dict, out: Output) -> None:
-        self.stack = stacks.release_stack(app, compose.compose_program(), release)
+        self.app, self.release = app, release
         self.client, self.env, self.out = client, env, out
-        self.name = self.stack.project
+        self.name = stacks.project(app, release)
+
+    @functools.cached_property
+    def stack(self) -> ComposeStack:
+        return stacks.release_stack(self.app, compose.compose_program(), self.release)
 
     def compose(self, argv: list[str], what: str) -> None:
         compose.run(argv, self.env, self.stack.directory, self.out, what)
@@ -47,14 +55,50 @@ class ComposePlace:
         self.compose(self.stack.stop(services), "docker compose stop")
 
     def remove(self) -> None:
-        try:
+        with contextlib.suppress(MiddockError):
             self.compose(self.stack.down(), "docker compose down")
-        except MiddockError:
-            stacks.remove_project(self.client, self.name)
+        stacks.remove_project(self.client, self.name)  # what down left: its networks (middock's own)
+
+    def keep(self) -> None:
+        """Stop every container, keep them: the release can come back by starting them."""
+        self.compose(self.stack.stop([]), "docker compose stop")
 
     def endpoints(self, app: App, slot: str, web: Web) -> list[str]:
         """The slot's loopback ports, chosen when the release was pinned."""
         return routes.load(app).slots.get(slot, [])
+
+
+class KeptPlace(ComposePlace):
+    """The containers a switch replaced and kept stopped (releases.Kept): started again, not
+    created, for an instant rollback."""
+
+    def start(self, services: list[str]) -> None:
+        """All at once: starting a container is mostly Docker's own waiting (its network)."""
+        wanted = set(services)
+        refused: list[str] = []
+
+        def start(container) -> None:  # noqa: ANN001
+            try:
+                container.start()
+            except docker.errors.APIError as error:
+                refused.append(f"{container.name}: {error.explanation or error}")
+
+        starting = [
+            threading.Thread(target=start, args=(container,))
+            for container in health.project_containers(self.client, self.name)
+            if container.labels.get(health.SERVICE_LABEL) in wanted
+        ]
+        for thread in starting:
+            thread.start()
+        for thread in starting:
+            thread.join()
+        if refused:
+            raise MiddockError(f"Docker could not start {refused[0]}")
+
+    resume = start
+
+    def problems(self, services: list[str], counts: dict[str, int], timeout: float) -> list[str]:
+        return health.wait_healthy(self.client, self.name, services, timeout, self.out.detail, quick=True)
 
 
 class SwarmPlace:

@@ -19,12 +19,12 @@ from ..runtime.plan import ComposeStack, without_git
 from ..state import processes, releases
 from ..state.apps import App
 from ..state.releases import Release
-from . import places, release_phase, stacks, switch
+from . import health, places, release_phase, stacks, switch
 
 STAGES_TOUCHING_THE_STACK = ("release", "up", "health", "switch", "drain")
 
 
-def recover(app: App, program: tuple[str, ...], out: Output) -> None:
+def recover(app: App, out: Output) -> None:
     """Settle what a crashed deploy left (call holding the deploy lock): its release is recorded
     as interrupted and, if it had started changing what runs, exactly the live release is made to
     run again, so what runs is what `status` calls live."""
@@ -34,17 +34,30 @@ def recover(app: App, program: tuple[str, ...], out: Output) -> None:
         if release.stage == "release" and release_phase.remove_container(docker_client(), app.name, release.number):
             out.detail("stopped its release command, which was still running")
         touched = touched or release.stage in STAGES_TOUCHING_THE_STACK
+    live = releases.live(app)
+    if live and live.result == releases.SUCCEEDED and live.stage in ("switch", "drain"):
+        out.step(f"Release {live.number} is live; what it replaced was interrupted while it drained: removing it")
+        touched = True
     if touched:
-        restore_live(app, program, out)
+        restore_live(app, out)
+        if live and live.result == releases.SUCCEEDED:
+            live.stage = releases.RETIRED
+            releases.save(app, live)
 
 
-def restore_live(app: App, program: tuple[str, ...], out: Output) -> None:
-    """Remove every project of the app but the live release's, bring that one up, and point the
-    edge at it."""
+def restore_live(app: App, out: Output) -> None:
+    """Remove every project of the app but the live release's (and the one kept stopped for an
+    instant rollback, if it is still stopped), bring that one up, and point the edge at it."""
     client = docker_client()
     live = releases.live(app)
     keep = stacks.project(app, live) if live else None
     others = stacks.app_projects(client, app) - {keep}
+    kept = releases.kept(app)
+    if kept and kept.project in others:
+        if any(c.status == "running" for c in health.project_containers(client, kept.project)):
+            releases.set_kept(app, None)  # a rollback was starting them: they go with the rest
+        else:
+            others.discard(kept.project)
     if live and live.slot and not processes.is_stopped(app):
         hand_back_to_live(app, live, others, out)
     for name in sorted(others):
@@ -58,7 +71,7 @@ def restore_live(app: App, program: tuple[str, ...], out: Output) -> None:
     if processes.is_stopped(app):
         out.detail(f"release {live.number} stays stopped (ps:stop); ps:start starts it")
         return
-    stack = stacks.release_stack(app, program, live)
+    stack = stacks.release_stack(app, compose.compose_program(), live)
     env = without_git(os.environ)
     place = places.place_of(app, live, client, {}, out)
     if isinstance(place, places.SwarmPlace):  # deploying the stack again changes nothing that runs as it should
@@ -82,7 +95,7 @@ def start_afresh(client: docker.DockerClient, stack: ComposeStack, env: dict[str
     request it was sent: a name that raced in is removed on the second try."""
     for last_try in (False, True):
         out.detail("removing the stack's containers and starting the live release afresh")
-        stacks.remove_project(client, stack.project)
+        stacks.remove_project(client, stack.project, keep_networks=True)
         try:
             compose.run(stack.up(), env, stack.directory, out, "restoring the live release")
             return

@@ -14,13 +14,14 @@ import re
 import docker
 import docker.errors
 
+from ..edge import routes
 from ..errors import MiddockError
 from ..runtime import swarm
 from ..runtime.plan import ComposeStack
 from ..state import config, releases
 from ..state.apps import App
 from ..state.releases import Release
-from .health import PROJECT_LABEL, project_containers
+from .health import PROJECT_LABEL, SERVICE_LABEL, project_containers
 
 PINNED, BESIDE, SWARM = "compose.json", "stack.json", "swarm.json"
 
@@ -82,9 +83,10 @@ def swarm_stacks(client: docker.DockerClient) -> set[str]:
         return set()  # not a Swarm manager
 
 
-def remove_project(client: docker.DockerClient, name: str) -> None:
+def remove_project(client: docker.DockerClient, name: str, keep_networks: bool = False) -> None:
     """Remove a project's (or a stack's) containers and networks at once, without its file (a
-    crashed deploy's, or one whose release was pruned). Volumes stay: they are the app's data."""
+    crashed deploy's, or one whose release was pruned). Volumes stay: they are the app's data;
+    `keep_networks` keeps the networks too (middock made them, and the project comes right back)."""
     if name in swarm_stacks(client):
         swarm.remove(client, name)
     for container in project_containers(client, name):
@@ -95,8 +97,49 @@ def remove_project(client: docker.DockerClient, name: str) -> None:
         except docker.errors.APIError as error:
             if error.status_code != 409:  # 409: its removal is already under way
                 raise
+    if keep_networks:
+        return
     for network in client.networks.list(filters={"label": f"{PROJECT_LABEL}={name}"}):
         try:
             network.remove()
         except docker.errors.APIError:
             pass  # still in use by a container of another project; it goes with that one
+
+
+def discard_kept(client: docker.DockerClient, app: App) -> None:
+    """Remove the containers the last switch kept stopped (the app's next deploy does): never the
+    live release's."""
+    kept = releases.kept(app)
+    if kept is None:
+        return
+    live = releases.live(app)
+    if live is None or project(app, live) != kept.project:
+        remove_project(client, kept.project)
+    releases.set_kept(app, None)
+
+
+def revivable(client: docker.DockerClient, app: App, number: int, counts: dict[str, int]) -> releases.Kept | None:
+    """The kept containers of release `number`, if a rollback can start them again as they are:
+    all there and stopped, as many per service as `counts` (the app's scale now), and their
+    loopback ports free."""
+    kept = releases.kept(app)
+    if kept is None or kept.release != number or not (releases.folder(app, number) / BESIDE).exists():
+        return None
+    containers = project_containers(client, kept.project)
+    per_service: dict[str, int] = {}
+    for container in containers:
+        if container.status == "running":
+            return None
+        service = container.labels.get(SERVICE_LABEL, "?")
+        per_service[service] = per_service.get(service, 0) + 1
+    wanted = {service: count for service, count in counts.items() if count}
+    if not containers or per_service != wanted:
+        return None
+    ports = [
+        int(binding["HostPort"])
+        for container in containers
+        for bindings in (container.attrs.get("HostConfig", {}).get("PortBindings") or {}).values()
+        for binding in bindings or []
+        if binding.get("HostPort", "").isdigit()
+    ]
+    return kept if all(routes.bindable(port, "127.0.0.1") for port in ports) else None

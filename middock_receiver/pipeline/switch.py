@@ -22,28 +22,49 @@ from ..edge import routes
 from ..edge.control import Edge
 from ..errors import MiddockError
 from ..output import Output
-from ..runtime import compose, overrides, side_by_side
+from ..runtime import compose, networks, overrides, side_by_side
 from ..runtime.side_by_side import Web
 from ..state import releases
 from ..state.apps import App
 from ..state.releases import Release
 from . import build, health, stacks
-from .places import SwarmPlace, place_of
+from .places import ComposePlace, KeptPlace, SwarmPlace, place_of
 
 DEFAULT_DRAIN_TIMEOUT = 30.0
 PROJECT_LABEL = health.PROJECT_LABEL
 
 
-def prepare(app: App, release: Release, previous: Release | None, resolved: dict, web: Web, env: dict) -> None:
+def prepare(
+    client: docker.DockerClient,
+    app: App,
+    release: Release,
+    previous: Release | None,
+    resolved: dict,
+    web: Web,
+    env: dict,
+) -> None:
     """Give the release its project, its slot (the one not serving) and that slot's loopback
-    ports, and write the configuration it runs beside the live one (`stack.json`)."""
+    ports, create its networks, and write the configuration it runs beside the live one
+    (`stack.json`)."""
     side_by_side.check(resolved, web, side_by_side.stop_first(env))
     release.slot = side_by_side.other_slot(previous.slot if previous else None)
     release.project = side_by_side.project_name(app.name, release.number)
-    record = routes.load(app)
-    ports = routes.choose_slot_ports(app, record, release.slot, side_by_side.web_replicas(resolved, web))
+    with Edge(app.home).paths.locked():  # two apps' deploys at once never take the same ports
+        record = routes.load(app)
+        ports = routes.choose_slot_ports(app, record, release.slot, side_by_side.web_replicas(resolved, web))
     config = side_by_side.beside(resolved, app.name, release.project, web, ports)
+    config = networks.prepared(client, config, release.project)
     compose.write_config(config, releases.folder(app, release.number) / stacks.BESIDE)
+
+
+def revive(app: App, release: Release, kept: releases.Kept) -> None:
+    """The new release runs as the kept containers of a replaced one: their project, their slot,
+    the very configuration they were created from (so Compose sees nothing to recreate)."""
+    old = releases.load(app, kept.release)
+    assert old is not None
+    release.slot, release.project = old.slot, kept.project
+    source = releases.folder(app, kept.release) / stacks.BESIDE
+    compose.write_private(releases.folder(app, release.number) / stacks.BESIDE, source.read_text())
 
 
 def ensure_shared(client: docker.DockerClient, app: App, resolved: dict) -> None:
@@ -60,15 +81,7 @@ def ensure_shared(client: docker.DockerClient, app: App, resolved: dict) -> None
                 labels={**labels, "com.docker.compose.volume": spec["key"], **(spec.get("labels") or {})},
             )
     for name, spec in side_by_side.shared_networks(resolved, app.name).items():
-        if not client.networks.list(names=[name]):
-            client.networks.create(
-                name,
-                driver=spec.get("driver") or "bridge",
-                options=spec.get("driver_opts") or {},
-                internal=bool(spec.get("internal")),
-                attachable=bool(spec.get("attachable")),
-                labels={**labels, "com.docker.compose.network": spec["key"], **(spec.get("labels") or {})},
-            )
+        networks.create(client, name, spec, {**labels, networks.NETWORK_LABEL: spec["key"]})
 
 
 def http_problem(endpoint: str, path: str, host: str | None) -> str | None:
@@ -114,10 +127,14 @@ class Beside:
     edge: Edge = field(init=False)
     stopped: list[str] = field(default_factory=list)  # the previous release's stop-first services we stopped
     replaced_in_place: bool = False  # the previous release ran in place and was stopped for the switch
+    revive: bool = False  # the new release is the replaced one's kept containers, started again
 
     def __post_init__(self) -> None:
         self.edge = Edge(self.app.home)
-        self.new = place_of(self.app, self.release, self.client, self.env, self.out)
+        if self.revive:
+            self.new = KeptPlace(self.app, self.release, self.client, self.env, self.out)
+        else:
+            self.new = place_of(self.app, self.release, self.client, self.env, self.out)
         self.old = place_of(self.app, self.previous, self.client, self.env, self.out) if self.previous else None
         self.first = side_by_side.stop_first(self.env)
         self.counts = {name: overrides.replicas(spec) for name, spec in self.resolved["services"].items()}
@@ -131,8 +148,8 @@ class Beside:
         return self.previous is not None and self.old is not None and self.old.name == self.app.name
 
     def run(self) -> None:
-        """Start, gate, switch, drain, retire. A failure up to the switch removes only the new
-        release's containers; after the switch the new release is live whatever happens."""
+        """Start, gate, switch; the deploy then says the new release is live and retires the old
+        one (`retire`). A failure up to the switch removes only the new release's containers."""
         try:
             self.start()
             self.gate()
@@ -141,7 +158,6 @@ class Beside:
         except MiddockError:
             self.abandon()
             raise
-        self.retire()
 
     def start(self) -> None:
         if self.web:
@@ -153,6 +169,8 @@ class Beside:
         self.enter("up")
         beside = f" beside release {self.previous.number}" if self.previous else ""
         where = "docker stack deploy" if isinstance(self.new, SwarmPlace) else "docker compose up"
+        if self.revive:
+            where = f"its kept containers, started again, no compose up ({self.new.name})"
         self.out.step(f"Starting release {self.release.number}{beside}: {where} ({self.release.slot})")
         self.new.start(self.services)
 
@@ -222,12 +240,19 @@ class Beside:
         releases.set_live(self.app, self.release.number)
 
     def retire(self) -> None:
-        """Drain the old release, then stop and remove it (the new one is live already)."""
+        """Drain the old release, then stop it (the new one is live already). Behind the edge on
+        this server its containers are kept, stopped, until the app's next deploy, so that a
+        rollback to it only starts them again; elsewhere they are removed."""
         if not (self.previous and self.old) or self.replaced_in_place:
             return
         self.enter("drain")
         if self.web and self.previous.slot:
             drain(self.edge, self.app, self.previous.slot, self.env, self.out, f"release {self.previous.number}")
+        if self.web and isinstance(self.old, ComposePlace):
+            self.out.step(f"Stopping release {self.previous.number} (kept, stopped, for an instant rollback)")
+            self.old.keep()
+            releases.set_kept(self.app, releases.Kept(self.previous.number, self.old.name))
+            return
         self.out.step(f"Stopping release {self.previous.number}")
         self.old.remove()
 

@@ -12,8 +12,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dulwich.repo import Repo
-
 from ..errors import MiddockError
 
 APP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
@@ -146,6 +144,8 @@ def write_setting(app: App, key: str, value: str) -> dict:
 
 def create(app: App, python: str) -> None:
     """Make the bare repo with its hook and the state folder."""
+    from dulwich.repo import Repo  # dulwich only where a repo is made or changed: every command imports this module
+
     if app.exists():
         raise MiddockError(f"app {app.name!r} already exists")
     app.releases_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +160,8 @@ def create(app: App, python: str) -> None:
 def point_head(app: App, branch: str) -> None:
     """Make the bare repo's HEAD the deploy branch, so `git clone` checks it out, while still
     letting a push delete that branch (it deploys nothing and stops nothing)."""
+    from dulwich.repo import Repo
+
     repo = Repo(str(app.repo))
     repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
     config = repo.get_config()

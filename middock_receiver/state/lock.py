@@ -93,9 +93,10 @@ def mark_started(app: App, request: Request) -> None:
     write_atomic(app.state / "last-request.json", json.dumps(asdict(request)))
 
 
-def finish_request(app: App, request: Request, code: int) -> None:
-    """Record the outcome for the follower and take the request off the queue."""
-    write_atomic(request_path(app, request.id, ".exit"), f"{code}\n")
+def finish_request(app: App, request: Request, code: int, upto: int | None = None) -> None:
+    """Record the outcome for the follower and take the request off the queue; `upto`: the
+    follower copies the output up to this offset only (what follows is the old release retiring)."""
+    write_atomic(request_path(app, request.id, ".exit"), f"{code}\n" if upto is None else f"{code} {upto}\n")
     request_path(app, request.id).unlink(missing_ok=True)
 
 

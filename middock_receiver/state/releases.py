@@ -8,6 +8,7 @@ log, the checkout, the resolved compose file and the env. `live` names the relea
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from .apps import App, write_atomic
 
 DEPLOYING, SUCCEEDED, FAILED, INTERRUPTED = "deploying", "succeeded", "failed", "interrupted"
+RETIRED = "retired"  # the stage of a live release once what it replaced has drained and stopped
 
 
 @dataclass
@@ -35,7 +37,7 @@ class Release:
     images: dict[str, str] = field(default_factory=dict)  # service -> image id
     built: dict[str, str] = field(default_factory=dict)  # image refs the build scripts made -> id
     pruned: bool = False
-    stage: str = ""  # the deploy stage reached: checkout, build, release, up, health, switch, drain
+    stage: str = ""  # the deploy stage reached: checkout, build, release, up, health, switch, drain, retired
     project: str = ""  # its Compose project: the app's name in place, its own beside another (blue/green)
     slot: str = ""  # behind the edge: the slot (blue, green) its web containers fill
     same_as: int | None = None  # a restart or new scale of this release: the same code and config
@@ -82,6 +84,31 @@ def allocate(app: App, release: Release) -> Release:
     folder(app, release.number).mkdir(parents=True)
     save(app, release)
     return release
+
+
+@dataclass(frozen=True)
+class Kept:
+    """The release a switch replaced, whose containers stay, stopped, until the app's next deploy:
+    a rollback to it only starts them again (Compose project `project`)."""
+
+    release: int
+    project: str
+
+
+def kept(app: App) -> Kept | None:
+    try:
+        stored = json.loads((app.state / "kept.json").read_text())
+        found = Kept(int(stored["release"]), str(stored["project"]))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    return found if re.fullmatch(rf"{re.escape(app.name)}_r[0-9]+", found.project) else None
+
+
+def set_kept(app: App, found: Kept | None) -> None:
+    if found is None:
+        (app.state / "kept.json").unlink(missing_ok=True)
+    else:
+        write_atomic(app.state / "kept.json", json.dumps(asdict(found)) + "\n")
 
 
 def live_number(app: App) -> int | None:
@@ -132,6 +159,9 @@ def retained(app: App, keep: int, current: int) -> tuple[list[Release], list[Rel
     unpruned = [r for r in history(app) if not r.pruned]
     good = [r for r in unpruned if r.good]
     keep_numbers = {r.number for r in good[-keep:]} | {live_number(app), current}
+    running = live(app)  # a rollback that started kept containers runs from their release's files
+    if running and (owner := re.search(r"_r([0-9]+)\Z", running.project)):
+        keep_numbers.add(int(owner[1]))
     kept = [r for r in unpruned if r.number in keep_numbers]
     dropped = [r for r in unpruned if r.number not in keep_numbers and r.result != DEPLOYING]
     return kept, dropped
