@@ -137,9 +137,9 @@ def latency(server: Server, root: Path, requests: int) -> None:
 
 
 def container_port(server: Server, app: str) -> int:
-    """The loopback port of the live release's web container (its Compose project is APP_rN)."""
-    live = json.loads(server.middock("status", app, "--json").stdout)["live"]["number"]
-    labels = [f"com.docker.compose.project={app}_r{live}", "com.docker.compose.service=web"]
+    """The loopback port of the live release's web container."""
+    project = json.loads(server.middock("status", app, "--json").stdout)["live"]["project"]
+    labels = [f"com.docker.compose.project={project}", "com.docker.compose.service=web"]
     (container,) = docker.from_env(version="auto").containers.list(filters={"label": labels})
     return int(container.ports["8080/tcp"][0]["HostPort"])
 

@@ -9,6 +9,9 @@ dockerd per node, middock's own registry on the manager), with the edge of the t
   most 1.5.
 - failed requests during 3 deploys of the Swarm app under the load of the edge tests (3
   keep-alive clients, 3 opening a connection per request, 2 of 3-second requests). Target: 0.
+- rollback: the whole `middock rollback APP` command on the Swarm app (it deploys the kept
+  release's stack file again: no build, no push; there is no kept stack to start), against the
+  same app on one server (its kept containers, started again); median of --runs.
 
     python3 bench/swarm.py [--runs N]
 """
@@ -20,6 +23,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +83,15 @@ def main() -> None:
             print(f"swarm_failed_requests: {len(report['failures'])}")
             if report["failures"]:
                 print(f"swarm_first_failures: {report['failures'][:3]}")
+
+            for name, work in (("swarm", on_swarm), ("one_server", alone)):
+                times = []
+                for _ in range(args.runs):
+                    server.wait_idle(work.app)  # type: ignore[attr-defined]
+                    started = time.perf_counter()
+                    server.middock("rollback", work.app)  # type: ignore[attr-defined]
+                    times.append(time.perf_counter() - started)
+                print(f"rollback_{name}_median_s: {statistics.median(times):.3f}")
         finally:
             server.cleanup()
     shutil.rmtree(folder, ignore_errors=True)

@@ -104,6 +104,14 @@ class Server:
         """`releases APP --json`: the app's release records, oldest first."""
         return json.loads(self.middock("releases", app, "--json").stdout)
 
+    def wait_idle(self, app: str, timeout: float = 60) -> None:
+        """Until the app's last deploy has also retired what it replaced (a command returns once
+        its release is live; the old one drains and stops after)."""
+        deadline = time.monotonic() + timeout
+        while json.loads(self.middock("status", app, "--json").stdout)["state"] == "deploying":
+            assert time.monotonic() < deadline, f"{app} is still deploying after {timeout}s"
+            time.sleep(0.1)
+
     def create_app(self, prefix: str = "t", *options: str) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.middock("apps:create", name, *options)

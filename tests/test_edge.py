@@ -91,6 +91,57 @@ def test_push_rollback_config_and_failed_gate_drop_no_request(server, work, app,
     assert status["routes"][0]["release"] == status["live"]["number"]
 
 
+def project_states(client: docker.DockerClient, project: str) -> dict[str, str]:
+    """Each container of a Compose project: id -> its state (running, exited…)."""
+    containers = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+    return {c.id: c.status for c in containers}
+
+
+def test_the_replaced_release_is_kept_stopped_and_a_rollback_only_starts_it(server, work, app, docker_client):
+    """After a switch the old release's containers stay, stopped (no request reaches them), until
+    the app's next deploy; a rollback to it starts those very containers (no compose up, no
+    new project) under load with no failed request. A rollback to an older release, and one
+    after a change of scale, take the usual way."""
+    server.start_edge()
+    for version in ("v1", "v2"):
+        write_web_app(work, version)
+        deploy(work, version)
+    server.wait_idle(app)
+    port = server.app_port(app)
+    kept = project_states(docker_client, f"{app}_r1")
+    assert kept and set(kept.values()) == {"exited"}, kept
+    ps = json.loads(server.middock("ps", app, "--json").stdout)
+    assert {row["container"] for row in ps} == {f"{app}_r2-web-1", f"{app}_r2-worker-1"}
+
+    with Load(port) as load:
+        time.sleep(1)
+        rollback = server.middock("rollback", app)
+        time.sleep(1)
+    assert "its kept containers, started again, no compose up" in rollback.stdout, rollback.stdout
+    assert "is live" in rollback.stdout and "docker compose up" not in rollback.stdout
+    assert_clean_switch(load.report, "v2", "v1")
+    status = json.loads(server.middock("status", app, "--json").stdout)
+    assert status["live"]["kind"] == "rollback to 1" and status["live"]["project"] == f"{app}_r1"
+    assert project_states(docker_client, f"{app}_r1") == dict.fromkeys(kept, "running")  # the very same
+    server.wait_idle(app)
+    assert set(project_states(docker_client, f"{app}_r2").values()) == {"exited"}  # kept in its turn
+
+    write_web_app(work, "v4")
+    deploy(work, "v4")  # release 4: replaces the rollback (release 3, running release 1's containers)
+    server.wait_idle(app)
+    assert project_states(docker_client, f"{app}_r2") == {}  # the next deploy removed what was kept
+    assert set(project_states(docker_client, f"{app}_r1").values()) == {"exited"}
+    older = server.middock("rollback", app, "2")  # not the kept one: a project of its own, as ever
+    assert "docker compose up" in older.stdout and http_get(port) == "v2\n", older.stdout
+    server.wait_idle(app)
+    server.middock("ps:scale", app, "web=2")  # release 6 (two web containers) replaces release 5
+    server.wait_idle(app)
+    scaled = server.middock("rollback", app)  # to 5, kept with one web container: the usual way
+    assert "docker compose up" in scaled.stdout, scaled.stdout
+    rows = json.loads(server.middock("ps", app, "--json").stdout)
+    assert sorted(row["number"] for row in rows if row["service"] == "web") == [1, 2]
+
+
 STATEFUL_COMPOSE = (
     WEB_APP_COMPOSE.replace(
         """  worker:
@@ -205,10 +256,13 @@ def test_a_deploy_killed_at_the_gate_or_mid_drain_leaves_exactly_one_release(
             switch_like_a_deploy_killed_right_after_it(server, app, 2)
         status = server.middock("status", app)
         time.sleep(1)
-    assert f"interrupted during {stage}" in status.stderr, status.stderr
+    if stage == "drain":  # it was live (its pusher was told so): only the retirement of release 1 was cut short
+        assert "Release 2 is live; what it replaced was interrupted while it drained" in status.stderr, status.stderr
+    else:
+        assert f"interrupted during {stage}" in status.stderr, status.stderr
     assert project_names(docker_client, app) == {f"{app}_r{survivor}"}, status.stderr
     assert http_get(port) == f"v{survivor}\n"
-    assert server.releases(app)[1]["result"] == "interrupted"
+    assert server.releases(app)[1]["result"] == ("succeeded" if stage == "drain" else "interrupted")
     assert not load.report.failures, load.report.summary()
     deploy_again = server.middock("deploy", app)
     assert "is live" in deploy_again.stdout, deploy_again.stdout

@@ -3,6 +3,7 @@ and what HAProxy, Caddy and systemd are told."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from middock_receiver import daemons
 from middock_receiver.edge import caddy, haproxy, proxies, routes
 from middock_receiver.edge.settings import EdgePaths, EdgeSettings, parse_setting
 from middock_receiver.errors import MiddockError
-from middock_receiver.runtime import overrides, side_by_side
+from middock_receiver.runtime import networks, overrides, side_by_side
 from middock_receiver.runtime.side_by_side import Web
 
 RESOLVED = {
@@ -265,3 +266,29 @@ def test_scale_counts_and_the_default_restart_policy():
     with pytest.raises(MiddockError, match="publishes host port 8080"):
         overrides.check_counts(RESOLVED, {"web": 2})
     overrides.check_counts(RESOLVED, {"web": 2}, web="web")  # behind the edge it publishes none of its own
+
+
+def test_a_projects_own_networks_get_subnets_of_middocks_ranges(tmp_path):
+    config = {
+        "networks": {
+            "default": {"name": "shop_r7_default"},
+            "back": {},
+            "shared": {"name": "shared-net"},
+            "outside": {"name": "theirs", "external": True},
+        }
+    }
+    assert networks.own(config, "shop_r7") == {"default": "shop_r7_default", "back": "shop_r7_back"}
+    route = tmp_path / "route"
+    route.write_text(
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"  # the default route: no clash
+        "docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"  # 172.17.0.0/16
+        "vpn0\t0000C80A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"  # 10.200.0.0/16: taken by a VPN
+    )
+    routes_found = networks.host_routes(route)
+    assert [str(r) for r in routes_found] == ["172.17.0.0/16", "10.200.0.0/16"]
+    first = networks.free_subnet(routes_found)
+    assert str(first) == "10.201.0.0/26"
+    assert str(networks.free_subnet([*routes_found, first])) == "10.201.0.64/26"
+    with pytest.raises(MiddockError, match="no free subnet"):
+        networks.free_subnet([ipaddress.IPv4Network("10.0.0.0/8")])

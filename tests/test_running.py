@@ -182,10 +182,12 @@ def test_restart_behind_the_edge_drops_no_request_and_scaled_web_gets_every_cont
         time.sleep(1)
     assert not load.report.failures, load.report.summary()
     assert server.releases(app)[-1]["kind"] == "restart of release 1"
+    server.wait_idle(app)
     after = live_starts(server, docker_client, app)
-    for service in ("web", "worker"):  # new containers serve; the old ones are gone
+    running = {c.id for c in docker_client.containers.list()}
+    for service in ("web", "worker"):  # new containers serve; the old ones stopped (kept for a rollback)
         assert len(after[service]) == 1 and after[service].isdisjoint(before[service]), (before, after)
-        assert not {id_ for id_, _ in before[service]} & {c.id for c in docker_client.containers.list(all=True)}
+        assert not {id_ for id_, _ in before[service]} & running
 
     server.middock("ps:scale", app, "web=3")
     rows = json.loads(server.middock("ps", app, "--json").stdout)

@@ -1,0 +1,203 @@
+"""Speed at scale (issue 17), printed as `name: value` lines.
+
+- rollback: `middock rollback APP` timed as a whole command (the CLI, the deploy worker, the
+  gate, the switch: until the command returns), median and p95 of --runs, alternating between the
+  two releases, each a rollback to the containers the last switch kept stopped; under the edge
+  tests' load, whose failed requests are counted. On a one-service busybox app behind the edge,
+  and on examples/hello (two services built from the server's Python, with healthchecks).
+  Target: median under 1 s, 0 failed.
+- many apps: --apps apps (default 100), one busybox web service each, behind one edge, their
+  first pushes 4 at a time (every other one given its port first with `apps:set APP port N`):
+  how many went live; a one-line push of one app with 2 apps present against the same with all
+  of them (median of --runs each, in one run; target: ratio at most 1.3); `apps` and
+  `status APP` with all of them (median of 5; target: under 0.5 s); the memory of the edge's
+  processes (HAProxy's master and workers, Caddy); the failed requests of 5 neighbours, each
+  under load, during another app's 3 deploys, a rollback and a restart (target: 0).
+
+Everything runs in a throwaway MIDDOCK_HOME with unique app names and free ports, and its
+containers, images, edge and files are removed afterwards.
+
+    python3 bench/scale.py [--runs N] [--apps N] [--only rollback|apps]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import docker
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from conftest import WEB_APP_COMPOSE, Server, Workdir, ensure_busybox_image, free_port, write_web_app  # noqa: E402
+from edge import push  # noqa: E402
+from load import Load  # noqa: E402
+
+ONE_SERVICE = WEB_APP_COMPOSE.split("  worker:")[0]  # the edge tests' web app, without its worker
+
+
+def timed(server: Server, *args: str) -> float:
+    started = time.perf_counter()
+    server.middock(*args)
+    return time.perf_counter() - started
+
+
+def median_p95(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def rollbacks(server: Server, app: str, port: int, runs: int, name: str) -> None:
+    """Time `rollback` `runs` times under load, each back to the release the last switch kept."""
+    times = []
+    with Load(port, max_seconds=600) as load:
+        for _ in range(runs):
+            server.wait_idle(app)
+            times.append(timed(server, "rollback", app))
+        time.sleep(1)
+    median, p95 = median_p95(times)
+    print(f"rollback_{name}_median_s: {median:.3f}")
+    print(f"rollback_{name}_p95_s: {p95:.3f}")
+    print(f"rollback_{name}_runs: {len(times)}")
+    print(f"rollback_{name}_failed_requests: {len(load.report.failures)} of {load.report.total}")
+    if load.report.failures:
+        print(f"rollback_{name}_first_failures: {load.report.failures[:3]}")
+
+
+def rollback_bench(server: Server, root: Path, runs: int) -> None:
+    app = server.create_app("roll")
+    work = Workdir(root / "rollback")
+    work.git("remote", "add", "production", str(server.repo_path(app)))
+    for version in ("v1", "v2"):
+        push(work, version, lambda v: write_web_app(work, v, ONE_SERVICE))
+    rollbacks(server, app, server.app_port(app), runs, "busybox")
+
+    hello = server.create_app("hello")
+    work = Workdir(root / "hello")
+    shutil.copytree(ROOT / "examples" / "hello", work.path, dirs_exist_ok=True)
+    work.git("remote", "add", "production", str(server.repo_path(hello)))
+    for greeting in ("Hello", "Hi"):
+        push(work, greeting, lambda g: work.write("middock.env", (work.path / "middock.env").read_text() + f"#{g}\n"))
+    rollbacks(server, hello, server.app_port(hello), runs, "example")
+
+
+def first_pushes(server: Server, root: Path, names: list[str]) -> list[str]:
+    """Create the apps and push each one's first release, 4 at a time; every other app gets its
+    port first. Returns the apps that went live."""
+    live: list[str] = []
+    lock = threading.Lock()
+
+    def one(name: str, index: int) -> None:
+        if index % 2:
+            server.middock("apps:set", name, "port", str(free_port()))
+        work = Workdir(root / "apps" / name)
+        work.git("remote", "add", "production", str(server.repo_path(name)))
+        write_web_app(work, "v1", ONE_SERVICE)
+        work.commit("v1")
+        if "is live" in work.push().stderr:
+            with lock:
+                live.append(name)
+
+    for start in range(0, len(names), 4):
+        threads = [threading.Thread(target=one, args=(n, start + i)) for i, n in enumerate(names[start : start + 4])]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return live
+
+
+def edge_memory(server: Server) -> float:
+    """MiB of resident memory of the edge's processes: HAProxy's master and its workers, Caddy."""
+    edge = server.home / ".middock" / "_edge"
+    roots = [int((edge / f"{proxy}.pid").read_text().split()[0]) for proxy in ("haproxy", "caddy")]
+    pids = set(roots)
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0").strip() or 0) in roots:
+            pids.add(int(status.parent.name))
+    total = 0
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS"))
+    return total / 1024
+
+
+def deploy_cost(server: Server, work: Workdir, runs: int, tag: str) -> float:
+    return statistics.median(
+        push(work, f"{tag}{i}", lambda v: write_web_app(work, v, ONE_SERVICE)) for i in range(runs)
+    )
+
+
+def apps_bench(server: Server, root: Path, count: int, runs: int) -> None:
+    names = [server.create_app(f"s{i:03d}") for i in range(count)]
+    subject = names[0]
+    work = Workdir(root / "subject")
+    work.git("remote", "add", "production", str(server.repo_path(subject)))
+    push(work, "v1", lambda v: write_web_app(work, v, ONE_SERVICE))
+    first_pushes(server, root, names[1:2])
+    with_two = deploy_cost(server, work, runs, "two")
+    started = time.perf_counter()
+    live = first_pushes(server, root, names[2:])
+    print(f"apps_first_pushes_seconds: {time.perf_counter() - started:.1f}")
+    print(f"apps_live: {len(live) + 2} of {count}")
+    with_all = deploy_cost(server, work, runs, "all")
+    print(f"deploy_with_2_apps_s: {with_two:.3f}")
+    print(f"deploy_with_{count}_apps_s: {with_all:.3f}")
+    print(f"deploy_cost_ratio: {with_all / with_two:.2f}")
+    print(f"apps_command_s: {statistics.median(timed(server, 'apps') for _ in range(5)):.3f}")
+    print(f"status_command_s: {statistics.median(timed(server, 'status', subject) for _ in range(5)):.3f}")
+    print(f"edge_memory_mib: {edge_memory(server):.1f}")
+
+    neighbours = [Load(server.app_port(name), keepalive=1, fresh=1, slow=1, max_seconds=600) for name in live[:5]]
+    for load in neighbours:
+        load.start()
+    for i in range(3):
+        push(work, f"n{i}", lambda v: write_web_app(work, v, ONE_SERVICE))
+    server.middock("rollback", subject)
+    server.middock("ps:restart", subject)
+    time.sleep(1)
+    reports = [load.stop() for load in neighbours]
+    failed = sum(len(report.failures) for report in reports)
+    print(f"neighbours_failed_requests: {failed} of {sum(report.total for report in reports)}")
+    if failed:
+        print(f"neighbours_first_failures: {[f for report in reports for f in report.failures][:3]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--apps", type=int, default=100)
+    parser.add_argument("--only", choices=("rollback", "apps"))
+    args = parser.parse_args()
+    ensure_busybox_image(docker.from_env(version="auto"))
+    root = Path(tempfile.mkdtemp(prefix="middock-bench-scale-"))
+    server = Server(root / "home")
+    server.home.mkdir()
+    try:
+        server.start_edge()
+        if args.only in (None, "rollback"):
+            rollback_bench(server, root, args.runs)
+        if args.only in (None, "apps"):
+            apps_bench(server, root, args.apps, min(args.runs, 3))
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
