@@ -2,9 +2,10 @@
 
 - rollback: `middock rollback APP` timed as a whole command (the CLI, the deploy worker, the
   gate, the switch: until the command returns), median and p95 of --runs, alternating between the
-  two releases, each a rollback to the containers the last switch kept stopped; under the edge
-  tests' load, whose failed requests are counted. On a one-service busybox app behind the edge,
-  and on examples/hello (two services built from the server's Python, with healthchecks).
+  two releases, each a rollback to the containers the last switch kept stopped; under two loads
+  (LOADS: the edge tests' own, as hard as it can, and a steady one), whose failed requests are
+  counted. On a one-service busybox app behind the edge, and on examples/hello (two services
+  built from the server's Python, with healthchecks).
   Target: median under 1 s, 0 failed.
 - many apps: --apps apps (default 100), one busybox web service each, behind one edge, their
   first pushes 4 at a time (every other one given its port first with `apps:set APP port N`):
@@ -55,21 +56,30 @@ def median_p95(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
-def rollbacks(server: Server, app: str, port: int, runs: int, name: str) -> None:
-    """Time `rollback` `runs` times under load, each back to the release the last switch kept."""
-    times = []
-    with Load(port, max_seconds=600) as load:
-        for _ in range(runs):
-            server.wait_idle(app)
-            times.append(timed(server, "rollback", app))
-        time.sleep(1)
-    median, p95 = median_p95(times)
-    print(f"rollback_{name}_median_s: {median:.3f}")
-    print(f"rollback_{name}_p95_s: {p95:.3f}")
-    print(f"rollback_{name}_runs: {len(times)}")
-    print(f"rollback_{name}_failed_requests: {len(load.report.failures)} of {load.report.total}")
-    if load.report.failures:
-        print(f"rollback_{name}_first_failures: {load.report.failures[:3]}")
+# Two loads: the edge tests' own, every client sending back to back (it takes both cores of a
+# small server, so every step of a rollback waits its turn), and a steady one, each client
+# pausing 20 ms between requests (up to 300 requests a second: a busy hour of a few hundred users).
+LOADS = {"full": {}, "steady": {"pace": 0.02}}
+
+
+def rollbacks(server: Server, app: str, port: int, runs: int, name: str, slow_path: str) -> None:
+    """Time `rollback` `runs` times under each load, each back to the release the last switch kept."""
+    for load_name, options in LOADS.items():
+        times = []
+        with Load(port, slow_path=slow_path, max_seconds=600, **options) as load:
+            for _ in range(runs):
+                server.wait_idle(app)
+                time.sleep(1)  # the load settles on the new release, as a user's would
+                times.append(timed(server, "rollback", app))
+            time.sleep(1)
+        median, p95 = median_p95(times)
+        label = f"rollback_{name}_{load_name}_load"
+        print(f"{label}_median_s: {median:.3f}")
+        print(f"{label}_p95_s: {p95:.3f}")
+        print(f"{label}_runs: {len(times)}")
+        print(f"{label}_failed_requests: {len(load.report.failures)} of {load.report.total}")
+        if load.report.failures:
+            print(f"{label}_first_failures: {load.report.failures[:3]}")
 
 
 def rollback_bench(server: Server, root: Path, runs: int) -> None:
@@ -78,7 +88,7 @@ def rollback_bench(server: Server, root: Path, runs: int) -> None:
     work.git("remote", "add", "production", str(server.repo_path(app)))
     for version in ("v1", "v2"):
         push(work, version, lambda v: write_web_app(work, v, ONE_SERVICE))
-    rollbacks(server, app, server.app_port(app), runs, "busybox")
+    rollbacks(server, app, server.app_port(app), runs, "busybox", "/cgi-bin/slow")
 
     hello = server.create_app("hello")
     work = Workdir(root / "hello")
@@ -86,7 +96,7 @@ def rollback_bench(server: Server, root: Path, runs: int) -> None:
     work.git("remote", "add", "production", str(server.repo_path(hello)))
     for greeting in ("Hello", "Hi"):
         push(work, greeting, lambda g: work.write("middock.env", (work.path / "middock.env").read_text() + f"#{g}\n"))
-    rollbacks(server, hello, server.app_port(hello), runs, "example")
+    rollbacks(server, hello, server.app_port(hello), runs, "example", "/")
 
 
 def first_pushes(server: Server, root: Path, names: list[str]) -> list[str]:

@@ -108,10 +108,12 @@ class Load:
         idle: int = 0,
         idle_path: str | None = None,
         redirects: bool = False,
+        pace: float = 0.0,
     ) -> None:
         self.address, self.port, self.host, self.tls = address, port, host, tls
         self.path, self.slow_path, self.idle_path = path, slow_path, idle_path or path
         self.redirects = redirects
+        self.pace = pace  # each client's pause between requests: 0 sends back to back (as hard as it can)
         self.headers = {"Host": host} if host else {}
         self.kinds = [("keepalive", keepalive), ("fresh", fresh), ("slow", slow), ("idle", idle)]
         self.deadline = time.monotonic() + max_seconds
@@ -199,6 +201,8 @@ class Load:
             if not self.ask(conn, kind, path):
                 conn = self.connect(timeout)
                 time.sleep(0.05)
+            elif self.pace:
+                time.sleep(self.pace)
         conn.close()
 
     def idle_client(self, kind: str) -> None:

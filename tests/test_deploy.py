@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 
-from conftest import BUILD_WEB, Workdir, free_port, http_get, write_busybox_app
+from conftest import BUILD_WEB, BUSYBOX_IMAGE, Workdir, free_port, http_get, write_busybox_app
+
+from middock_receiver.pipeline import health
 
 
 def test_push_v1_then_v2_serves_each_and_lists_both(server, work, app):
@@ -311,3 +314,29 @@ def test_a_push_from_a_minimal_environment_and_another_folder_deploys(server, wo
     )
     assert "is live" in result.stderr, result.stderr
     assert http_get(port) == "minimal"
+
+
+def test_a_container_started_again_runs_its_healthcheck_at_once(docker_client):
+    """Docker runs a container's first healthcheck only after its `interval`; the gate of an
+    instant rollback runs it at once (QuickChecks) and takes its verdict, pass or fail, and the
+    usual gate waits for Docker's."""
+    project = f"quick-{uuid.uuid4().hex[:8]}"
+    container = docker_client.containers.run(
+        BUSYBOX_IMAGE,
+        ["sleep", "1000000"],
+        detach=True,
+        init=True,
+        labels={health.PROJECT_LABEL: project, health.SERVICE_LABEL: "web"},
+        healthcheck={"test": ["CMD-SHELL", "test -f /ok"], "interval": 600_000_000_000},
+    )
+    try:
+        assert health.problems(docker_client, project, ["web"]) == [f"web: {container.name} is starting"]
+        checks = health.QuickChecks()
+        assert health.problems(docker_client, project, ["web"], checks=checks) == [
+            f"web: {container.name} is starting"
+        ]  # run now, and failed
+        container.exec_run(["sh", "-c", ": >/ok"])
+        assert health.problems(docker_client, project, ["web"], checks=checks) == []
+        assert health.problems(docker_client, project, ["web"]) == [f"web: {container.name} is starting"]
+    finally:
+        container.remove(force=True)

@@ -39,16 +39,22 @@ def created_at(container) -> float:  # noqa: ANN001
 
 
 def problems(
-    client: docker.DockerClient, project: str, services: list[str], since: float = 0.0, check_now: bool = False
+    client: docker.DockerClient,
+    project: str,
+    services: list[str],
+    since: float = 0.0,
+    checks: QuickChecks | None = None,
 ) -> list[str]:
     """What keeps the stack from being healthy now; empty when it is. A container created since
     `since` that Docker has already restarted is crashing, even if it runs this instant (every
-    service has a restart policy, so a crash shows as a restart, not as an exit). `check_now`:
-    a container whose healthcheck Docker has not run yet (it waits its `interval` first) runs
-    it now, and passes if it passes."""
+    service has a restart policy, so a crash shows as a restart, not as an exit). With `checks`,
+    a container whose healthcheck Docker has not run yet (it waits its `interval` first) runs it
+    now, and passes if it passes."""
     by_service: dict[str, list] = {name: [] for name in services}
     for container in project_containers(client, project):
         by_service.setdefault(container.labels.get(SERVICE_LABEL, "?"), []).append(container)
+    if checks is not None:
+        checks.run([c for service in services for c in by_service[service] if starting(c, since)])
     found = []
     for service in services:
         if not by_service[service]:
@@ -56,13 +62,49 @@ def problems(
         for container in by_service[service]:
             state = container.attrs["State"]
             health = state.get("Health", {}).get("Status")
-            restarted = container.attrs.get("RestartCount", 0) > 0 and created_at(container) >= since - 1
-            if restarted or state.get("Status") != "running":
-                what = "keeps restarting" if restarted else f"is {state.get('Status')}"
+            if restarted(container, since) or state.get("Status") != "running":
+                what = "keeps restarting" if restarted(container, since) else f"is {state.get('Status')}"
                 found.append(f"{service}: {container.name} {what} (exit code {state.get('ExitCode')})")
-            elif health not in (None, "healthy") and not (check_now and health == "starting" and passes(container)):
+            elif health not in (None, "healthy") and not (checks is not None and container.id in checks.passed):
                 found.append(f"{service}: {container.name} is {health}")
     return found
+
+
+def restarted(container, since: float) -> bool:  # noqa: ANN001
+    """Whether Docker restarted a container created since `since`: it crashed."""
+    return container.attrs.get("RestartCount", 0) > 0 and created_at(container) >= since - 1
+
+
+def starting(container, since: float) -> bool:  # noqa: ANN001
+    """Running, not crashing, and its healthcheck not yet run by Docker."""
+    state = container.attrs["State"]
+    return (
+        state.get("Status") == "running"
+        and state.get("Health", {}).get("Status") == "starting"
+        and not restarted(container, since)
+    )
+
+
+class QuickChecks:
+    """Healthchecks run now rather than after Docker's first `interval`, for containers started
+    again, not created (an instant rollback): every container's at once, and one that passed is
+    not run again while Docker catches up."""
+
+    def __init__(self) -> None:
+        self.passed: set[str] = set()
+
+    def run(self, containers: list) -> None:
+        """Run the healthchecks of those that have not passed yet, all at once."""
+
+        def check(container) -> None:  # noqa: ANN001
+            if passes(container):
+                self.passed.add(container.id)
+
+        runners = [threading.Thread(target=check, args=(c,)) for c in containers if c.id not in self.passed]
+        for runner in runners:
+            runner.start()
+        for runner in runners:
+            runner.join()
 
 
 def passes(container) -> bool:  # noqa: ANN001
@@ -87,13 +129,13 @@ def wait_healthy(
     timeout: float,
     on_wait: Callable[[str], None] = lambda _: None,
     since: float = 0.0,
-    quick: bool = False,
+    checks: QuickChecks | None = None,
 ) -> list[str]:
     """Poll until healthy or the timeout; returns the remaining problems (empty on success).
-    `quick`: containers started again, not created, run their healthchecks at once (and are
-    polled often): an instant rollback."""
-    poll = 0.05 if quick else waiting.POLL
-    return waiting.until_clear(lambda: problems(client, project, services, since, quick), timeout, on_wait, poll)
+    With `checks` (containers started again, not created: an instant rollback), healthchecks
+    run at once and the stack is polled often."""
+    poll = 0.05 if checks is not None else waiting.POLL
+    return waiting.until_clear(lambda: problems(client, project, services, since, checks), timeout, on_wait, poll)
 
 
 def service_status(client: docker.DockerClient, project: str) -> list[dict]:

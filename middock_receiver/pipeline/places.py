@@ -72,8 +72,14 @@ class KeptPlace(ComposePlace):
     """The containers a switch replaced and kept stopped (releases.Kept): started again, not
     created, for an instant rollback."""
 
+    def __init__(self, app: App, release: Release, client: docker.DockerClient, env: dict, out: Output) -> None:
+        super().__init__(app, release, client, env, out)
+        self.checks = health.QuickChecks()
+
     def start(self, services: list[str]) -> None:
-        """All at once: starting a container is mostly Docker's own waiting (its network)."""
+        """All at once, each container's healthcheck run as soon as it started: starting a
+        container is mostly Docker's own waiting (its network), and Docker would first run the
+        check only after its `interval`."""
         wanted = set(services)
         refused: list[str] = []
 
@@ -82,6 +88,8 @@ class KeptPlace(ComposePlace):
                 container.start()
             except docker.errors.APIError as error:
                 refused.append(f"{container.name}: {error.explanation or error}")
+            else:
+                self.checks.run([container])
 
         starting = [
             threading.Thread(target=start, args=(container,))
@@ -98,7 +106,7 @@ class KeptPlace(ComposePlace):
     resume = start
 
     def problems(self, services: list[str], counts: dict[str, int], timeout: float) -> list[str]:
-        return health.wait_healthy(self.client, self.name, services, timeout, self.out.detail, quick=True)
+        return health.wait_healthy(self.client, self.name, services, timeout, self.out.detail, checks=self.checks)
 
 
 class SwarmPlace:
