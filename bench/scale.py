@@ -101,8 +101,9 @@ def rollback_bench(server: Server, root: Path, runs: int) -> None:
 
 def first_pushes(server: Server, root: Path, names: list[str]) -> list[str]:
     """Create the apps and push each one's first release, 4 at a time; every other app gets its
-    port first. Returns the apps that went live."""
+    port first. Returns the apps that went live, and prints why the others did not."""
     live: list[str] = []
+    failed: dict[str, str] = {}
     lock = threading.Lock()
 
     def one(name: str, index: int) -> None:
@@ -112,9 +113,12 @@ def first_pushes(server: Server, root: Path, names: list[str]) -> list[str]:
         work.git("remote", "add", "production", str(server.repo_path(name)))
         write_web_app(work, "v1", ONE_SERVICE)
         work.commit("v1")
-        if "is live" in work.push().stderr:
-            with lock:
+        pushed = work.push().stderr
+        with lock:
+            if "is live" in pushed:
                 live.append(name)
+            else:
+                failed[name] = ([line for line in pushed.splitlines() if line.startswith(" !")] or ["?"])[-1]
 
     for start in range(0, len(names), 4):
         threads = [threading.Thread(target=one, args=(n, start + i)) for i, n in enumerate(names[start : start + 4])]
@@ -122,6 +126,8 @@ def first_pushes(server: Server, root: Path, names: list[str]) -> list[str]:
             thread.start()
         for thread in threads:
             thread.join()
+    for name, why in sorted(failed.items()):
+        print(f"apps_not_live: {name}: {why}")
     return live
 
 
