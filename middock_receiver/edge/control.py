@@ -103,7 +103,7 @@ class Edge:
         return self.haproxy.answers()
 
     def require_running(self) -> None:
-        if not self.running():
+        if not self.haproxy.answers(haproxy.RELOAD_PATIENCE):
             raise MiddockError(NOT_RUNNING)
 
     def write(self) -> Changed:

@@ -37,6 +37,7 @@ HANDOVER = "_handover"
 HANDOVER_HEADER = "X-Middock-Handover"
 LAYOUT_MARK = "# layout "
 HOST = "req.hdr(host),field(1,:),lower"  # the request's host name, without a port
+RELOAD_PATIENCE = 5.0  # seconds a master reloading (re-executing itself) may not answer
 
 
 @dataclass(frozen=True)
@@ -285,24 +286,32 @@ class Master:
         self.path = path
         self.timeout = timeout
 
-    def command(self, line: str) -> str:
-        try:
-            with socket.socket(socket.AF_UNIX) as sock:
-                sock.settimeout(self.timeout)
-                sock.connect(str(self.path))
-                sock.sendall(line.encode() + b"; quit\n")  # else the master keeps the session open
-                chunks = []
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
-        except OSError as error:
-            reason = error.strerror or error
-            raise MiddockError(f"the edge's HAProxy does not answer on {self.path} ({reason})") from None
-        return b"".join(chunks).decode(errors="replace")
+    def command(self, line: str, patience: float = RELOAD_PATIENCE) -> str:
+        """Send a line to the master CLI. A master reloading (another deploy's new route) is
+        not there for a moment: it is asked again for up to `patience` seconds."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.settimeout(self.timeout)
+                    sock.connect(str(self.path))
+                    sock.sendall(line.encode() + b"; quit\n")  # else the master keeps the session open
+                    chunks = []
+                    while chunk := sock.recv(65536):
+                        chunks.append(chunk)
+                return b"".join(chunks).decode(errors="replace")
+            except OSError as error:
+                reloading = isinstance(error, (ConnectionRefusedError, FileNotFoundError))
+                if reloading and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                reason = error.strerror or error
+                raise MiddockError(f"the edge's HAProxy does not answer on {self.path} ({reason})") from None
 
-    def workers(self) -> list[int]:
+    def workers(self, patience: float = RELOAD_PATIENCE) -> list[int]:
         """The workers' pids, the current one first, then the old ones."""
         pids = []
-        for line in self.command("show proc").splitlines():
+        for line in self.command("show proc", patience).splitlines():
             fields = line.split()
             if len(fields) > 1 and fields[1] == "worker" and fields[0].isdigit():
                 pids.append(int(fields[0]))
@@ -311,11 +320,19 @@ class Master:
     def worker_command(self, pid: int, line: str) -> str:
         return self.command(f"@!{pid} {line}")
 
-    def answers(self) -> bool:
-        try:
-            return bool(self.workers())
-        except MiddockError:
-            return False
+    def answers(self, patience: float = 0.0) -> bool:
+        """Whether HAProxy runs with a worker; `patience`: or does within that many seconds
+        (a master reloading for another deploy)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                if self.workers(patience):
+                    return True
+            except MiddockError:
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def reload(self, wait: float = 15) -> None:
         """A seamless reload: a new worker takes over the listeners; wait until it is there."""
@@ -324,7 +341,7 @@ class Master:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
-                now = self.workers()[:1]
+                now = self.workers(0.0)[:1]
             except MiddockError:
                 now = before
             if now and now != before:
