@@ -139,6 +139,7 @@ command -v git >/dev/null || missing+=(git)
 dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed" || missing+=(python3-venv)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v docker >/dev/null || missing+=(docker.io)
+[ -x /usr/sbin/cron ] || missing+=(cron) # runs the apps' scheduled jobs (middock.cron)
 if [ "$edge" = 1 ]; then
     [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     [ -x /usr/bin/caddy ] || missing+=(caddy)
@@ -177,6 +178,7 @@ getent group docker >/dev/null || groupadd --system docker
 
 if [ -d /run/systemd/system ]; then
     systemctl enable --now docker >/dev/null 2>&1 || true
+    systemctl enable --now cron >/dev/null 2>&1 || true
 fi
 if ! docker info >/dev/null 2>&1; then
     printf ' !     Warning: the Docker daemon is not running; start it (systemctl start docker) before the first push\n' >&2

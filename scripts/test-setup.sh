@@ -27,6 +27,7 @@ apt_install haproxy caddy pebble openssl # the edge's proxies, and Let's Encrypt
 apt_install debootstrap                    # the Debian base image of the django-postgres example's test
 apt_install docker-registry                # the Swarm's registry (the Swarm tests run their own nodes)
 apt_install python3-venv # install.sh's virtualenv, made with the distribution's /usr/bin/python3
+apt_install cron         # runs the apps' scheduled jobs (the tests start it where it does not run)
 
 # Compose v2: Debian 12 has none; Debian 13's docker-compose (a static binary) installs cleanly.
 if ! docker compose version >/dev/null 2>&1; then

@@ -198,6 +198,7 @@ class Deployment:
         if self.sshd:
             self.sshd.stop()
         subprocess.run([self.middock, "edge:stop", "--user", self.user], capture_output=True)
+        subprocess.run(["crontab", "-r", "-u", self.user], capture_output=True)  # the example's job
         remove_user(self.user)
         shutil.rmtree(self.base, ignore_errors=True)
 
@@ -344,6 +345,22 @@ def listed(help_text: str) -> dict[str, str]:
     """The commands a `help` listing names, each with what it says the command does."""
     rows = [line.split(None, 1) for line in help_text.splitlines() if line.startswith("  ")]
     return {row[0]: row[1] if len(row) > 1 else "" for row in rows}
+
+
+def test_scheduled_jobs_over_ssh_in_the_deploy_users_crontab(deployment, pushed):
+    """The example's middock.cron is in the deploy user's own crontab; over SSH, `cron` lists the
+    job, `cron:run` streams its output and passes its exit code, `cron:runs` records it."""
+    app = pushed[0]
+    table = as_user(deployment.user, "crontab", "-l")
+    assert table.returncode == 0 and f"cron:run {app} greet --scheduled" in table.stdout, table.stderr
+    listed = deployment.alice.run("cron", app)
+    assert listed.returncode == 0 and "greet" in listed.stdout and "@hourly" in listed.stdout, listed.stderr
+    ran = deployment.alice.run("cron:run", app, "greet")
+    assert ran.returncode == 0 and ran.stdout.endswith("from the hourly job\n"), ran.stdout + ran.stderr
+    runs = json.loads(deployment.alice.run("cron:runs", app, "--json").stdout)
+    assert [(r["job"], r["trigger"], r["result"]) for r in runs] == [("greet", "cron:run", "succeeded")]
+    missing = deployment.alice.run("cron:run", app, "nosuch")
+    assert missing.returncode != 0 and missing.stderr.count("\n") == 1
 
 
 def test_help_locally_and_over_ssh(deployment):

@@ -154,6 +154,7 @@ def first_push(server: SwarmServer, folder: Path, prefix: str) -> subprocess.Com
     server.work = SwarmWork(folder / "work", server)
     server.work.git("remote", "add", "production", str(server.repo_path(server.app)))
     write_web_app(server.work, "v1", COMPOSE)
+    server.work.write("middock.cron", "tasked @daily worker sh -c 'echo from a scheduled task; exit 5'\n")
     server.work.commit("v1")
     pushed = server.work.push()
     server.port = server.app_port(server.app)
@@ -219,6 +220,9 @@ def test_a_push_spreads_the_web_tasks_over_every_node_and_serves_through_the_edg
     assert re.search(rf"Z worker\.1@({names}): .*working on", logs), logs  # each line says its task's node
     ran = cluster.middock("run", cluster.app, "worker", "sh", "-c", "echo from a task; exit 7", check=False)
     assert ran.returncode == 7 and "from a task" in ran.stdout, ran
+    job = cluster.middock("cron:run", cluster.app, "tasked", check=False)  # a scheduled job: a one-off task too
+    assert job.returncode == 5 and job.stdout == "from a scheduled task\n", job
+    assert json.loads(cluster.middock("cron:runs", cluster.app, "--json").stdout)[-1]["exit_code"] == 5
     nodes = json.loads(cluster.middock("nodes", "--json").stdout)
     assert [row["role"] for row in nodes].count("manager") == 1 and all(row["state"] == "ready" for row in nodes)
 

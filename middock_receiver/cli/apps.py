@@ -8,6 +8,7 @@ import sys
 from ..edge import routes
 from ..edge.control import Edge
 from ..errors import MiddockError
+from ..jobs import crontab
 from ..state import apps, releases
 from ..state.apps import App
 from .commands import argument, command, emit_json
@@ -53,11 +54,14 @@ def cmd_apps_create(args: argparse.Namespace) -> int:
 @command("apps:destroy", "stop the stack and remove everything of the app")
 @argument("--force", action="store_true")
 def cmd_apps_destroy(args: argparse.Namespace) -> int:
+    from ..cron import remove_all
     from ..pipeline.deploy import destroy_stack
 
     app = App.named(args.app).require()
     if not args.force:
         raise MiddockError(f"this removes {app.name}, its stack, releases and images; repeat with --force")
+    crontab.apply(app, [])
+    remove_all(app)  # its jobs' running containers
     destroy_stack(app)
     apps.destroy(app)
     print(f"-----> Destroyed {app.name}")

@@ -17,6 +17,7 @@ from ..state import apps, config, lock, processes, releases
 from ..state.apps import App
 from ..state.lock import DeployLock, Request
 from .commands import argument, command, emit_json, when
+from .cron import jobs_table
 
 
 def settled(app: App) -> App:
@@ -166,6 +167,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "mode": push_mode(settings),
         "routes": routes_of(app, live),
         "services": services,
+        "jobs": jobs_table(app),
         "not_owned": account.not_owned(app.home, [app.name]),
     }
     if args.json:
@@ -191,6 +193,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {row['service']:<16} {row['container']:<32} {row['state']}{health}{node}")
     if not services:
         print("  no containers")
+    for job in data["jobs"]:
+        upcoming = "suspended" if job["suspended"] else f"next {job['next_run']}"
+        print(f"Job:          {job['name']:<16} {job['schedule']:<16} {upcoming}")
     return 0
 
 

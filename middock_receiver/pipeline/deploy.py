@@ -27,6 +27,8 @@ from dulwich.repo import Repo
 from ..edge import routes
 from ..edge.control import Edge
 from ..errors import MiddockError, os_error_line
+from ..jobs import cronfile, crontab
+from ..jobs.cronfile import Job
 from ..output import Output
 from ..runtime import compose, networks, overrides, side_by_side, stack_file, swarm
 from ..runtime.engine import docker_client
@@ -101,6 +103,7 @@ class Deploy:
         self.on_swarm = False  # the release runs as a stack on the Swarm (apps:set APP target swarm)
         self.revive: releases.Kept | None = None  # a rollback to the containers the last switch kept
         self.beside: switch.Beside | None = None
+        self.jobs: list[Job] = []  # the release's scheduled jobs (middock.cron)
 
     @functools.cached_property
     def program(self) -> tuple[str, ...]:
@@ -222,6 +225,10 @@ class Deploy:
         stack = ComposeStack(self.program, self.app.name, tuple(files), self.checkout_dir)
         resolved = compose.resolve(stack, env)
         self.choose_runtime(resolved)
+        self.jobs = cronfile.read(self.checkout_dir, resolved["services"])
+        if self.jobs:
+            build.seconds(env, "MIDDOCK_CRON_TIMEOUT", 1.0)  # a bad value fails the deploy, not a run
+        cronfile.save(self.folder, self.jobs)
         refs = sorted({spec["image"] for spec in resolved["services"].values() if spec.get("image")})
         before = image_ids(self.client, refs)
 
@@ -254,6 +261,8 @@ class Deploy:
         target = Target(self.app.name, self.release.number, self.request.commit, self.request.ref)
         self.env = deploy_env(target, config.repo_defaults(self.checkout_dir), variables, os.environ)
         self.choose_runtime(resolved)
+        self.jobs = cronfile.load(old_folder)
+        cronfile.save(self.folder, self.jobs)
         self.release.built = {}
         if self.request.reason == "rollback" and self.web and not self.on_swarm:
             scaled = overrides.apply(resolved, processes.read_scale(self.app), self.web.service)
@@ -395,6 +404,7 @@ class Deploy:
         assert self.release is not None
         releases.set_live(self.app, self.release.number)
         processes.set_stopped(self.app, False)
+        self.schedule_jobs()
         if self.request.restore is None:
             previous = self.previous.number if self.previous else None
             release_phase.post_deploy(self.checkout_dir, self.env, previous, self.out)
@@ -411,6 +421,17 @@ class Deploy:
                 self.out.warn(f"release {self.previous.number if self.previous else '?'} was not retired: {error}")
         self.enter(releases.RETIRED)
         self.prune()
+
+    def schedule_jobs(self) -> None:
+        """The live release's jobs take the app's place in the crontab (the release is live
+        already: a crontab that cannot be written only warns)."""
+        try:
+            crontab.apply(self.app, self.jobs)
+        except (MiddockError, OSError) as error:
+            self.out.warn(f"the jobs of {cronfile.FILE} are not scheduled: {error}")
+            return
+        if self.jobs:
+            self.out.detail(f"scheduled jobs: {', '.join(job.name for job in self.jobs)}")
 
     def prune(self) -> None:
         """Keep the last `keep` good releases rollback-able; remove older ones and their images."""

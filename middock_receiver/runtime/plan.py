@@ -104,10 +104,13 @@ class ComposeStack:
     def down(self) -> list[str]:
         return self.command("down", "--remove-orphans")
 
-    def run(self, service: str, command: list[str], name: str | None = None) -> list[str]:
+    def run(
+        self, service: str, command: list[str], name: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[str]:
         """A one-off container: no pty, stdin passed through; `name` lets a timeout remove it."""
         named = ["--name", name] if name else []
-        return self.command("run", "--rm", "--no-deps", "-T", *named, service, *command)
+        labelled = [word for key, value in (labels or {}).items() for word in ("--label", f"{key}={value}")]
+        return self.command("run", "--rm", "--no-deps", "-T", *named, *labelled, service, *command)
 
 
 def release_tag(app: str, release: int, service: str) -> str:

@@ -281,6 +281,10 @@ class LogLines:
         return stamp, f"{service}.{task.get('Slot', '?')}@{node}", stamp + b" " + text
 
 
+class JobTimeout(MiddockError):
+    """A one-off task still running at its timeout (it is removed)."""
+
+
 def run_job(
     client: docker.DockerClient, stack: str, service: str, image: str, command: list[str], timeout: float = 3600
 ) -> tuple[int, bytes]:
@@ -310,7 +314,7 @@ def run_job(
                 output = b"".join(job.logs(stdout=True, stderr=True))
                 return int(status.get("ContainerStatus", {}).get("ExitCode", 1)), output
             time.sleep(0.3)
-        raise MiddockError(f"the one-off task of {service} did not finish within {timeout:g}s")
+        raise JobTimeout(f"the one-off task of {service} did not finish within {timeout:g}s")
     finally:
         job.remove()
 

@@ -1,0 +1,1 @@
+"""Scheduled jobs (middock.cron): the schedule, the jobs of a release, the crontab, the runs."""

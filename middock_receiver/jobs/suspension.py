@@ -1,0 +1,42 @@
+"""Which of an app's jobs are suspended (`cron:suspend`): the app's own choice, kept across
+deploys and rollbacks in `.middock/APP/cron-suspended.json`. A suspended job has no crontab
+line; `cron:run` still runs it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..state.apps import App, write_atomic
+from .cronfile import JOB_NAME
+
+
+@dataclass
+class Suspension:
+    everything: bool = False  # `cron:suspend APP`: every job, those of later releases too
+    jobs: set[str] = field(default_factory=set)
+
+    def holds(self, job: str) -> bool:
+        return self.everything or job in self.jobs
+
+
+def path(app: App) -> Path:
+    return app.state / "cron-suspended.json"
+
+
+def load(app: App) -> Suspension:
+    """The app's suspension; a record that is not what middock writes counts as none."""
+    try:
+        raw = json.loads(path(app).read_text())
+    except (OSError, ValueError):
+        return Suspension()
+    jobs = raw.get("jobs") if isinstance(raw, dict) else None
+    if not isinstance(jobs, list) or not all(isinstance(j, str) and JOB_NAME.match(j) for j in jobs):
+        return Suspension()
+    return Suspension(raw.get("everything") is True, set(jobs))
+
+
+def save(app: App, suspension: Suspension) -> None:
+    text = json.dumps({"everything": suspension.everything, "jobs": sorted(suspension.jobs)}, indent=2)
+    write_atomic(path(app), text + "\n")
