@@ -124,5 +124,6 @@ def remove(client: docker.DockerClient, name: str) -> None:
 
 def remove_all(app: App) -> None:
     """`apps:destroy`: stop every running job of the app."""
-    for container in docker_client().containers.list(all=True, filters={"label": f"{APP_LABEL}={app.name}"}):
+    jobs = {"label": f"{APP_LABEL}={app.name}"}
+    for container in docker_client().containers.list(all=True, filters=jobs, ignore_removed=True):
         container.remove(force=True)

@@ -138,7 +138,9 @@ class Server:
             self.middock("edge:stop", check=False)
         for app in self.apps:
             if (self.repo_path(app)).exists():
-                self.middock("apps:destroy", app, "--force", check=False)
+                destroyed = self.middock("apps:destroy", app, "--force", check=False)
+                if destroyed.returncode != 0:
+                    print(f"cleanup: apps:destroy {app} failed: {destroyed.stderr.strip()}")
             subprocess.run(
                 ["docker", "compose", "--project-name", app, "down", "--remove-orphans", "--volumes", "--timeout", "1"],
                 capture_output=True,

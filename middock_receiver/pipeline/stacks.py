@@ -71,8 +71,11 @@ def app_projects(client: docker.DockerClient, app: App) -> set[str]:
     """The app's Compose projects that have containers (in place, and its releases beside) and
     its stacks on the Swarm."""
     own = re.compile(rf"{re.escape(app.name)}(_r[0-9]+)?\Z")
-    containers = client.containers.list(all=True, filters={"label": PROJECT_LABEL})
-    found = {c.labels[PROJECT_LABEL] for c in containers if own.match(c.labels.get(PROJECT_LABEL, ""))}
+    # sparse: the listing's own labels, no inspection of each container (one of another app
+    # removed meanwhile by its deploy would fail it)
+    containers = client.containers.list(all=True, filters={"label": PROJECT_LABEL}, sparse=True)
+    projects = {(c.attrs.get("Labels") or {}).get(PROJECT_LABEL, "") for c in containers}
+    found = {project for project in projects if own.match(project)}
     return found | {name for name in swarm_stacks(client) if own.match(name)}
 
 
