@@ -9,7 +9,6 @@ too, unless that path is too long for a socket address; then they go to a privat
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .. import flock
 from ..errors import MiddockError
 from ..state.apps import middock_home, write_atomic
 
@@ -159,14 +159,12 @@ class EdgePaths:
             yield
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "edge.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flock.held(self.root / "edge.lock"):
             self.held = True
-            yield
-        finally:
-            self.held = False
-            os.close(fd)
+            try:
+                yield
+            finally:
+                self.held = False
 
 
 def read_settings(paths: EdgePaths) -> EdgeSettings:

@@ -8,7 +8,6 @@ itself (never twice at once, its record) is `cron.py`'s.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shlex
 import shutil
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import flock
 from ..errors import MiddockError
 from ..state.apps import App
 from . import suspension
@@ -120,10 +120,5 @@ def program() -> str:
 @contextmanager
 def locked() -> Iterator[None]:
     """One rewrite of this user's crontab at a time, whichever middock home asks."""
-    path = f"/tmp/middock-crontab-{os.getuid()}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with flock.held(f"/tmp/middock-crontab-{os.getuid()}.lock"):
         yield
-    finally:
-        os.close(fd)

@@ -4,7 +4,6 @@ file there is held for the whole of a run: a start that cannot take it is skippe
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -13,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from .. import flock
 from ..state.apps import App, write_atomic
 from .cronfile import JOB_NAME
 
@@ -60,16 +60,8 @@ def exclusive(app: App, job: str) -> Iterator[bool]:
     """Hold the job's lock for a run: yields False when another run holds it."""
     path = folder(app, job)
     path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    with flock.held(path / "lock", wait=False) as mine:
+        yield mine
 
 
 def begin(app: App, job: str, trigger: str, release: int, result: str = RUNNING) -> Run:

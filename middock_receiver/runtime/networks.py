@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import ipaddress
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import docker
 import docker.errors
 import docker.types
 
+from .. import flock
 from ..errors import MiddockError
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -91,12 +90,8 @@ def free_subnet(taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
 @contextlib.contextmanager
 def allocating() -> Iterator[None]:
     """One allocation at a time on this machine, whoever allocates (any home, any user)."""
-    fd = os.open(LOCK, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with flock.held(LOCK, 0o644):
         yield
-    finally:
-        os.close(fd)
 
 
 def exists(client: docker.DockerClient, name: str) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
-import fcntl
 import http.client
 import ipaddress
 import json
@@ -31,7 +30,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from .. import process
+from .. import flock, process
 from ..daemons import Daemon
 from ..errors import MiddockError
 
@@ -264,12 +263,8 @@ def locked(files: Files | None, exclusive: bool = False) -> Iterator[None]:
     if files is None:
         yield
         return
-    fd = os.open(files.lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    with flock.held(files.lock, shared=not exclusive):
         yield
-    finally:
-        os.close(fd)
 
 
 class Registry:
