@@ -105,8 +105,8 @@ def test_install_as_root_from_its_home(bed: ServerBed) -> None:
     report(f"install.sh: {time.monotonic() - started:.1f} s, exit {installed.returncode}")
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert "middock is installed" in installed.stdout
-    enabled = root(bed, "systemctl", "is-enabled", "docker.service", *EDGE_UNITS, check=False)
-    assert enabled.stdout.split() == ["enabled"] * 3, enabled.stdout + enabled.stderr
+    enabled = root(bed, "systemctl", "is-enabled", "docker.service", *EDGE_UNITS, "cron.service", check=False)
+    assert enabled.stdout.split() == ["enabled"] * 4, enabled.stdout + enabled.stderr
 
 
 def test_first_push_is_live_where_it_says(bed: ServerBed, state: dict) -> None:
@@ -120,6 +120,10 @@ def test_first_push_is_live_where_it_says(bed: ServerBed, state: dict) -> None:
     state["port"] = int(re.search(r":(\d+)/$", url).group(1))
     assert "Hello from middock" in page(bed, url)
     assert "Hello from middock" in page(bed, app_url(state))
+    table = root(bed, "crontab", "-l", "-u", "deploy").stdout  # the example's hourly job, for systemd's cron
+    assert "cron:run hello greet --scheduled" in table and "# middock /home/deploy hello: begin" in table, table
+    job = over_ssh(bed, "cron:run", "hello", "greet")
+    assert job.stdout == "Hello from middock from the hourly job\n", job.stdout + job.stderr
 
 
 def test_domain_over_https_with_the_local_ca_and_over_http(bed: ServerBed, state: dict) -> None:

@@ -12,6 +12,7 @@ import docker
 from ..edge import routes
 from ..edge.control import Edge
 from ..errors import MiddockError
+from ..jobs import cronfile, crontab
 from ..output import Output
 from ..runtime import compose
 from ..runtime.engine import docker_client
@@ -43,6 +44,10 @@ def recover(app: App, out: Output) -> None:
         if live and live.result == releases.SUCCEEDED:
             live.stage = releases.RETIRED
             releases.save(app, live)
+        try:  # the live release's jobs, if the crash came between its going live and their scheduling
+            crontab.apply(app, cronfile.live(app)[1])
+        except (MiddockError, OSError) as error:
+            out.warn(f"the jobs of {cronfile.FILE} are not scheduled: {error}")
 
 
 def restore_live(app: App, out: Output) -> None:
