@@ -301,6 +301,7 @@ def stacks(server: SwarmServer) -> set[str]:
 
 
 def test_a_release_whose_health_never_passes_is_removed_and_the_old_one_serves(cluster):
+    cluster.wait_idle(cluster.app)  # what the last deploy replaced is gone
     before = stacks(cluster)
     load = Load(cluster, cluster.base)
     failed = cluster.middock(
@@ -385,6 +386,7 @@ def test_nodes_drain_and_activate_and_a_live_node_is_not_removed(cluster):
     ],
 )
 def test_what_swarm_cannot_run_is_refused_before_anything_starts(cluster, change, message):
+    cluster.wait_idle(cluster.app)  # what the last deploy replaced is gone
     before = stacks(cluster)
     worker = "    image: middock-test/busybox\n"
     write_web_app(cluster.work, "bad", COMPOSE.replace(worker, worker + change))
@@ -395,6 +397,7 @@ def test_what_swarm_cannot_run_is_refused_before_anything_starts(cluster, change
 
 
 def test_an_image_no_script_built_is_refused(cluster):
+    cluster.wait_idle(cluster.app)  # what the last deploy replaced is gone
     before = stacks(cluster)
     write_web_app(cluster.work, "bad", COMPOSE.replace("image: middock-test/busybox", "image: nobody-built-this:1"))
     cluster.work.commit("no such image")
@@ -435,6 +438,7 @@ def test_the_registry_keeps_only_the_kept_releases_images_and_the_app_can_go_bac
     push(cluster, "v7")
     report = load.stop()
     assert report["failures"] == [], report
+    cluster.wait_idle(cluster.app)  # the push ends at live; the stack it replaced goes after
     assert cluster.get() == "v7\n" and stacks(cluster) == set()
     status = json.loads(cluster.middock("status", cluster.app, "--json").stdout)
     assert status["live"]["project"] == f"{cluster.app}_r{status['live']['number']}" and not status["live"]["pushed"]
