@@ -44,10 +44,6 @@ class Report:
     def versions(self) -> set[str]:
         return {a.version for a in self.answers}
 
-    def first_seen(self, version: str) -> float | None:
-        times = [a.received for a in self.answers if a.version == version and not a.slow]
-        return min(times) if times else None
-
     def summary(self) -> str:
         slow = [a for a in self.answers if a.slow]
         idle = [a for a in self.answers if a.kind == "idle"]
@@ -59,9 +55,15 @@ class Report:
             + (f"; first failures: {self.failures[:3]}" if self.failures else "")
         )
 
-    def slow_in_flight_at(self, moment: float) -> list[Answer]:
-        """Slow requests sent before `moment` and answered after it."""
-        return [a for a in self.answers if a.slow and a.sent < moment < a.received]
+    def slow_in_flight_at_switch(self, new: str) -> list[Answer]:
+        """Slow requests in flight when the edge switched to version `new`: sent before the first
+        quick request that `new` answered was sent (one sent later may have reached `new`), and
+        answered after `new` first answered."""
+        quick = [a for a in self.answers if a.version == new and not a.slow]
+        if not quick:
+            return []
+        sent, seen = min(a.sent for a in quick), min(a.received for a in quick)
+        return [a for a in self.answers if a.slow and a.sent < sent and a.received > seen]
 
 
 class TLSConnection(http.client.HTTPConnection):

@@ -32,8 +32,7 @@ def assert_clean_switch(report: Report, old: str, new: str) -> None:
     version first answered were answered by the old one that accepted them."""
     assert not report.failures, report.summary()
     assert {old, new} <= report.versions(), report.summary()
-    switched = report.first_seen(new)
-    in_flight = report.slow_in_flight_at(switched)
+    in_flight = report.slow_in_flight_at_switch(new)
     assert in_flight, f"no slow request was in flight at the switch: {report.summary()}"
     assert {a.version for a in in_flight} == {old}, in_flight
 
@@ -164,6 +163,8 @@ def worker_events(client: docker.DockerClient, app: str, since: float) -> list[t
     events = client.events(since=int(since), until=int(time.time()) + 1, decode=True, filters=wanted)
     found = []
     for event in events:
+        if event.get("timeNano", 0) < since * 1e9:  # the filter takes whole seconds
+            continue
         labels = event["Actor"]["Attributes"]
         project = labels.get("com.docker.compose.project", "")
         oneoff = labels.get("com.docker.compose.oneoff") == "True"  # `middock run`
