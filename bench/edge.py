@@ -26,6 +26,7 @@ containers, images, edge and files are removed afterwards.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import shutil
@@ -34,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -219,18 +221,29 @@ def push_to_live(server: Server, root: Path, runs: int) -> None:
     print(f"push_to_live_bluegreen_ratio: {bg / ip:.2f}")
 
 
+@contextlib.contextmanager
+def server_with_edge(prefix: str) -> Iterator[tuple[Server, Path]]:
+    """A throwaway MIDDOCK_HOME under a new temporary folder, with its own edge on free ports; its
+    containers, images, edge and files are removed afterwards."""
+    ensure_busybox_image(docker.from_env(version="auto"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    server = Server(root / "home")
+    server.home.mkdir()
+    try:
+        server.start_edge()
+        yield server, root
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--only", choices=["failed", "latency", "push", "domain"])
     args = parser.parse_args()
-    ensure_busybox_image(docker.from_env(version="auto"))
-    root = Path(tempfile.mkdtemp(prefix="mb"))
-    server = Server(root / "home")
-    server.home.mkdir()
-    try:
-        server.start_edge()
+    with server_with_edge("mb") as (server, root):
         if args.only in (None, "failed"):
             failed_requests(server, root)
         if args.only in (None, "latency"):
@@ -239,9 +252,6 @@ def main() -> None:
             push_to_live(server, root, args.runs)
         if args.only in (None, "domain"):  # last: it changes the edge's TLS setting
             domain_latency(server, root, args.requests)
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -27,19 +27,16 @@ import argparse
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-
-import docker
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from conftest import WEB_APP_COMPOSE, Server, Workdir, ensure_busybox_image, free_port, write_web_app  # noqa: E402
-from edge import push  # noqa: E402
+from conftest import WEB_APP_COMPOSE, Server, Workdir, free_port, write_web_app  # noqa: E402
+from edge import push, server_with_edge  # noqa: E402
 from load import Load  # noqa: E402
 
 ONE_SERVICE = WEB_APP_COMPOSE.split("  worker:")[0]  # the edge tests' web app, without its worker
@@ -200,19 +197,11 @@ def main() -> None:
     parser.add_argument("--apps", type=int, default=100)
     parser.add_argument("--only", choices=("rollback", "apps"))
     args = parser.parse_args()
-    ensure_busybox_image(docker.from_env(version="auto"))
-    root = Path(tempfile.mkdtemp(prefix="middock-bench-scale-"))
-    server = Server(root / "home")
-    server.home.mkdir()
-    try:
-        server.start_edge()
+    with server_with_edge("middock-bench-scale-") as (server, root):
         if args.only in (None, "rollback"):
             rollback_bench(server, root, args.runs)
         if args.only in (None, "apps"):
             apps_bench(server, root, args.apps, min(args.runs, 3))
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
