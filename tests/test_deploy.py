@@ -215,6 +215,7 @@ def test_retention_and_destroy_only_touch_this_apps_images(server, work, app, do
         assert "is live" in work.push().stderr
     assert http_get(port) == "v7"
 
+    server.wait_idle(app)  # pruning is part of the retirement that follows live
     history = server.releases(app)
     assert [r["pruned"] for r in history] == [True, True, False, False, False, False, False]
     for commit in commits[:2]:
