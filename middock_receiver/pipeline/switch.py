@@ -44,8 +44,8 @@ def prepare(
     env: dict,
 ) -> None:
     """Give the release its project, its slot (the one not serving) and that slot's loopback
-    ports, create its networks, and write the configuration it runs beside the live one
-    (`stack.json`)."""
+    ports, create its networks and the app-wide volumes (its release command may mount them),
+    and write the configuration it runs beside the live one (`stack.json`)."""
     side_by_side.check(resolved, web, side_by_side.stop_first(env))
     release.slot = side_by_side.other_slot(previous.slot if previous else None)
     release.project = side_by_side.project_name(app.name, release.number)
@@ -54,6 +54,7 @@ def prepare(
         ports = routes.choose_slot_ports(app, record, release.slot, side_by_side.web_replicas(resolved, web))
     config = side_by_side.beside(resolved, app.name, release.project, web, ports)
     config = networks.prepared(client, config, release.project)
+    ensure_shared(client, app, resolved)
     compose.write_config(config, releases.folder(app, release.number) / stacks.BESIDE)
 
 
@@ -162,8 +163,6 @@ class Beside:
     def start(self) -> None:
         if self.web:
             self.edge.require_running()
-        if not isinstance(self.new, SwarmPlace):
-            ensure_shared(self.client, self.app, self.resolved)
         if self.web and self.previous and self.previous.slot and not isinstance(self.new, SwarmPlace):
             self.edge.apply(self.app)  # the new slot's endpoints, if they changed
         self.enter("up")
