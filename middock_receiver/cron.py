@@ -29,7 +29,6 @@ from .state import config, releases
 from .state.apps import App
 
 DEFAULT_TIMEOUT = 24 * 3600.0
-APP_LABEL = "middock.cron.app"
 
 
 def job_named(app: App, name: str) -> tuple[releases.Release, Job]:
@@ -95,7 +94,7 @@ def start(
     stack = stacks.release_stack(app, compose.compose_program(), live)
     name = container_name(app, job.name)
     env = {**without_git(os.environ), "COMPOSE_PROJECT_NAME": app.name}
-    argv = stack.run(job.service, job.command, name, {APP_LABEL: app.name})
+    argv = stack.run(job.service, job.command, name, {runs.JOB_LABEL: app.name})
     result = process.stream(argv, lambda line: out.write(f"{line}\n"), env, stack.directory, timeout)
     if result.timed_out:
         remove(client, name)
@@ -120,10 +119,3 @@ def remove(client: docker.DockerClient, name: str) -> None:
         client.containers.get(name).remove(force=True)
     except docker.errors.NotFound:
         pass
-
-
-def remove_all(app: App) -> None:
-    """`apps:destroy`: stop every running job of the app."""
-    jobs = {"label": f"{APP_LABEL}={app.name}"}
-    for container in docker_client().containers.list(all=True, filters=jobs, ignore_removed=True):
-        container.remove(force=True)

@@ -13,9 +13,11 @@ from .follow import submit
 from .output import Output
 from .pipeline import gate
 from .pipeline.refs import RefUpdate, parse_updates, verdict
+from .previews import create, destroy
 from .server import privileges
 from .state.apps import App, read_settings
 from .state.lock import Request
+from .state.previews import find as find_preview
 
 
 def pusher() -> str:
@@ -35,20 +37,27 @@ def deploy_push(app: App, update: RefUpdate, gated: bool) -> int:
         raise
 
 
+def deploy_preview(parent: App, update: RefUpdate, gated: bool, say: Output) -> int:
+    """Deploy the branch's preview app; one this push made goes again if a gate push is rejected."""
+    preview, made = create.open_preview(parent, update, say)
+    code = deploy_push(preview, update, gated)
+    if code != 0 and gated and made:
+        destroy.destroy(preview, say)
+    return code
+
+
 def receive(repo: Path, stdin: str, gated: bool) -> int:
     """Both hooks: post-receive deploys after the refs moved; pre-receive (gate mode) before,
-    and its non-zero exit makes git reject the whole push."""
+    and its non-zero exit makes git reject the whole push. A push of another branch deploys
+    its preview (previews on); a deleted branch's preview is destroyed."""
     app = App(repo.name.removesuffix(".git"), repo.parent)
     say = Output(sys.stdout.buffer)
     branch = read_settings(app)["branch"]
-    code = 0
-    for update in parse_updates(stdin):
-        reason = verdict(update, branch)
-        if reason:
-            say.step(reason)
-            continue
+    updates = parse_updates(stdin)
+    code = expire_previews(app, {create.branch_of(update) for update in updates}, say)
+    for update in updates:
         try:
-            code = deploy_push(app, update, gated)
+            code = receive_update(app, update, branch, gated, say) or code
         except MiddockError as error:
             say.error(str(error))
             code = 1
@@ -56,6 +65,35 @@ def receive(repo: Path, stdin: str, gated: bool) -> int:
             say.error(f"{os_error_line(error)}; nothing was deployed")
             code = 1
     return code
+
+
+def expire_previews(app: App, pushed: set[str | None], say: Output) -> int:
+    """Each push also destroys the previews past their preview-ttl (but those of its branches)."""
+    try:
+        destroy.expire(app, say, spare=pushed)
+    except MiddockError as error:
+        say.error(str(error))
+        return 1
+    return 0
+
+
+def receive_update(app: App, update: RefUpdate, branch: str, gated: bool, say: Output) -> int:
+    """One ref's update: the deploy branch deploys, another its preview, or the pusher is told why not."""
+    if create.wanted(app, update):
+        return deploy_preview(app, update, gated, say)
+    name = create.branch_of(update)
+    preview = find_preview(app, name) if update.deleted and name else None
+    if preview is not None:
+        destroy.destroy(preview, say)
+        return 0
+    reason = verdict(update, branch)
+    if reason and create.candidate(app, update):
+        patterns = " ".join(create.branch_patterns(app))
+        reason += f"; no preview: it matches none of MIDDOCK_PREVIEW_BRANCHES ({patterns})"
+    if reason:
+        say.step(reason)
+        return 0
+    return deploy_push(app, update, gated)
 
 
 def main(argv: list[str]) -> int:

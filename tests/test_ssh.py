@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pwd
 import select
 import shlex
 import shutil
@@ -361,6 +362,40 @@ def test_scheduled_jobs_over_ssh_in_the_deploy_users_crontab(deployment, pushed)
     assert [(r["job"], r["trigger"], r["result"]) for r in runs] == [("greet", "cron:run", "succeeded")]
     missing = deployment.alice.run("cron:run", app, "nosuch")
     assert missing.returncode != 0 and missing.stderr.count("\n") == 1
+
+
+def test_a_branch_pushed_over_ssh_gets_a_preview_the_deploy_user_owns(deployment, pushed):
+    """As the deploy user, through sshd: a branch's preview goes live at its own port (the
+    example's hourly job is not scheduled for it), is listed, refuses pushes of its own, and
+    goes when the branch is deleted; nothing of it belongs to root."""
+    app, port, work, _ = pushed
+    assert deployment.alice.run("apps:set", app, "previews", "on").returncode == 0
+    work.git("checkout", "-q", "-b", "feature/ssh")
+    try:
+        work.write("templates/extra.txt", "a preview")
+        work.commit("a branch")
+        pushed_branch = work.push("feature/ssh")
+        preview = f"{app}--feature-ssh"
+        assert f"Creating preview {preview}" in pushed_branch.stderr, pushed_branch.stderr
+        assert "is live at http://" in pushed_branch.stderr and "no jobs for a preview" in pushed_branch.stderr
+        listed = json.loads(deployment.alice.run("previews", app, "--json").stdout)
+        assert [(row["name"], row["branch"]) for row in listed] == [(preview, "feature/ssh")], listed
+        preview_port = int(listed[0]["url"].rstrip("/").rsplit(":", 1)[1])
+        assert preview_port != port and "<h1>Hello from middock</h1>" in http_get(preview_port)
+        table = as_user(deployment.user, "crontab", "-l").stdout
+        assert f"cron:run {app} greet" in table and f"cron:run {preview} " not in table, table
+        state = Path(pwd.getpwnam(deployment.user).pw_dir) / ".middock" / preview
+        assert {path.stat().st_uid for path in [state, *state.rglob("*")]} == {pwd.getpwnam(deployment.user).pw_uid}
+        direct = deployment.alice.run("git-receive-pack", f"{preview}.git")
+        assert direct.returncode != 0 and f"push its branch to {app}.git" in direct.stderr, direct.stderr
+
+        deleted = work.push("--delete", "feature/ssh")
+        assert f"Destroyed preview {preview}" in deleted.stderr, deleted.stderr
+        assert json.loads(deployment.alice.run("previews", app, "--json").stdout) == []
+        assert "<h1>Hello from middock</h1>" in http_get(port)
+    finally:
+        work.git("checkout", "-q", "main")
+        deployment.alice.run("apps:set", app, "previews", "off")
 
 
 def test_help_locally_and_over_ssh(deployment):

@@ -9,7 +9,9 @@ from ..edge import routes
 from ..edge.control import Edge
 from ..errors import MiddockError
 from ..jobs import crontab
-from ..state import apps, releases
+from ..output import Output
+from ..previews import destroy
+from ..state import apps, previews, releases
 from ..state.apps import App
 from .commands import argument, command, emit_json
 from .releases import app_state
@@ -44,6 +46,10 @@ def cmd_apps(args: argparse.Namespace) -> int:
 @argument("--gate", action="store_true", help="reject pushes whose deploy fails")
 def cmd_apps_create(args: argparse.Namespace) -> int:
     app = App.named(args.app)
+    if app.parent:
+        raise MiddockError(
+            f"invalid app name {app.name!r}: '{apps.PREVIEW_MARK}' is kept for preview apps (APP--BRANCH)"
+        )
     apps.create(app, sys.executable)
     if args.gate:
         set_setting(app, "gate", "on")
@@ -54,15 +60,25 @@ def cmd_apps_create(args: argparse.Namespace) -> int:
 @command("apps:destroy", "stop the stack and remove everything of the app")
 @argument("--force", action="store_true")
 def cmd_apps_destroy(args: argparse.Namespace) -> int:
-    from ..cron import remove_all
-    from ..pipeline.deploy import destroy_stack
+    from ..pipeline.removal import remove_app
 
     app = App.named(args.app).require()
+    own = sorted(preview.name for preview in previews.of_parent(app))
     if not args.force:
-        raise MiddockError(f"this removes {app.name}, its stack, releases and images; repeat with --force")
+        also = f" and its previews ({', '.join(own)})" if own else ""
+        raise MiddockError(f"this removes {app.name}{also}, its stack, releases and images; repeat with --force")
+    out = Output(sys.stdout.buffer)
+    if app.parent:  # a preview goes as when its branch is deleted: teardown first
+        destroy.destroy(app, out)
+        return 0
+    if own:
+        out.step(f"Destroying the previews of {app.name}: {', '.join(own)}")
+    for preview in previews.of_parent(app):
+        destroy.destroy(preview, out)
     crontab.apply(app, [])
-    remove_all(app)  # its jobs' running containers
-    destroy_stack(app)
+    if apps.read_settings(app)["preview-ttl"]:
+        crontab.expire_previews_daily(app, False)
+    remove_app(app)
     apps.destroy(app)
     print(f"-----> Destroyed {app.name}")
     return 0
@@ -70,7 +86,10 @@ def cmd_apps_destroy(args: argparse.Namespace) -> int:
 
 def set_setting(app: App, key: str, value: str) -> dict:
     """Save a setting; `gate` also swaps the repo's hook (pre-receive in gate mode), `branch`
-    moves the repo's HEAD, and `port` moves the app's route on the edge."""
+    moves the repo's HEAD, `port` moves the app's route on the edge, and `preview-ttl` has
+    cron expire previews daily."""
+    if app.parent and (key in ("branch", "gate", "previews") or key.startswith("preview-")):
+        raise MiddockError(f"{app.name} is a preview of {app.parent}: set {key} on {app.parent}")
     if key == "port":
         check_port(app, int(apps.parse_setting(key, value)))
     settings = apps.write_setting(app, key, value)
@@ -80,6 +99,8 @@ def set_setting(app: App, key: str, value: str) -> dict:
         apps.point_head(app, settings["branch"])
     if key == "port" and routes.load(app).serving:
         Edge(app.home).apply(app)
+    if key == "preview-ttl":
+        crontab.expire_previews_daily(app, settings["preview-ttl"] is not None)
     return settings
 
 
@@ -94,7 +115,7 @@ def check_port(app: App, port: int) -> None:
         raise MiddockError(f"port {port} is in use on this server")
 
 
-@command("apps:set", "set branch, gate, keep or port")
+@command("apps:set", "set branch, gate, keep, port, target or the previews' settings ('off' unsets some)")
 @argument("key", choices=sorted(apps.DEFAULT_SETTINGS))
 @argument("value")
 def cmd_apps_set(args: argparse.Namespace) -> int:

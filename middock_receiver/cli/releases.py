@@ -13,7 +13,7 @@ from ..follow import submit
 from ..hook import pusher
 from ..output import Output
 from ..server import account
-from ..state import apps, config, lock, processes, releases
+from ..state import apps, config, lock, previews, processes, releases
 from ..state.apps import App
 from ..state.lock import DeployLock, Request
 from .commands import argument, command, emit_json, when
@@ -169,6 +169,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         "services": services,
         "jobs": jobs_table(app),
         "not_owned": account.not_owned(app.home, [app.name]),
+        "preview_of": app.parent,
+        "previews": sorted(preview.name for preview in previews.of_parent(app)),
     }
     if args.json:
         return emit_json(data)
@@ -181,6 +183,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print("Live release: none")
     print(f"Branch:       {settings['branch']}   gate {settings['gate']}   keep {settings['keep']}")
+    if app.parent:
+        print(f"Preview of:   {app.parent} (destroyed with its branch, or by previews:destroy)")
+    if data["previews"]:
+        print(f"Previews:     {' '.join(data['previews'])}")
     if data["mode"] == "gate":
         print("Mode:         gate: deploys before the branch moves; a failed deploy rejects the push")
     else:

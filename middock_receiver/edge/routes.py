@@ -16,11 +16,10 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import MiddockError
 from ..state import apps
-from ..state.apps import App, write_atomic
+from ..state.apps import App, check_domain, write_atomic
 
 APP_PORTS = range(8000, 9000)  # the first free one is an app's public port
 SLOT_PORTS = range(20000, 30000)  # loopback ports of the slots' web containers
-DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 LOOPBACK = "127.0.0.1:"
 
 
@@ -98,18 +97,6 @@ def save(app: App, record: AppEdge) -> None:
 def app_port(app: App) -> int | None:
     port = apps.read_settings(app).get("port")
     return int(port) if port else None
-
-
-def check_domain(name: str) -> str:
-    """A host name the edge may answer for and get a certificate for (lowercase, with a dot)."""
-    labels = name.split(".")
-    if len(name) > 253 or len(labels) < 2 or not all(DOMAIN_LABEL.match(label) for label in labels):
-        raise MiddockError(
-            f"invalid domain {name!r}: use a lowercase host name such as www.example.org (letters, digits, '-', dots)"
-        )
-    if labels[-1].isdigit():
-        raise MiddockError(f"invalid domain {name!r}: an IP address is not a domain")
-    return name
 
 
 def owner(name: str, among: list[App]) -> App | None:

@@ -25,6 +25,7 @@ from .cronfile import Job
 from .suspension import Suspension
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+EXPIRY_FIELDS = "17 4 * * *"  # previews past their preview-ttl: once a day, at a quiet hour
 
 
 def marks(home: Path, app: str) -> tuple[str, str]:
@@ -32,7 +33,12 @@ def marks(home: Path, app: str) -> tuple[str, str]:
 
 
 def job_line(home: Path, app: str, job: Job) -> str:
-    """`FIELDS COMMAND`: cron runs COMMAND with /bin/sh, where `%` would end the command."""
+    return command_line(home, job.fields, ["cron:run", app, job.name, "--scheduled"])
+
+
+def command_line(home: Path, fields: str, words: list[str]) -> str:
+    """`FIELDS COMMAND`, COMMAND a middock command of `home`: cron runs it with /bin/sh, where
+    `%` would end the command."""
     python = sys.executable or "python3"
     command = [
         "env",
@@ -42,13 +48,15 @@ def job_line(home: Path, app: str, job: Job) -> str:
         "-I",
         "-m",
         "middock_receiver",
-        "cron:run",
-        app,
-        job.name,
-        "--scheduled",
     ]
-    text = " ".join(shlex.quote(word) for word in command) + " >/dev/null 2>&1"
-    return f"{job.fields} {text.replace('%', chr(92) + '%')}"
+    text = " ".join(shlex.quote(word) for word in command + words) + " >/dev/null 2>&1"
+    return f"{fields} {text.replace('%', chr(92) + '%')}"
+
+
+def expire_previews_daily(app: App, on: bool) -> None:
+    """The daily line that destroys the app's previews past their preview-ttl (or none)."""
+    lines = [command_line(app.home, EXPIRY_FIELDS, ["previews:expire", app.name])] if on else []
+    install_lines(app.home, f"{app.name} previews", lines)
 
 
 def with_block(text: str, home: Path, app: str, lines: list[str]) -> str:
@@ -85,12 +93,16 @@ def apply(app: App, jobs: list[Job]) -> None:
 
 def install(home: Path, app: str, jobs: list[Job], held: Suspension) -> None:
     """Make the app's block hold one line for each of `jobs` that is not suspended."""
-    lines = [job_line(home, app, job) for job in jobs if not held.holds(job.name)]
+    install_lines(home, app, [job_line(home, app, job) for job in jobs if not held.holds(job.name)])
+
+
+def install_lines(home: Path, block: str, lines: list[str]) -> None:
+    """Make the block of that name hold `lines` (none: no block)."""
     if "\n" in str(home):
         raise MiddockError("the middock home's path holds a newline: no crontab line can name it")
     with locked():
         current = read()
-        wanted = with_block(current, home, app, lines)
+        wanted = with_block(current, home, block, lines)
         if wanted != current:
             write(wanted)
 

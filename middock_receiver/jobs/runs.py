@@ -16,6 +16,8 @@ from .. import flock
 from ..state.apps import App, write_atomic
 from .cronfile import JOB_NAME
 
+JOB_LABEL = "middock.cron.app"  # on a job's container: the app it runs for
+
 KEEP = 20
 RUNNING, SUCCEEDED, FAILED, SKIPPED, TIMED_OUT, INTERRUPTED = (
     "running",

@@ -183,3 +183,14 @@ def checkout(store: BaseObjectStore, commit: str, dest: Path, previous: tuple[st
             subprocess.run(["rm", "-rf", "--", str(dest)], check=False)
     count = write_tree(store, tree, dest)
     return f"{count} files"
+
+
+def file_at(store: BaseObjectStore, commit: str, name: str) -> str | None:
+    """The text of file `name` at the top of `commit`'s tree, or None when there is none."""
+    try:
+        mode, sha = store[commit_tree(store, commit)][name.encode()]  # type: ignore[index]
+    except KeyError:
+        return None
+    if not stat.S_ISREG(mode):
+        return None
+    return store[sha].data.decode("utf-8", errors="replace")  # type: ignore[attr-defined]

@@ -17,14 +17,12 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import docker
 import docker.errors
 from dulwich.repo import Repo
 
-from ..edge import routes
 from ..edge.control import Edge
 from ..errors import MiddockError, os_error_line
 from ..jobs import cronfile, crontab
@@ -32,13 +30,13 @@ from ..jobs.cronfile import Job
 from ..output import Output
 from ..runtime import compose, networks, overrides, side_by_side, stack_file, swarm
 from ..runtime.engine import docker_client
-from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env, release_tag
+from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env
 from ..runtime.side_by_side import Web
-from ..state import cluster, config, processes, releases
+from ..state import cluster, config, previews, processes, releases
 from ..state.apps import App, read_settings
 from ..state.lock import Request
 from ..state.releases import Release
-from . import build, gate, health, publish, release_phase, stacks, switch
+from . import build, gate, health, publish, release_phase, removal, stacks, switch
 from .checkout import checkout
 from .recovery import recover
 
@@ -56,16 +54,6 @@ def commit_details(repo: Repo, commit: str) -> tuple[str, str]:
         raise MiddockError(f"commit {commit} is not in the repository") from None
     subject = obj.message.decode("utf-8", errors="replace").strip().splitlines()
     return (subject[0] if subject else ""), obj.author.decode("utf-8", errors="replace")
-
-
-def image_ids(client: docker.DockerClient, refs: list[str]) -> dict[str, str]:
-    ids = {}
-    for ref in refs:
-        try:
-            ids[ref] = client.images.get(ref).id
-        except docker.errors.ImageNotFound:
-            pass
-    return ids
 
 
 def write_env_file(path: Path, text: str) -> None:
@@ -104,6 +92,7 @@ class Deploy:
         self.revive: releases.Kept | None = None  # a rollback to the containers the last switch kept
         self.beside: switch.Beside | None = None
         self.jobs: list[Job] = []  # the release's scheduled jobs (middock.cron)
+        self.preview = previews.load(app)  # a preview app of a branch (previews/), else None
 
     @functools.cached_property
     def program(self) -> tuple[str, ...]:
@@ -134,6 +123,7 @@ class Deploy:
                 self.prepare_from_repo()
                 stack = stacks.release_stack(self.app, self.program, self.release)
                 self.enter("release")
+                self.set_up_preview(stack)
                 release_phase.run_release_command(stack, self.resolved["services"], self.env, self.out, self.client)
                 if self.on_swarm:  # its one-off ran here, on the manager: its network must not shadow the stack's
                     stacks.remove_project(self.client, stack.project)
@@ -226,11 +216,14 @@ class Deploy:
         resolved = compose.resolve(stack, env)
         self.choose_runtime(resolved)
         self.jobs = cronfile.read(self.checkout_dir, resolved["services"])
+        if self.jobs and self.preview and env.get("MIDDOCK_PREVIEW_CRON") != "on":
+            self.out.detail(f"{cronfile.FILE}: no jobs for a preview (unless MIDDOCK_PREVIEW_CRON=on)")
+            self.jobs = []
         if self.jobs:
             build.seconds(env, "MIDDOCK_CRON_TIMEOUT", 1.0)  # a bad value fails the deploy, not a run
         cronfile.save(self.folder, self.jobs)
         refs = sorted({spec["image"] for spec in resolved["services"].values() if spec.get("image")})
-        before = image_ids(self.client, refs)
+        before = removal.image_ids(self.client, refs)
 
         self.enter("build")
         scripts = build_scripts(self.checkout_dir, env)
@@ -238,7 +231,7 @@ class Deploy:
             self.out.step("No build scripts (docker/build*.sh); using existing images")
         build.run_scripts(scripts, self.checkout_dir, env, self.out)
 
-        after = image_ids(self.client, refs)
+        after = removal.image_ids(self.client, refs)
         self.release.built = {ref: id_ for ref, id_ in after.items() if before.get(ref) != id_}
         self.pin(resolved)
 
@@ -284,6 +277,10 @@ class Deploy:
         if self.web:
             side_by_side.health_path(self.env)
             Edge(self.app.home).require_running()
+        elif self.preview:
+            raise MiddockError(
+                f"a preview runs behind the edge: branch {self.preview.branch} sets no MIDDOCK_WEB (middock.env)"
+            )
 
     def pin(self, resolved: dict) -> None:
         """Pin every service to its image id, with the app's scale and restart policy."""
@@ -305,6 +302,17 @@ class Deploy:
             config = networks.prepared(self.client, resolved, self.app.name)
             compose.write_config(config, self.folder / stacks.BESIDE)
         releases.save(self.app, self.release)
+
+    def set_up_preview(self, stack: ComposeStack) -> None:
+        """A preview's first release runs MIDDOCK_PREVIEW_SETUP before its release command (its
+        database made); once it succeeded, no later release runs it again."""
+        if self.preview is None or self.preview.setup is not None:
+            return
+        assert self.release is not None
+        services = self.resolved["services"]
+        release_phase.run_release_command(stack, services, self.env, self.out, self.client, release_phase.PREVIEW_SETUP)
+        self.preview.setup = self.release.number
+        previews.save(self.app, self.preview)
 
     def enter(self, stage: str) -> None:
         """Record the stage reached, so a crash can be settled by the next deploy or `status`."""
@@ -442,7 +450,7 @@ class Deploy:
         if stopped and stopped.release in {r.number for r in dropped}:
             stacks.discard_kept(self.client, self.app)
         for old in dropped:
-            remove_images(self.client, self.app, old, still_used)
+            removal.remove_images(self.client, self.app, old, still_used)
             releases.prune_files(self.app, old)
         deleted = publish.unpublish(self.app, dropped, kept)
         if deleted:
@@ -453,42 +461,9 @@ class Deploy:
             )
 
 
-def remove_images(
-    client: docker.DockerClient, app: App, release: Release, still_used: AbstractSet[tuple[str, str]] = frozenset()
-) -> None:
-    """Untag a release's images: its release tags, and the refs its build scripts made that
-    still name what they built and no kept release uses. Docker deletes an image with its
-    last tag, so images of other apps, or not built by this app, are never touched."""
-    refs = [release_tag(app.name, release.number, service) for service in release.images]
-    refs += [
-        ref
-        for ref, id_ in release.built.items()
-        if (ref, id_) not in still_used and image_ids(client, [ref]).get(ref) == id_
-    ]
-    for ref in refs:
-        try:
-            client.images.remove(ref)
-        except docker.errors.APIError:
-            pass  # still used by a container, or already gone: nothing of ours to force
-
-
 def service_status(app: App) -> list[dict]:
     """The live release's containers (on the Swarm: its tasks, each on its node)."""
     live = releases.live(app)
     if live and stacks.on_swarm(app, live):
         return swarm.task_rows(docker_client(), stacks.project(app, live))
     return health.service_status(docker_client(), stacks.project(app, live) if live else app.name)
-
-
-def destroy_stack(app: App) -> None:
-    """Stop the app's containers, take it off the edge and remove every image its releases
-    pinned or built."""
-    client = docker_client()
-    for name in stacks.app_projects(client, app) | {app.name}:
-        stacks.remove_project(client, name)
-    if routes.load(app).slots:
-        Edge(app.home).forget(app)
-    history = releases.history(app)
-    for release in history:
-        remove_images(client, app, release)
-    publish.unpublish(app, history, [])

@@ -76,6 +76,16 @@ def hold_push(app: App, request: Request, old: str) -> None:
         link_objects(Path(quarantine), objects_dir(app, request))
 
 
+def pushed_repo(app: App) -> Repo:
+    """The app's repository as the hook sees it: in gate mode, with the pushed objects that are
+    still in git's quarantine."""
+    repo = Repo(str(app.repo))
+    quarantine = os.environ.get("GIT_QUARANTINE_PATH")
+    if quarantine:
+        repo.object_store.alternates.append(DiskObjectStore(quarantine))
+    return repo
+
+
 def open_repo(app: App, request: Request) -> Repo:
     """The app's repository; for a gate push, with the pushed objects git has not let in yet."""
     repo = Repo(str(app.repo))

@@ -1,5 +1,6 @@
 """The release phase and the post-deploy script: the two places a deploy runs the app's own
-commands outside its build.
+commands outside its build (a preview's setup and teardown commands are run the release
+command's way).
 
 The release command (`python manage.py migrate`) runs once in a one-off container of the new
 images, after they are pinned and before anything running is replaced, so a schema change is
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -28,56 +30,79 @@ from . import build, stacks
 DEFAULT_RELEASE_TIMEOUT = 30 * 60
 
 
-def release_command(env: Mapping[str, str], services: Collection[str]) -> tuple[str, list[str]] | None:
+@dataclass(frozen=True)
+class OneOff:
+    """A command of the app's run in a one-off container of a release: `VARIABLE="SERVICE CMD…"`."""
+
+    variable: str
+    what: str
+
+
+RELEASE = OneOff("MIDDOCK_RELEASE_COMMAND", "release command")
+PREVIEW_SETUP = OneOff("MIDDOCK_PREVIEW_SETUP", "preview setup command")  # a preview's first release
+PREVIEW_TEARDOWN = OneOff("MIDDOCK_PREVIEW_TEARDOWN", "preview teardown command")  # before it is destroyed
+
+
+def release_command(
+    env: Mapping[str, str], services: Collection[str], one_off: OneOff = RELEASE
+) -> tuple[str, list[str]] | None:
     """`MIDDOCK_RELEASE_COMMAND="SERVICE CMD…"` split as a shell would split it (no shell runs it).
 
     An empty CMD runs the service's own command (a dedicated `migrate` service).
     """
-    text = env.get("MIDDOCK_RELEASE_COMMAND", "").strip()
+    text = env.get(one_off.variable, "").strip()
     if not text:
         return None
     try:
         service, *command = shlex.split(text)
     except ValueError as error:
-        raise MiddockError(f"MIDDOCK_RELEASE_COMMAND cannot be split into words ({error}): {text}") from None
+        raise MiddockError(f"{one_off.variable} cannot be split into words ({error}): {text}") from None
     if service not in services:
         raise MiddockError(
-            f"MIDDOCK_RELEASE_COMMAND runs in service {service!r}, which the compose file does not define "
+            f"{one_off.variable} runs in service {service!r}, which the compose file does not define "
             f"(services: {', '.join(services)})"
         )
     return service, command
 
 
 def run_release_command(
-    stack: ComposeStack, services: Collection[str], env: Mapping[str, str], out: Output, client: docker.DockerClient
-) -> None:
-    """Run the release command in a one-off container of the release's pinned images.
+    stack: ComposeStack,
+    services: Collection[str],
+    env: Mapping[str, str],
+    out: Output,
+    client: docker.DockerClient,
+    one_off: OneOff = RELEASE,
+) -> bool:
+    """Run the release command (or another `one_off`) in a one-off container of the release's
+    pinned images; returns whether there was one to run.
 
     Its output streams as detail lines; a non-zero exit or a timeout fails the deploy.
     """
-    found = release_command(env, services)
+    found = release_command(env, services, one_off)
     if found is None:
-        return
+        return False
     service, command = found
-    text = env["MIDDOCK_RELEASE_COMMAND"].strip()
+    text = env[one_off.variable].strip()
     timeout = build.seconds(env, "MIDDOCK_RELEASE_TIMEOUT", DEFAULT_RELEASE_TIMEOUT)
     release = int(env["MIDDOCK_RELEASE"])
     app = env["MIDDOCK_APP"]  # not the project: a release beside the live one has its own
     argv = stack.run(service, command, name=container_name(app, release))
-    out.step(f"Running release command: {text}")
+    out.step(f"Running {one_off.what}: {text}")
     result = process.stream(argv, out.detail, env=env, cwd=stack.directory, timeout=timeout)
     if result.timed_out:
         remove_container(client, app, release)
         raise MiddockError(
-            f"release command `{text}` did not finish within {timeout:g} seconds (MIDDOCK_RELEASE_TIMEOUT) "
+            f"{one_off.what} `{text}` did not finish within {timeout:g} seconds (MIDDOCK_RELEASE_TIMEOUT) "
             "and was stopped"
         )
     if result.returncode != 0:
-        raise MiddockError(f"release command `{text}` failed with exit code {result.returncode}")
-    out.detail("release command succeeded")
+        raise MiddockError(f"{one_off.what} `{text}` failed with exit code {result.returncode}")
+    out.detail(f"{one_off.what} succeeded")
+    return True
 
 
 def container_name(app: str, release: int) -> str:
+    """The one-off's container: one at a time per release, so recovery knows which to remove."""
     return f"{app}-release-{release}"
 
 

@@ -59,6 +59,8 @@ def route(request: str | None, home: Path, commands: Collection[str]) -> list[st
         if len(words) != 2:
             raise MiddockError(f"refused: {program} takes exactly one repository path")
         app = App(repo_app(words[1], home), home).require()
+        if app.parent:
+            raise MiddockError(f"refused: {app.name} is a preview of {app.parent}; push its branch to {app.parent}.git")
         return ["git", GIT_PROGRAMS[program], str(app.repo)]
     if program in HELP_WORDS:
         return ["help", "--over-ssh", *words[1:2]]

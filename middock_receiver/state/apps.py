@@ -15,7 +15,20 @@ from pathlib import Path
 from ..errors import MiddockError
 
 APP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
-DEFAULT_SETTINGS = {"branch": "main", "gate": "off", "keep": 5, "port": None, "target": "compose"}
+PREVIEW_MARK = "--"  # APP--BRANCH is a preview app of APP (previews/); no app is created with it
+DEFAULT_SETTINGS = {
+    "branch": "main",
+    "gate": "off",
+    "keep": 5,
+    "port": None,
+    "target": "compose",
+    "previews": "off",
+    "preview-domain": None,
+    "preview-max": 5,
+    "preview-ttl": None,
+}
+OPTIONAL_SETTINGS = frozenset({"port", "preview-domain", "preview-ttl"})  # None: not set
+DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 
 def middock_home() -> Path:
@@ -47,8 +60,14 @@ class App:
         return cls(check_name(name), home or middock_home())
 
     @property
+    def parent(self) -> str | None:
+        """The app this one previews a branch of (APP--BRANCH), else None."""
+        return self.name.split(PREVIEW_MARK, 1)[0] if PREVIEW_MARK in self.name else None
+
+    @property
     def repo(self) -> Path:
-        return self.home / f"{self.name}.git"
+        """The bare repo pushed to; a preview has none of its own and deploys from its parent's."""
+        return self.home / f"{self.parent or self.name}.git"
 
     @property
     def state(self) -> Path:
@@ -104,7 +123,7 @@ def read_settings(app: App) -> dict:
         stored = json.loads(app.settings_file.read_text())
         for key, value in stored.items():
             if key in DEFAULT_SETTINGS:
-                settings[key] = None if value is None and key == "port" else parse_setting(key, str(value))
+                settings[key] = None if value is None and key in OPTIONAL_SETTINGS else parse_setting(key, str(value))
     except (ValueError, AttributeError, MiddockError) as error:
         raise MiddockError(f"{app.settings_file} is not a valid record: {error}; fix or remove it") from None
     return settings
@@ -132,12 +151,36 @@ def parse_setting(key: str, value: str) -> str | int:
         if not value.isdigit() or not 0 < int(value) < 65536:
             raise MiddockError(f"port must be a port number (1-65535), not {value!r}")
         return int(value)
+    if key == "previews":
+        if value not in ("on", "off"):
+            raise MiddockError(f"previews must be 'on' or 'off', not {value!r}")
+        return value
+    if key == "preview-domain":
+        return check_domain(value.lower().rstrip("."))
+    if key in ("preview-max", "preview-ttl"):
+        if not value.isdigit() or int(value) < 1:
+            unit = "days " if key == "preview-ttl" else ""
+            raise MiddockError(f"{key} must be a whole number of {unit}of at least 1, not {value!r}")
+        return int(value)
     raise MiddockError(f"unknown setting {key!r}; settings are: {', '.join(DEFAULT_SETTINGS)}")
 
 
+def check_domain(name: str) -> str:
+    """A host name the edge may answer for and get a certificate for (lowercase, with a dot)."""
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(DOMAIN_LABEL.match(label) for label in labels):
+        raise MiddockError(
+            f"invalid domain {name!r}: use a lowercase host name such as www.example.org (letters, digits, '-', dots)"
+        )
+    if labels[-1].isdigit():
+        raise MiddockError(f"invalid domain {name!r}: an IP address is not a domain")
+    return name
+
+
 def write_setting(app: App, key: str, value: str) -> dict:
+    """Save one setting; `off` unsets an optional one (preview-domain, preview-ttl)."""
     settings = read_settings(app)
-    settings[key] = parse_setting(key, value)
+    settings[key] = None if key in OPTIONAL_SETTINGS - {"port"} and value == "off" else parse_setting(key, value)
     write_atomic(app.settings_file, json.dumps(settings, indent=2) + "\n")
     return settings
 
@@ -192,5 +235,7 @@ def install_hooks(app: App, python: str, mode: str = "post-receive") -> None:
 
 
 def destroy(app: App) -> None:
-    shutil.rmtree(app.repo, ignore_errors=True)
+    """Remove the app's state and its repo (a preview's repo is its parent's: kept)."""
+    if app.parent is None:
+        shutil.rmtree(app.repo, ignore_errors=True)
     shutil.rmtree(app.state, ignore_errors=True)

@@ -1,0 +1,126 @@
+"""Which branch pushes make a preview, and the preview they deploy: found, or made with the
+parent's config (and the branch's `middock.preview.env`), settings and preview domain."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .. import flock
+from ..edge import routes
+from ..errors import MiddockError
+from ..output import Output
+from ..pipeline import gate, stacks
+from ..pipeline.checkout import file_at
+from ..pipeline.refs import RefUpdate
+from ..state import apps, config, previews, releases
+from ..state.apps import App, write_atomic
+from ..state.previews import Preview
+
+ENV_FILE = "middock.preview.env"
+NAME_VARIABLE = "${MIDDOCK_PREVIEW}"
+COPIED_SETTINGS = ("keep", "target")  # the parent's; the rest are the preview's own
+
+
+def branch_of(update: RefUpdate) -> str | None:
+    return update.ref.removeprefix("refs/heads/") if update.ref.startswith("refs/heads/") else None
+
+
+def parent_env(parent: App) -> dict[str, str]:
+    """The parent's settings: its live release's middock.env under its config vars."""
+    live = releases.live(parent)
+    return stacks.release_env(parent, live) if live else config.read_vars(parent)
+
+
+def candidate(parent: App, update: RefUpdate) -> bool:
+    """Whether the update is a push of a branch that may get a preview: previews on, a branch
+    other than the deploy branch."""
+    branch = branch_of(update)
+    settings = apps.read_settings(parent)
+    return branch is not None and branch != settings["branch"] and not update.deleted and settings["previews"] == "on"
+
+
+def branch_patterns(parent: App) -> list[str]:
+    """MIDDOCK_PREVIEW_BRANCHES: the globs of the branches that get previews (default `*`)."""
+    return parent_env(parent).get("MIDDOCK_PREVIEW_BRANCHES", "*").split() or ["*"]
+
+
+def wanted(parent: App, update: RefUpdate) -> bool:
+    """Whether the push of `update` deploys a preview: a candidate matching MIDDOCK_PREVIEW_BRANCHES."""
+    branch = branch_of(update)
+    return candidate(parent, update) and any(fnmatch.fnmatchcase(branch, p) for p in branch_patterns(parent))
+
+
+def lock_path(parent: App) -> Path:
+    return parent.state / "previews.lock"
+
+
+def open_preview(parent: App, update: RefUpdate, out: Output) -> tuple[App, bool]:
+    """The preview the branch push deploys, and whether this push made it. Refused, before
+    anything is made: a parent not behind the edge, or one more preview than preview-max."""
+    branch = branch_of(update)
+    assert branch is not None
+    if not routes.load(parent).serving:
+        raise MiddockError(
+            f"no preview of {branch}: previews need {parent.name} to run behind the edge "
+            f"(MIDDOCK_WEB in middock.env or config:set {parent.name})"
+        )
+    with flock.held(lock_path(parent)):
+        existing = previews.of_parent(parent)
+        for app, preview in existing.items():
+            if preview.branch == branch:
+                preview.pushed = time.time()
+                previews.save(app, preview)
+                return app, False
+        limit = apps.read_settings(parent)["preview-max"]
+        if len(existing) >= limit:
+            raise MiddockError(
+                f"no preview of {branch}: {parent.name} has {len(existing)} previews, its preview-max "
+                f"(destroy one with previews:destroy {parent.name} BRANCH, or raise preview-max with apps:set)"
+            )
+        taken = {app.name: preview.branch for app, preview in existing.items()}
+        preview = App(previews.name_for(parent.name, branch, taken), parent.home)
+        try:
+            make(parent, preview, branch, update.new)
+        except BaseException:
+            shutil.rmtree(preview.state, ignore_errors=True)
+            raise
+    out.step(f"Creating preview {preview.name} of branch {branch}")
+    return preview, True
+
+
+def make(parent: App, preview: App, branch: str, commit: str) -> None:
+    """The preview's state folder: its record, settings, config and, under the parent's
+    preview-domain, its own domain."""
+    values = {**config.read_vars(parent), **preview_env(parent, commit, preview.name)}
+    domain = None
+    parent_settings = apps.read_settings(parent)
+    if parent_settings["preview-domain"]:
+        domain = f"{previews.domain_label(preview)}.{parent_settings['preview-domain']}"
+        owner = routes.owner(domain, apps.all_apps(parent.home))
+        if owner is not None:
+            raise MiddockError(f"no preview of {branch}: its domain {domain} is a domain of {owner.name}")
+    preview.releases_dir.mkdir(parents=True)
+    previews.save(preview, Preview(parent.name, branch))
+    settings = {**apps.DEFAULT_SETTINGS, **{key: parent_settings[key] for key in COPIED_SETTINGS}, "branch": branch}
+    write_atomic(preview.settings_file, json.dumps(settings, indent=2) + "\n")
+    config.write_vars(preview, values)
+    if domain:
+        routes.save(preview, routes.AppEdge(domains=[domain]))
+
+
+def preview_env(parent: App, commit: str, name: str) -> dict[str, str]:
+    """The branch's middock.preview.env, `${MIDDOCK_PREVIEW}` made the preview's name."""
+    text = file_at(gate.pushed_repo(parent).object_store, commit, ENV_FILE)
+    if text is None:
+        return {}
+    values = config.parse(text, ENV_FILE)
+    for key in values:
+        try:
+            config.check_key(key)
+        except MiddockError as error:
+            raise MiddockError(f"{ENV_FILE}: {error}") from None
+    return {key: value.replace(NAME_VARIABLE, name) for key, value in values.items()}
