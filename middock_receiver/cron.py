@@ -5,7 +5,8 @@ the release's config vars and networks, like `run` (on the Swarm, a one-off task
 runs of a job at once: the run holds the job's lock, and its container has the job's own name,
 so neither a second start (skipped, and recorded as skipped) nor a deploy (which removes only
 its releases' own containers, never a one-off) can touch it. A run past MIDDOCK_CRON_TIMEOUT is
-stopped and recorded as timed out.
+stopped and recorded as timed out. A scheduled run that fails or times out tells the app's
+webhooks (`cron-failed`, notify/).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from . import process
 from .errors import MiddockError
 from .jobs import cronfile, runs
 from .jobs.cronfile import Job
+from .notify import announce as notify
 from .output import Output, open_appending
 from .pipeline import build, publish, stacks
 from .runtime import compose, swarm
@@ -68,11 +70,15 @@ def run(app: App, name: str, scheduled: bool) -> int:
             except MiddockError as error:
                 out.error(str(error))
                 runs.finish(app, record, runs.FAILED, None)
+                if scheduled:
+                    notify.job_failed(app, live, record, str(error))
                 return 1
             if timed_out:
                 out.error(f"stopped after {timeout:g}s (MIDDOCK_CRON_TIMEOUT)")
         result = runs.TIMED_OUT if timed_out else runs.SUCCEEDED if code == 0 else runs.FAILED
         runs.finish(app, record, result, code)
+        if scheduled and result != runs.SUCCEEDED:
+            notify.job_failed(app, live, record)
         return 1 if timed_out and code == 0 else code
 
 

@@ -20,7 +20,7 @@ import docker
 from . import process
 from .edge.control import Edge
 from .errors import MiddockError
-from .pipeline import health, stacks
+from .pipeline import health, kept_logs, stacks
 from .runtime import compose, swarm
 from .runtime.engine import docker_client
 from .runtime.plan import without_git
@@ -99,19 +99,20 @@ def client_gone(fd: int) -> bool:
 
 
 class LogWriter:
-    """Lines from several containers to one output, each prefixed with its service (and number)."""
+    """Lines from several containers to one output, each marked with its release and prefixed
+    with its service (and number): `r3 2026-05-01T12:00:00Z web.2: …`."""
 
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
         self.lock = threading.Lock()
         self.broken = threading.Event()
 
-    def write(self, label: str, raw: bytes) -> None:
-        stamp, _, text = raw.rstrip(b"\n").partition(b" ")
-        line = f"{stamp.decode(errors='replace')[:19]}Z {label}: ".encode() + text + b"\n"
+    def write(self, line: kept_logs.LogLine) -> None:
+        stamp, _, text = line.raw.rstrip(b"\n").partition(b" ")
+        shown = f"r{line.release} {stamp.decode(errors='replace')[:19]}Z {line.label}: ".encode() + text + b"\n"
         with self.lock:
             try:
-                self.out.write(line)
+                self.out.write(shown)
                 self.out.flush()
             except (BrokenPipeError, OSError):
                 self.broken.set()
@@ -119,27 +120,23 @@ class LogWriter:
 
 def labels(containers: list) -> dict[str, str]:
     """`web.1`, `web.2`…: the service, and the container's number when the service is scaled."""
-    by_service: dict[str, int] = {}
-    for container in containers:
-        service = container.labels.get(health.SERVICE_LABEL, "?")
-        by_service[service] = by_service.get(service, 0) + 1
-    found = {}
-    for container in containers:
-        service = container.labels.get(health.SERVICE_LABEL, "?")
-        number = container.labels.get(health.NUMBER_LABEL, "1")
-        found[container.id] = f"{service}.{number}" if by_service[service] > 1 else service
-    return found
+    members = [
+        (container.labels.get(health.SERVICE_LABEL, "?"), container.labels.get(health.NUMBER_LABEL, "1"))
+        for container in containers
+    ]
+    return {container.id: label for container, label in zip(containers, kept_logs.labels(members), strict=True)}
 
 
 def logs(app: App, out: BinaryIO, tail: int | None, follow: bool, service: str | None) -> int:
-    """The live release's output: the last `tail` lines of every container merged by time,
-    newest last; with `follow`, new lines as they come, until Ctrl-C or the reader goes away."""
+    """The app's output: the last `tail` lines of the live release's containers merged by time,
+    after the lines kept of earlier releases' (kept_logs.py), newest last; with `follow`, the
+    live release's new lines as they come, until Ctrl-C or the reader goes away."""
     live = live_release(app)
     if service:
         stacks.check_service(app, live, service)
     client = docker_client()
     if stacks.on_swarm(app, live):
-        return swarm_logs(client, stacks.project(app, live), out, tail, follow, service)
+        return swarm_logs(client, app, live, out, tail, follow, service)
     containers = [
         c
         for c in health.project_containers(client, stacks.project(app, live))
@@ -150,18 +147,26 @@ def logs(app: App, out: BinaryIO, tail: int | None, follow: bool, service: str |
     names = labels(containers)
     writer = LogWriter(out)
     if not follow:
-        lines = []
-        for container in containers:
-            raw = container.logs(timestamps=True, tail="all" if tail is None else tail)
-            lines += [(line.split(b" ", 1)[0], names[container.id], line) for line in raw.splitlines() if line]
-        lines.sort(key=lambda item: item[0])
-        for _, label, line in lines[-tail:] if tail is not None else lines:
-            writer.write(label, line)
-        return 0
-    return follow_logs(containers, names, writer, 10 if tail is None else tail)
+        lines = [
+            kept_logs.LogLine(live.number, names[container.id], line)
+            for container in containers
+            for line in kept_logs.split_lines(container.logs(timestamps=True, tail="all" if tail is None else tail))
+        ]
+        return write_across_releases(app, writer, lines, tail, service)
+    return follow_logs(containers, live.number, names, writer, 10 if tail is None else tail)
 
 
-def follow_logs(containers: list, names: dict[str, str], writer: LogWriter, tail: int) -> int:
+def write_across_releases(
+    app: App, writer: LogWriter, live: list[kept_logs.LogLine], tail: int | None, service: str | None
+) -> int:
+    """The live release's lines after those kept of earlier releases: the last `tail` of all."""
+    wanted = None if tail is None else max(tail - len(live), 0)
+    for line in kept_logs.merge(kept_logs.read(app, service, wanted), live, tail):
+        writer.write(line)
+    return 0
+
+
+def follow_logs(containers: list, release: int, names: dict[str, str], writer: LogWriter, tail: int) -> int:
     """Stream every container's output; return when the reader goes away, on Ctrl-C, or when
     every container has stopped. The streams are threads of this one process: nothing stays
     behind it."""
@@ -169,7 +174,7 @@ def follow_logs(containers: list, names: dict[str, str], writer: LogWriter, tail
     try:  # Ctrl-C may come while the first streams already print and the others still start
         for container in containers:
             stream = container.logs(stream=True, follow=True, timestamps=True, tail=tail)
-            thread = threading.Thread(target=pump, args=(stream, names[container.id], writer), daemon=True)
+            thread = threading.Thread(target=pump, args=(stream, release, names[container.id], writer), daemon=True)
             thread.start()
             running.append(thread)
     except KeyboardInterrupt:
@@ -188,10 +193,10 @@ def wait_followed(threads: list[threading.Thread], writer: LogWriter) -> int:
     return 0
 
 
-def pump(stream, label: str, writer: LogWriter) -> None:  # noqa: ANN001
+def pump(stream, release: int, label: str, writer: LogWriter) -> None:  # noqa: ANN001
     try:
         for line in stream:
-            writer.write(label, line)
+            writer.write(kept_logs.LogLine(release, label, line))
             if writer.broken.is_set():
                 return
     except docker.errors.DockerException:
@@ -199,36 +204,40 @@ def pump(stream, label: str, writer: LogWriter) -> None:  # noqa: ANN001
 
 
 def swarm_logs(
-    client: docker.DockerClient, stack: str, out: BinaryIO, tail: int | None, follow: bool, service: str | None
+    client: docker.DockerClient,
+    app: App,
+    live: Release,
+    out: BinaryIO,
+    tail: int | None,
+    follow: bool,
+    service: str | None,
 ) -> int:
     """Every task's output on every node, prefixed with its service, slot and node."""
     writer = LogWriter(out)
-    sources = swarm.log_sources(client, stack, service)
+    sources = swarm.log_sources(client, stacks.project(app, live), service)
     lines = swarm.LogLines(client, sources)
     options = {"stdout": True, "stderr": True, "timestamps": True, "details": True}
     if not follow:
         found = []
         for name, source in sources.items():
-            for raw in b"".join(source.logs(tail="all" if tail is None else tail, **options)).splitlines():
-                found.append(lines.split(name, raw))
-        found.sort(key=lambda item: item[0])
-        for _, label, line in found[-tail:] if tail is not None else found:
-            writer.write(label, line)
-        return 0
+            for raw in kept_logs.split_lines(b"".join(source.logs(tail="all" if tail is None else tail, **options))):
+                _, label, shown = lines.split(name, raw)
+                found.append(kept_logs.LogLine(live.number, label, shown))
+        return write_across_releases(app, writer, found, tail, service)
     threads = []
     for name, source in sources.items():
         stream = source.logs(follow=True, tail=10 if tail is None else tail, **options)
-        thread = threading.Thread(target=pump_swarm, args=(name, stream, lines, writer), daemon=True)
+        thread = threading.Thread(target=pump_swarm, args=(name, stream, live.number, lines, writer), daemon=True)
         thread.start()
         threads.append(thread)
     return wait_followed(threads, writer)
 
 
-def pump_swarm(name: str, stream, lines: swarm.LogLines, writer: LogWriter) -> None:  # noqa: ANN001
+def pump_swarm(name: str, stream, release: int, lines: swarm.LogLines, writer: LogWriter) -> None:  # noqa: ANN001
     try:
         for raw in stream:
             for line in raw.splitlines():
                 _, label, shown = lines.split(name, line)
-                writer.write(label, shown)
+                writer.write(kept_logs.LogLine(release, label, shown))
     except docker.errors.DockerException:
         return

@@ -2,13 +2,16 @@
 
 It waits for the app's deploy lock, steps aside when a newer request is queued behind
 it (so of several waiting pushes only the newest is built), and otherwise runs the deploy.
+Once it has ended and the pusher is let go, the app's webhooks are told (notify/), detached.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from .errors import MiddockError, os_error_line
+from .notify import announce as notify
 from .output import Output
 from .pipeline import gate
 from .pipeline.deploy import Deploy
@@ -27,8 +30,9 @@ from .state.lock import (
 from .state.releases import Release
 
 
-def work(app: App, request: Request, out: Output) -> int:
-    """Wait for the lock, coalesce, deploy. Returns the exit code for the follower."""
+def work(app: App, request: Request, out: Output, on_started: Callable[[Release], None] = lambda _: None) -> int:
+    """Wait for the lock, coalesce, deploy. Returns the exit code for the follower.
+    `on_started`: called with the release once the deploy has made it."""
     lock = DeployLock(app)
     if not lock.try_acquire():
         holder = lock.holder()
@@ -57,6 +61,7 @@ def work(app: App, request: Request, out: Output) -> int:
 
         def announce(release: Release) -> None:
             lock.announce({"release": release.number, "commit": request.commit, "pusher": request.pusher})
+            on_started(release)
 
         # the follower (the pusher's command) ends once the release is live; the old one drains after
         def live() -> None:
@@ -84,12 +89,15 @@ def main(argv: list[str]) -> int:
     request = load_request(app, argv[1])
     out = Output.to_file(request_path(app, request.id, ".out"))
     code = 1
+    made: list[Release] = []
     try:
-        code = work(app, request, out)
+        code = work(app, request, out, made.append)
     finally:
         finish_request(app, request, code, out.followed_to)
         gate.discard(app, request)
         out.close()
+    if made:  # the deploy has ended and the pusher is let go: no webhook can delay the push
+        notify.release_finished(app, made[0].number)
     return code
 
 

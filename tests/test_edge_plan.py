@@ -3,6 +3,7 @@ and what HAProxy, Caddy and systemd are told."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from pathlib import Path
 
@@ -130,6 +131,26 @@ def test_only_a_new_frontend_or_new_settings_need_a_reload():
         haproxy.render_config(FRONTENDS, layout(paths, "")),  # the HTTPS port moved to 443
     ):
         assert haproxy.layout_of(changed) != digest
+
+
+def test_maintenance_is_a_map_entry_and_only_a_new_page_reloads():
+    paths = EdgePaths(Path("/srv/deploy"))
+    page = Path("/srv/deploy/.middock/shop/maintenance.html")
+    shop = haproxy.Frontend("shop", 8001, True, {"blue": ("127.0.0.1:20001",)}, "blue", page, "d1")
+    config = haproxy.render_config([shop], layout(paths))
+    assert (
+        "backend shop.maintenance\n    # page d1\n    http-request return status 503 "
+        f'content-type "text/html; charset=utf-8" file {page} hdr Retry-After 60\n'
+    ) in config
+    on = dataclasses.replace(shop, maintenance=True)
+    assert haproxy.live_entries([shop]) == {"shop": "shop.blue"} and haproxy.live_entries([on]) == {
+        "shop": "shop.maintenance"
+    }
+    assert haproxy.layout_of(haproxy.render_config([on], layout(paths))) == haproxy.layout_of(config)  # runtime
+    new_page = dataclasses.replace(shop, page_digest="d2")
+    assert haproxy.layout_of(haproxy.render_config([new_page], layout(paths))) != haproxy.layout_of(config)
+    no_page = dataclasses.replace(on, page=None)  # live since before maintenance mode: its slot, no page yet
+    assert haproxy.live_entries([no_page]) == {"shop": "shop.blue"}
 
 
 def test_runtime_changes_move_add_and_remove_servers_and_map_entries():

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ..errors import MiddockError, os_error_line
 from ..server import privileges
-from . import apps, cron, edge, help, previews, releases, running, server, swarm  # noqa: F401 (each registers its commands)
+from . import apps, cron, edge, help, maintenance, notify, previews, releases, running, server, swarm  # noqa: F401 (each registers its commands)
 from .commands import COMMANDS, parser
 
 

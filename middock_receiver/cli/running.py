@@ -46,7 +46,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("logs", "the app's output: every container's, prefixed by service; -t follows")
+@command("logs", "the app's output, each line with its release and service, across deploys; -t follows the live one")
 @argument("-t", "--tail", dest="follow", action="store_true", help="follow new lines until Ctrl-C")
 @argument("-n", "--num", type=int, default=None, metavar="N", help="the last N lines (default: all; 10 with -t)")
 @argument("--service", "-s", help="only this service")

@@ -10,6 +10,7 @@ edge settings reload it, and only new edge settings reload Caddy.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import random
@@ -23,7 +24,7 @@ from .. import daemons, process
 from ..errors import MiddockError
 from ..state import apps
 from ..state.apps import App
-from . import caddy, haproxy, proxies, routes
+from . import caddy, haproxy, maintenance, proxies, routes
 from .settings import EdgePaths, EdgeSettings, read_settings
 
 NOT_RUNNING = (
@@ -64,7 +65,21 @@ class Edge:
             port = routes.app_port(app)
             if record.serving and port:
                 slots = {slot: tuple(ends) for slot, ends in record.slots.items()}
-                found.append(haproxy.Frontend(app.name, port, not record.domains, slots, record.serving))
+                page = maintenance.page_path(app)
+                text = read_text(page)
+                digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+                found.append(
+                    haproxy.Frontend(
+                        app.name,
+                        port,
+                        not record.domains,
+                        slots,
+                        record.serving,
+                        page if text else None,
+                        digest,
+                        record.maintenance,
+                    )  # fmt: skip
+                )
         return found
 
     def domains(self) -> dict[str, str]:
@@ -207,6 +222,15 @@ class Edge:
                         f"port {port} is in use on this server; choose another: apps:set {app.name} port N"
                     )
             record.serving = slot
+            routes.save(app, record)
+            self.apply(app)
+
+    def set_maintenance(self, app: App, on: bool) -> None:
+        """Answer every request of the app with its maintenance page, or with its live slot
+        again: one runtime change of the map in every worker, as a switch is."""
+        with self.paths.locked():
+            record = routes.load(app)
+            record.maintenance = on
             routes.save(app, record)
             self.apply(app)
 

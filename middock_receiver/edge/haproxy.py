@@ -32,6 +32,7 @@ from pathlib import Path
 from ..errors import MiddockError
 
 SLOTS = ("blue", "green")
+MAINTENANCE = "maintenance"  # the backend APP.maintenance answers with the app's maintenance page
 NO_RELEASE = "no_release"  # `_` never appears in an app name
 HANDOVER = "_handover"
 HANDOVER_HEADER = "X-Middock-Handover"
@@ -49,6 +50,9 @@ class Frontend:
     public: bool  # bound on every address; else loopback only (it has domains, served through Caddy)
     slots: dict[str, tuple[str, ...]]  # slot -> ADDR:PORT of its web containers
     serving: str | None  # the slot the map points at
+    page: Path | None = None  # its maintenance page (edge/maintenance.py)
+    page_digest: str = ""  # of the page's text: HAProxy reads it when it loads, so a new one reloads
+    maintenance: bool = False  # the map points at the page instead of the slot
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,14 @@ def render_config(frontends: Iterable[Frontend], layout: Layout, with_servers: b
             "    option forwardfor",
             f"    use_backend %[fe_name,map({layout.live_map},{NO_RELEASE})]",
         ]
+        if fe.page:
+            lines += [
+                "",
+                f"backend {backend(fe.app, MAINTENANCE)}",
+                f"    # page {fe.page_digest}",
+                '    http-request return status 503 content-type "text/html; charset=utf-8" '
+                f"file {fe.page} hdr Retry-After 60",
+            ]
         for slot in SLOTS:
             lines += ["", f"backend {backend(fe.app, slot)}", "    balance roundrobin"]
             if with_servers:
@@ -195,7 +207,12 @@ def render_map(entries: dict[str, str]) -> str:
 
 
 def live_entries(frontends: Iterable[Frontend]) -> dict[str, str]:
-    return {fe.app: backend(fe.app, fe.serving) for fe in frontends if fe.serving}
+    """Each app's backend: its serving slot, or its maintenance page."""
+    return {
+        fe.app: backend(fe.app, MAINTENANCE if fe.maintenance and fe.page else fe.serving)
+        for fe in frontends
+        if fe.serving
+    }
 
 
 @dataclass

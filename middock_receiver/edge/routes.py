@@ -41,6 +41,7 @@ class AppEdge:
     domains: list[str] = field(default_factory=list)
     slots: dict[str, list[str]] = field(default_factory=dict)  # slot -> ADDR:PORT of its web containers
     serving: str | None = None
+    maintenance: bool = False  # every request answered with the maintenance page (maintenance:on)
 
     def check(self) -> AppEdge:
         """Every field as middock writes it, whoever wrote the file: domains as domains:add
@@ -56,6 +57,8 @@ class AppEdge:
                 check_endpoint(endpoint)
         if self.serving is not None and self.serving not in SLOT_NAMES:
             raise MiddockError(f"serving {self.serving!r} is not a slot (blue or green)")
+        if not isinstance(self.maintenance, bool):
+            raise MiddockError(f"maintenance must be true or false, not {self.maintenance!r}")
         return self
 
     @property

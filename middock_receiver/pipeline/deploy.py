@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import docker.errors
 from dulwich.repo import Repo
 
 from ..edge.control import Edge
-from ..errors import MiddockError, os_error_line
+from ..errors import FULL_DISK, MiddockError, os_error_line
 from ..jobs import cronfile, crontab
 from ..jobs.cronfile import Job
 from ..output import Output
@@ -36,7 +37,7 @@ from ..state import cluster, config, previews, processes, releases
 from ..state.apps import App, read_settings
 from ..state.lock import Request
 from ..state.releases import Release
-from . import build, gate, health, publish, release_phase, removal, stacks, switch
+from . import build, gate, health, kept_logs, publish, release_phase, removal, stacks, switch
 from .checkout import checkout
 from .recovery import recover
 
@@ -136,7 +137,9 @@ class Deploy:
             self.fail(str(error))
             return False
         except OSError as error:
-            self.fail(os_error_line(error))
+            if error.errno in FULL_DISK:  # make room for the records that follow; leave nothing half-written
+                self.discard_checkout()
+            self.fail(os_error_line(error, self.app.state))
             return False
         self.succeed(on_live)
         return True
@@ -265,8 +268,9 @@ class Deploy:
 
     def choose_runtime(self, resolved: dict) -> None:
         """On the Swarm, behind the edge (MIDDOCK_WEB) or in place; refuse, before anything
-        starts, a stack that cannot run there or beside its predecessor, or a deploy the edge is
-        not there to serve."""
+        starts (the build too), a bad MIDDOCK_LOG_MAX, a stack that cannot run there or beside
+        its predecessor, or a deploy the edge is not there to serve."""
+        self.log_rotation = overrides.log_rotation(self.env.get("MIDDOCK_LOG_MAX"))
         self.web = side_by_side.web_target(self.env)
         self.on_swarm = self.settings.get("target") == "swarm"
         if self.on_swarm:
@@ -283,9 +287,10 @@ class Deploy:
             )
 
     def pin(self, resolved: dict) -> None:
-        """Pin every service to its image id, with the app's scale and restart policy."""
+        """Pin every service to its image id, with the app's scale, restart policy and log rotation."""
         assert self.release is not None
         resolved = overrides.apply(resolved, processes.read_scale(self.app), self.web.service if self.web else None)
+        resolved = overrides.with_log_rotation(resolved, self.log_rotation)
         self.resolved = resolved
         self.release.images = compose.pin_images(self.client, resolved, self.app.name, self.release.number)
         compose.write_config(resolved, self.folder / stacks.PINNED)
@@ -328,7 +333,7 @@ class Deploy:
         from the last switch go first, unless this release is them, started again."""
         assert self.release is not None
         if not self.revive:
-            stacks.discard_kept(self.client, self.app)
+            stacks.discard_kept(self.client, self.app, self.out.warn)
         if self.web or self.on_swarm:
             self.beside = switch.Beside(
                 self.app, self.release, self.previous, self.env, self.resolved, self.web, self.out, self.client,
@@ -348,7 +353,8 @@ class Deploy:
         restart = self.request.restore is not None and self.request.reason == "restart"
         started = time.time()
         try:  # a restart recreates containers whose configuration did not change, too
-            compose.run(stack.up(recreate=restart), self.env, stack.directory, self.out, "docker compose up")
+            with kept_logs.kept_when_replaced(self.client, self.app, self.previous, self.out.warn):
+                compose.run(stack.up(recreate=restart), self.env, stack.directory, self.out, "docker compose up")
         except MiddockError:
             self.restore_previous()
             raise
@@ -371,6 +377,9 @@ class Deploy:
         """The app ran behind the edge and now runs in place: retire that release and its routes."""
         self.out.step(f"Stopping release {previous.number}, which ran behind the edge")
         old = self.stack(previous)
+        kept_logs.keep(
+            self.client, self.app, previous.number, old.project, self.out.warn, stacks.on_swarm(self.app, previous)
+        )
         with contextlib.suppress(MiddockError):
             compose.run(old.down(), self.env, old.directory, self.out, "docker compose down")
         stacks.remove_project(self.client, old.project)  # what down left: its networks (middock's own)
@@ -389,6 +398,11 @@ class Deploy:
         stack = self.stack(self.previous)
         compose.run(stack.up(), self.env, stack.directory, self.out, "docker compose up")
         self.restored = f"rolled back to release {self.previous.number} ({self.previous.commit[:7]}), which is serving"
+
+    def discard_checkout(self) -> None:
+        """Remove the failed release's checkout (a full disk cut it short: nothing can use it)."""
+        if self.release is not None and releases.live_number(self.app) != self.release.number:
+            shutil.rmtree(self.checkout_dir, ignore_errors=True)
 
     def fail(self, message: str) -> None:
         if self.release is None:
@@ -448,7 +462,7 @@ class Deploy:
         still_used = {(ref, id_) for r in kept for ref, id_ in r.built.items()}
         stopped = releases.kept(self.app)
         if stopped and stopped.release in {r.number for r in dropped}:
-            stacks.discard_kept(self.client, self.app)
+            stacks.discard_kept(self.client, self.app, self.out.warn)
         for old in dropped:
             removal.remove_images(self.client, self.app, old, still_used)
             releases.prune_files(self.app, old)

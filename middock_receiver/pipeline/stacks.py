@@ -21,6 +21,7 @@ from ..runtime.plan import ComposeStack
 from ..state import config, releases
 from ..state.apps import App
 from ..state.releases import Release
+from . import kept_logs
 from .health import PROJECT_LABEL, SERVICE_LABEL, project_containers
 
 PINNED, BESIDE, SWARM = "compose.json", "stack.json", "swarm.json"
@@ -109,14 +110,15 @@ def remove_project(client: docker.DockerClient, name: str, keep_networks: bool =
             pass  # still in use by a container of another project; it goes with that one
 
 
-def discard_kept(client: docker.DockerClient, app: App) -> None:
-    """Remove the containers the last switch kept stopped (the app's next deploy does): never the
-    live release's."""
+def discard_kept(client: docker.DockerClient, app: App, warn: kept_logs.Warn) -> None:
+    """Remove the containers the last switch kept stopped (the app's next deploy does), keeping
+    their last lines: never the live release's."""
     kept = releases.kept(app)
     if kept is None:
         return
     live = releases.live(app)
     if live is None or project(app, live) != kept.project:
+        kept_logs.keep(client, app, kept.release, kept.project, warn)
         remove_project(client, kept.project)
     releases.set_kept(app, None)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import docker
 import docker.errors
 
-from ..edge import routes
+from ..edge import maintenance, routes
 from ..edge.control import Edge
 from ..errors import MiddockError
 from ..output import Output
@@ -27,7 +27,7 @@ from ..runtime.side_by_side import Web
 from ..state import releases
 from ..state.apps import App
 from ..state.releases import Release
-from . import build, health, stacks
+from . import build, health, kept_logs, stacks
 from .places import ComposePlace, KeptPlace, SwarmPlace, place_of
 
 DEFAULT_DRAIN_TIMEOUT = 30.0
@@ -226,11 +226,14 @@ class Beside:
         self.enter("switch")
         if self.in_place_before:
             self.out.step(f"Stopping release {self.previous.number}, which ran in place")  # type: ignore[union-attr]
-            self.old.remove()  # type: ignore[union-attr]
+            self.remove_old()
             self.replaced_in_place = True
         if self.web:
             serving = routes.load(self.app).serving
             self.out.step(f"Switching the edge to release {self.release.number}")
+            problem = maintenance.install_page(self.app, releases.folder(self.app, self.release.number) / "checkout")
+            if problem:
+                self.out.warn(problem)
             try:
                 self.edge.switch(self.app, self.release.slot)
             except MiddockError:
@@ -253,6 +256,13 @@ class Beside:
             releases.set_kept(self.app, releases.Kept(self.previous.number, self.old.name))
             return
         self.out.step(f"Stopping release {self.previous.number}")
+        self.remove_old()
+
+    def remove_old(self) -> None:
+        """Remove the old release's containers (its tasks, on the Swarm), keeping their last lines."""
+        assert self.previous is not None and self.old is not None
+        on_swarm = isinstance(self.old, SwarmPlace)
+        kept_logs.keep(self.client, self.app, self.previous.number, self.old.name, self.out.warn, on_swarm)
         self.old.remove()
 
     def abandon(self) -> None:

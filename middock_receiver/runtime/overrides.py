@@ -1,7 +1,8 @@
 """What middock changes in every release's resolved compose configuration, beyond pinning its
 images: how many containers each service runs (`ps:scale`, kept per app), and a restart
 policy for every service that sets none, so the live release comes back by itself after a
-reboot or a restart of the Docker daemon (and a stopped app stays stopped: `unless-stopped`).
+reboot or a restart of the Docker daemon (and a stopped app stays stopped: `unless-stopped`),
+and rotated logs for every service that sets no `logging:`, so a chatty app never fills the disk.
 Pure functions of the configuration, so they are read and tested without Docker.
 """
 
@@ -10,12 +11,15 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ..errors import MiddockError
 
 RESTART_POLICY = "unless-stopped"
 MAX_SCALE = 100
 ASSIGNMENT = re.compile(r"(?P<service>[A-Za-z0-9][A-Za-z0-9_.-]*)=(?P<count>.*)\Z")
+LOG_MAX = re.compile(r"(?P<size>[1-9][0-9]*[kmg])(\s+(?P<files>[1-9][0-9]*))?\Z", re.IGNORECASE)
+MAX_LOG_FILES = 100
 
 
 def parse_counts(assignments: list[str]) -> dict[str, int]:
@@ -75,4 +79,42 @@ def apply(resolved: dict, counts: Mapping[str, int], web: str | None = None) -> 
             spec["scale"] = counts[name]
             if (spec.get("deploy") or {}).get("replicas") is not None:
                 spec["deploy"]["replicas"] = counts[name]
+    return config
+
+
+@dataclass(frozen=True)
+class LogRotation:
+    """Options of Docker's `local` log driver: the size of each log file, and how many files a
+    container keeps (the oldest goes when the last is full)."""
+
+    size: str = "10m"
+    files: int = 5
+
+    def logging(self) -> dict:
+        return {"driver": "local", "options": {"max-size": self.size, "max-file": str(self.files)}}
+
+
+def log_rotation(value: str | None) -> LogRotation:
+    """`MIDDOCK_LOG_MAX`: the size of each log file (`20m`), optionally followed by how many
+    files (`20m 3`); unset, 10 MB and 5 files. Anything else is refused with one line."""
+    text = (value or "").strip()
+    if not text:
+        return LogRotation()
+    found = LOG_MAX.match(text)
+    if not found or int(found["files"] or 1) > MAX_LOG_FILES:
+        raise MiddockError(
+            "MIDDOCK_LOG_MAX must be the size of each log file in k, m or g, optionally followed by "
+            f"a number of files from 1 to {MAX_LOG_FILES} (20m, or 20m 3), not {text!r}"
+        )
+    size = found["size"].lower()
+    return LogRotation(size, int(found["files"])) if found["files"] else LogRotation(size)
+
+
+def with_log_rotation(resolved: dict, rotation: LogRotation) -> dict:
+    """The configuration with every service that sets no `logging:` on Docker's `local` driver,
+    rotated; a service's own `logging:` is kept as it is."""
+    config = copy.deepcopy(resolved)
+    for spec in config["services"].values():
+        if not spec.get("logging"):
+            spec["logging"] = rotation.logging()
     return config

@@ -1,0 +1,310 @@
+"""Deploy notifications end to end: a real webhook receiver on loopback, real pushes, real
+rollbacks and job runs; and the delivery's retries and time bounds against that receiver."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import hmac
+import json
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import free_port, write_busybox_app, write_web_app
+
+from middock_receiver.notify import delivery, events, webhooks
+from middock_receiver.state.apps import App
+
+
+@dataclass
+class Post:
+    headers: Message
+    body: bytes
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that keeps every POST; it answers with `statuses` in turn
+    (then 200), each after the next of `delays` seconds (then at once)."""
+
+    def __init__(self, statuses: tuple[int, ...] = (), delays: tuple[float, ...] = ()) -> None:
+        self.posts: list[Post] = []
+        self.statuses, self.delays = list(statuses), list(delays)
+        self.arrived = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.arrived:
+                    receiver.posts.append(Post(self.headers, body))
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    delay = receiver.delays.pop(0) if receiver.delays else 0.0
+                    receiver.arrived.notify_all()
+                time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:  # the sender gave up waiting
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def wait(self, count: int, timeout: float = 15) -> list[Post]:
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.posts) >= count, timeout), (
+                f"{len(self.posts)} of {count} posts arrived"
+            )
+            return list(self.posts)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receivers():
+    made: list[Receiver] = []
+
+    def make(**options) -> Receiver:
+        made.append(Receiver(**options))
+        return made[-1]
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+def add(server, app: str, url: str, *options: str) -> str | None:
+    """`notify:add`; the secret it printed, if it did."""
+    found = re.search(
+        r"signing secret \(shown only now\): ([0-9a-f]{64})\n", server.middock("notify:add", app, url, *options).stdout
+    )
+    return found[1] if found else None
+
+
+def verified(post: Post, secret: str) -> dict:
+    """The event of a POST whose signature checks out."""
+    expected = hmac.new(secret.encode(), post.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(post.headers["X-Middock-Signature"], f"sha256={expected}")
+    assert post.headers["Content-Type"] == "application/json"
+    event = json.loads(post.body)
+    assert post.headers["X-Middock-Event"] == event["event"]
+    return event
+
+
+def last_outcome(server, app: str, url: str, timeout: float = 15) -> dict:
+    """The URL's last delivery as `notify --json` shows it, once there is one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = next(r for r in json.loads(server.middock("notify", app, "--json").stdout) if r["url"] == url)
+        if row["last"] is not None:
+            return row["last"]
+        assert time.monotonic() < deadline, f"no outcome recorded for {url}"
+        time.sleep(0.2)
+
+
+def test_deploy_and_failed_events_arrive_signed_and_the_secret_shows_once(server, work, app, receivers):
+    everything, failures = receivers(), receivers()
+    secret = add(server, app, everything.url)
+    assert secret
+    assert add(server, app, failures.url, "--events", "failed") is None
+
+    write_busybox_app(work, free_port(), "v1")
+    commit = work.commit("first version")
+    assert work.push().returncode == 0
+    deployed = verified(everything.wait(1)[0], secret)
+    assert {k: deployed[k] for k in ("event", "app", "release", "kind", "commit", "subject", "result", "url")} == {
+        "event": "deploy",
+        "app": app,
+        "release": 1,
+        "kind": "deploy",
+        "commit": commit,
+        "subject": "first version",
+        "result": "succeeded",
+        "url": None,  # in place, not behind the edge
+    }
+    assert deployed["pusher"] == f"{getpass.getuser()} (local)"
+    assert 0 < deployed["duration"] < 120
+    assert deployed["text"] == (
+        f"{app}: release 1 ({commit[:7]} first version) is live, deployed by {deployed['pusher']} "
+        f"in {deployed['duration']:.1f}s"
+    )
+
+    work.write("docker/build-web.sh", "#!/bin/sh\necho about to fail\nexit 3\n", executable=True)
+    broken = work.commit("broken build")
+    assert "Deploy failed: build script" in work.push().stderr
+    failed = verified(everything.wait(2)[1], secret)
+    assert (failed["event"], failed["release"], failed["commit"], failed["result"]) == ("failed", 2, broken, "failed")
+    assert failed["error"].startswith("build script docker/build-web.sh failed with exit code 3")
+    assert failed["text"] == f"{app}: release 2 ({broken[:7]} broken build) deploy failed: {failed['error']}"
+    assert [verified(post, secret)["event"] for post in failures.wait(1)] == ["failed"]
+
+    last = last_outcome(server, app, failures.url)
+    assert (last["event"], last["status"], last["error"], last["attempts"]) == ("failed", 200, None, 1)
+    listing = server.middock("notify", app).stdout
+    assert f"{failures.url}  failed\n       last: " in listing and "failed: HTTP 200 (1 attempt)" in listing
+    assert f"{everything.url}  deploy,failed,rollback,cron-failed\n" in listing
+
+    shown = [server.middock(*words).stdout for words in (("releases:output", app, "1"), ("releases:output", app))]
+    shown += [listing, server.middock("notify", app, "--json").stdout, server.middock("status", app).stdout]
+    assert not [text for text in shown if secret in text]
+    state = server.home / ".middock" / app
+    kept = [path for path in state.rglob("*") if path.is_file() and path.name != "secret"]
+    assert not [path for path in kept if secret.encode() in path.read_bytes()]
+    assert (state / "notify" / "secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_rollback_behind_the_edge_says_where_it_is_live(server, work, app, receivers):
+    server.start_edge()
+    hook = receivers()
+    secret = add(server, app, hook.url, "--events", "rollback,deploy")
+    write_web_app(work, "v1")
+    first = work.commit("v1")
+    assert work.push().returncode == 0
+    write_web_app(work, "v2")
+    work.commit("v2")
+    assert work.push().returncode == 0
+    server.middock("rollback", app)
+
+    by_release = {event["release"]: event for event in (verified(post, secret) for post in hook.wait(3))}
+    where = f"http://{socket.getfqdn()}:{server.app_port(app)}/"
+    assert [(n, by_release[n]["event"], by_release[n]["url"]) for n in (1, 2, 3)] == [
+        (1, "deploy", where),
+        (2, "deploy", where),
+        (3, "rollback", where),
+    ]
+    rollback = by_release[3]
+    assert (rollback["kind"], rollback["commit"]) == ("rollback to 1", first)
+    assert rollback["text"].startswith(
+        f"{app}: release 3 ({first[:7]} v1), rollback to release 1, is live at {where}, by "
+    )
+
+
+def test_a_slow_receiver_delays_no_push_and_its_outcome_comes_later(server, work, app, receivers):
+    slow = receivers(delays=(20,))  # the first attempt gets no answer within 5 s; the second does
+    secret = add(server, app, slow.url)
+    write_busybox_app(work, free_port(), "v1")
+    work.commit("v1")
+    started = time.monotonic()
+    pushed = work.push()
+    took = time.monotonic() - started
+    assert pushed.returncode == 0, pushed.stderr
+    assert took < 15, f"the push took {took:.1f}s"
+    assert json.loads(server.middock("status", app, "--json").stdout)["state"] == "live"
+
+    posts = slow.wait(2, timeout=20)
+    assert posts[0].body == posts[1].body and verified(posts[1], secret)["event"] == "deploy"
+    last = last_outcome(server, app, slow.url)
+    assert (last["event"], last["status"], last["attempts"]) == ("deploy", 200, 2)
+
+
+def test_notify_test_shows_each_answer(server, app, receivers):
+    fine, broken = receivers(), receivers(statuses=(500,))
+    gone = f"http://127.0.0.1:{free_port()}/gone"
+    secret = add(server, app, fine.url)
+    add(server, app, broken.url, "--events", "failed")
+    add(server, app, gone)
+
+    tested = server.middock("notify:test", app, check=False)
+    assert tested.returncode == 1
+    assert tested.stderr == " !     2 of 3 webhooks did not accept the test event\n"
+    lines = tested.stdout.splitlines()
+    assert lines[:3] == [
+        f"-----> Sending a test event to 3 webhooks of {app}",
+        f"       {fine.url}: HTTP 200",
+        f"       {broken.url}: HTTP 500",
+    ]
+    assert lines[3].startswith(f"       {gone}: error: ") and "refused" in lines[3]
+    event = verified(fine.wait(1)[0], secret)
+    assert (event["event"], event["app"], event["release"]) == ("test", app, None)
+    assert len(broken.wait(1)) == 1  # a test is one attempt
+
+    server.middock("notify:remove", app, broken.url)
+    server.middock("notify:remove", app, gone)
+    assert server.middock("notify:test", app).stdout.endswith(f"{fine.url}: HTTP 200\n")
+    assert last_outcome(server, app, fine.url)["event"] == "test"
+
+
+def test_bad_input_is_one_line_and_changes_nothing(server, app):
+    for words, message in [
+        (("notify:add", app, "ftp://x"), "invalid webhook URL 'ftp://x': use an http:// or https:// URL with a host"),
+        (("notify:add", app, "https://x.example.org/", "--events", "deploy,oops"), "unknown event 'oops'"),
+        (("notify:remove", app, "https://x.example.org/"), f"{app} has no webhook https://x.example.org/"),
+        (("notify:test", app), f"{app} has no webhooks; add one with: notify:add {app} URL"),
+    ]:
+        result = server.middock(*words, check=False)
+        assert result.returncode == 1 and result.stdout == "", words
+        assert result.stderr.startswith(f" !     {message}") and result.stderr.count("\n") == 1, result.stderr
+    assert server.middock("notify", app).stdout == f"{app} has no webhooks; add one with: notify:add {app} URL\n"
+
+
+def test_a_failed_scheduled_run_notifies(server, work, app, receivers):
+    hook = receivers()
+    secret = add(server, app, hook.url, "--events", "cron-failed")
+    write_busybox_app(work, free_port(), "v1")
+    work.write("middock.cron", "fail @daily worker sh -c 'echo failing; exit 3'\nfine @daily worker true\n")
+    commit = work.commit("with jobs")
+    assert work.push().returncode == 0
+
+    server.middock("cron:run", app, "fine", "--scheduled")
+    assert server.middock("cron:run", app, "fail", check=False).returncode == 3  # by hand: its caller sees it
+    assert server.middock("cron:run", app, "fail", "--scheduled", check=False).returncode == 3
+    event = verified(hook.wait(1)[0], secret)
+    assert {k: event[k] for k in ("event", "release", "commit", "job", "run", "exit_code", "result")} == {
+        "event": "cron-failed",
+        "release": 1,
+        "commit": commit,
+        "job": "fail",
+        "run": 2,
+        "exit_code": 3,
+        "result": "failed",
+    }
+    assert event["text"].startswith(f"{app}: job fail (run 2) failed with exit code 3 after ")
+    time.sleep(1)
+    assert len(hook.posts) == 1
+
+
+# The delivery alone: its retries, what it does not retry, and its time bound.
+
+
+@pytest.fixture
+def shop(tmp_path) -> App:
+    """An app with a notify folder (its first notify:add makes it; outcomes are kept there)."""
+    app = App("shop", tmp_path)
+    webhooks.folder(app).mkdir(parents=True)
+    return app
+
+
+def test_failures_are_tried_again_and_refusals_are_not(shop, receivers):
+    flaky, missing, moved = receivers(statuses=(500, 429, 200)), receivers(statuses=(404,)), receivers(statuses=(302,))
+    event = events.test_event("shop", None, None, 0.0)
+    outcome = delivery.deliver(shop, flaky.url, event, "s" * 64, pauses=(0, 0.1, 0.1))
+    assert (outcome.status, outcome.attempts, outcome.ok) == (200, 3, True)
+    assert len(flaky.posts) == 3 and webhooks.last_outcome(shop, flaky.url) == outcome
+    assert delivery.deliver(shop, missing.url, event, "s" * 64, pauses=(0, 0.1, 0.1)).attempts == 1
+    redirected = delivery.deliver(shop, moved.url, event, "s" * 64, pauses=(0, 0.1, 0.1))
+    assert (redirected.status, redirected.attempts, redirected.ok, len(moved.posts)) == (302, 1, False, 1)
+
+
+def test_an_attempt_is_bounded_in_time(receivers):
+    slow = receivers(delays=(10,))
+    started = time.monotonic()
+    answer = delivery.post(slow.url, b"{}", {"Content-Type": "application/json"}, timeout=1)
+    assert answer == delivery.Answer(None, "no answer within 1s")
+    assert time.monotonic() - started < 2
