@@ -135,14 +135,12 @@ def parse_setting(key: str, value: str) -> str | int:
         if not value or value.startswith("-") or any(c in value for c in " ~^:?*[\\\0") or ".." in value:
             raise MiddockError(f"invalid branch name {value!r}")
         return value
-    if key == "gate":
+    if key in ("gate", "previews"):
         if value not in ("on", "off"):
-            raise MiddockError(f"gate must be 'on' or 'off', not {value!r}")
+            raise MiddockError(f"{key} must be 'on' or 'off', not {value!r}")
         return value
     if key == "keep":
-        if not value.isdigit() or int(value) < 1:
-            raise MiddockError(f"keep must be a whole number of at least 1, not {value!r}")
-        return int(value)
+        return at_least_one(key, value)
     if key == "target":
         if value not in ("compose", "swarm"):
             raise MiddockError(f"target must be 'compose' (this server) or 'swarm', not {value!r}")
@@ -151,18 +149,20 @@ def parse_setting(key: str, value: str) -> str | int:
         if not value.isdigit() or not 0 < int(value) < 65536:
             raise MiddockError(f"port must be a port number (1-65535), not {value!r}")
         return int(value)
-    if key == "previews":
-        if value not in ("on", "off"):
-            raise MiddockError(f"previews must be 'on' or 'off', not {value!r}")
-        return value
     if key == "preview-domain":
         return check_domain(value.lower().rstrip("."))
-    if key in ("preview-max", "preview-ttl"):
-        if not value.isdigit() or int(value) < 1:
-            unit = "days " if key == "preview-ttl" else ""
-            raise MiddockError(f"{key} must be a whole number of {unit}of at least 1, not {value!r}")
-        return int(value)
+    if key == "preview-max":
+        return at_least_one(key, value)
+    if key == "preview-ttl":
+        return at_least_one(key, value, " of days")
     raise MiddockError(f"unknown setting {key!r}; settings are: {', '.join(DEFAULT_SETTINGS)}")
+
+
+def at_least_one(key: str, value: str, unit: str = "") -> int:
+    """A whole number (of `unit`) of at least 1."""
+    if not value.isdigit() or int(value) < 1:
+        raise MiddockError(f"{key} must be a whole number{unit} of at least 1, not {value!r}")
+    return int(value)
 
 
 def check_domain(name: str) -> str:
