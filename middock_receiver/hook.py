@@ -79,17 +79,17 @@ def expire_previews(app: App, pushed: set[str | None], say: Output) -> int:
 
 def receive_update(app: App, update: RefUpdate, branch: str, gated: bool, say: Output) -> int:
     """One ref's update: the deploy branch deploys, another its preview, or the pusher is told why not."""
-    if create.wanted(app, update):
-        return deploy_preview(app, update, gated, say)
     name = create.branch_of(update)
+    patterns = create.preview_patterns(app, update)
+    if name and patterns is not None and create.matches(name, patterns):
+        return deploy_preview(app, update, gated, say)
     preview = find_preview(app, name) if update.deleted and name else None
     if preview is not None:
         destroy.destroy(preview, say)
         return 0
     reason = verdict(update, branch)
-    if reason and create.candidate(app, update):
-        patterns = " ".join(create.branch_patterns(app))
-        reason += f"; no preview: it matches none of MIDDOCK_PREVIEW_BRANCHES ({patterns})"
+    if reason and patterns is not None:
+        reason += f"; no preview: it matches none of MIDDOCK_PREVIEW_BRANCHES ({' '.join(patterns)})"
     if reason:
         say.step(reason)
         return 0

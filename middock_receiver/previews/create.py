@@ -35,23 +35,18 @@ def parent_env(parent: App) -> dict[str, str]:
     return stacks.release_env(parent, live) if live else config.read_vars(parent)
 
 
-def candidate(parent: App, update: RefUpdate) -> bool:
-    """Whether the update is a push of a branch that may get a preview: previews on, a branch
-    other than the deploy branch."""
+def preview_patterns(parent: App, update: RefUpdate) -> list[str] | None:
+    """For a push of a branch that may get a preview (previews on, not the deploy branch): the
+    globs of MIDDOCK_PREVIEW_BRANCHES (default `*`) it must match; None for any other update."""
     branch = branch_of(update)
     settings = apps.read_settings(parent)
-    return branch is not None and branch != settings["branch"] and not update.deleted and settings["previews"] == "on"
-
-
-def branch_patterns(parent: App) -> list[str]:
-    """MIDDOCK_PREVIEW_BRANCHES: the globs of the branches that get previews (default `*`)."""
+    if branch is None or branch == settings["branch"] or update.deleted or settings["previews"] != "on":
+        return None
     return parent_env(parent).get("MIDDOCK_PREVIEW_BRANCHES", "*").split() or ["*"]
 
 
-def wanted(parent: App, update: RefUpdate) -> bool:
-    """Whether the push of `update` deploys a preview: a candidate matching MIDDOCK_PREVIEW_BRANCHES."""
-    branch = branch_of(update)
-    return candidate(parent, update) and any(fnmatch.fnmatchcase(branch, p) for p in branch_patterns(parent))
+def matches(branch: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(branch, pattern) for pattern in patterns)
 
 
 def lock_path(parent: App) -> Path:
