@@ -44,10 +44,14 @@ class Output:
     def add_file(self, path: Path) -> None:
         self.files.append(open_appending(path))
 
-    def write(self, text: str) -> None:
+    def masked(self, text: str) -> str:
+        """The text with every value to hide replaced by the mask."""
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        data = text.encode("utf-8", errors="replace")
+        return text
+
+    def write(self, text: str) -> None:
+        data = self.masked(text).encode("utf-8", errors="replace")
         for f in self.files:
             f.write(data)
             f.flush()

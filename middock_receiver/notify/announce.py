@@ -15,7 +15,7 @@ from collections.abc import Callable
 from ..edge.control import Edge
 from ..errors import MiddockError
 from ..jobs.runs import Run
-from ..output import MASK, Output
+from ..output import Output
 from ..state import config, releases
 from ..state.apps import App
 from ..state.releases import FAILED, SUCCEEDED, Release
@@ -58,15 +58,9 @@ def live_url(app: App, release: Release) -> str | None:
 
 def masker(app: App) -> Callable[[str], str]:
     """Hides the app's config var values, as Output does."""
-    pieces = Output()
-    pieces.mask(list(config.read_vars(app).values()))
-
-    def hide(text: str) -> str:
-        for secret in pieces.secrets:
-            text = text.replace(secret, MASK)
-        return text
-
-    return hide
+    masking = Output()
+    masking.mask(list(config.read_vars(app).values()))
+    return masking.masked
 
 
 def warn(app: App, error: Exception) -> None:
