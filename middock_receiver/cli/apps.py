@@ -63,7 +63,8 @@ def cmd_apps_destroy(args: argparse.Namespace) -> int:
     from ..pipeline.removal import remove_app
 
     app = App.named(args.app).require()
-    own = sorted(preview.name for preview in previews.of_parent(app))
+    found = sorted(previews.of_parent(app), key=lambda preview: preview.name)
+    own = [preview.name for preview in found]
     if not args.force:
         also = f" and its previews ({', '.join(own)})" if own else ""
         raise MiddockError(f"this removes {app.name}{also}, its stack, releases and images; repeat with --force")
@@ -73,7 +74,7 @@ def cmd_apps_destroy(args: argparse.Namespace) -> int:
         return 0
     if own:
         out.step(f"Destroying the previews of {app.name}: {', '.join(own)}")
-    for preview in previews.of_parent(app):
+    for preview in found:
         destroy.destroy(preview, out)
     crontab.apply(app, [])
     if apps.read_settings(app)["preview-ttl"]:

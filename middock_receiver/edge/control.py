@@ -78,7 +78,7 @@ class Edge:
                         page if text else None,
                         digest,
                         record.maintenance,
-                    )  # fmt: skip
+                    )
                 )
         return found
 
