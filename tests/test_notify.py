@@ -1,5 +1,8 @@
-"""Deploy notifications end to end: a real webhook receiver on loopback, real pushes, real
-rollbacks and job runs; and the delivery's retries and time bounds against that receiver."""
+"""Deploy notifications end to end: a real webhook receiver on loopback (so its webhooks are
+added with --allow-private), real pushes, real rollbacks and job runs; the refusal of loopback
+and private addresses, when added and when delivered; and the delivery's retries and time bounds
+against that receiver. Nothing here connects to an address other than loopback: a refused
+address is refused before any connection."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import hmac
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +24,10 @@ import pytest
 from conftest import free_port, write_busybox_app, write_web_app
 
 from middock_receiver.notify import delivery, events, webhooks
+from middock_receiver.notify.webhooks import Webhook
 from middock_receiver.state.apps import App
+
+ALLOWED = "  (private addresses allowed)"
 
 
 @dataclass
@@ -91,10 +99,12 @@ def receivers():
 
 
 def add(server, app: str, url: str, *options: str) -> str | None:
-    """`notify:add`; the secret it printed, if it did."""
-    found = re.search(
-        r"signing secret \(shown only now\): ([0-9a-f]{64})\n", server.middock("notify:add", app, url, *options).stdout
-    )
+    """`notify:add … --allow-private` (the receivers are on loopback); the secret it printed, if it did."""
+    return shown_secret(server.middock("notify:add", app, url, "--allow-private", *options).stdout)
+
+
+def shown_secret(stdout: str) -> str | None:
+    found = re.search(r"signing secret \(shown only now\): ([0-9a-f]{64})\n", stdout)
     return found[1] if found else None
 
 
@@ -106,6 +116,11 @@ def verified(post: Post, secret: str) -> dict:
     event = json.loads(post.body)
     assert post.headers["X-Middock-Event"] == event["event"]
     return event
+
+
+def deploy_event(app: str) -> dict:
+    """An event as a deploy hands it to the detached deliverer (notify:test's own is sent in process)."""
+    return {**events.test_event(app, None, None, time.time()), "event": events.DEPLOY}
 
 
 def last_outcome(server, app: str, url: str, timeout: float = 15) -> dict:
@@ -158,8 +173,8 @@ def test_deploy_and_failed_events_arrive_signed_and_the_secret_shows_once(server
     last = last_outcome(server, app, failures.url)
     assert (last["event"], last["status"], last["error"], last["attempts"]) == ("failed", 200, None, 1)
     listing = server.middock("notify", app).stdout
-    assert f"{failures.url}  failed\n       last: " in listing and "failed: HTTP 200 (1 attempt)" in listing
-    assert f"{everything.url}  deploy,failed,rollback,cron-failed\n" in listing
+    assert f"{failures.url}  failed{ALLOWED}\n       last: " in listing and "failed: HTTP 200 (1 attempt)" in listing
+    assert f"{everything.url}  deploy,failed,rollback,cron-failed{ALLOWED}\n" in listing
 
     shown = [server.middock(*words).stdout for words in (("releases:output", app, "1"), ("releases:output", app))]
     shown += [listing, server.middock("notify", app, "--json").stdout, server.middock("status", app).stdout]
@@ -254,6 +269,99 @@ def test_bad_input_is_one_line_and_changes_nothing(server, app):
     assert server.middock("notify", app).stdout == f"{app} has no webhooks; add one with: notify:add {app} URL\n"
 
 
+def test_loopback_and_private_urls_are_refused_unless_allowed(server, app, receivers):
+    """notify:add refuses a URL on the server's own network in one line, stores nothing, and
+    takes it with --allow-private (then it is delivered)."""
+    port = free_port()
+    for url, why in [
+        (f"http://127.0.0.1:{port}/", "127.0.0.1 is a loopback address"),
+        ("http://10.1.2.3/", "10.1.2.3 is a private address"),
+        ("http://[::1]/hook", "::1 is a loopback address"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+        ("http://localhost/", "localhost resolves to 127.0.0.1, a loopback address"),
+        ("http://2130706433/", "2130706433 resolves to 127.0.0.1, a loopback address"),
+        ("https://[::ffff:10.0.0.1]/", "::ffff:10.0.0.1 is a private (IPv4 10.0.0.1) address"),
+    ]:
+        refused = server.middock("notify:add", app, url, check=False)
+        assert (refused.returncode, refused.stdout) == (1, ""), url
+        assert refused.stderr == (
+            f" !     webhook URL refused: {why}; a webhook may only reach public addresses unless it is added "
+            "with --allow-private\n"
+        )
+    assert json.loads(server.middock("notify", app, "--json").stdout) == []
+    assert not (server.home / ".middock" / app / "notify").exists()
+
+    hook = receivers()
+    added = server.middock("notify:add", app, hook.url, "--allow-private").stdout
+    assert "it may reach loopback, link-local and private addresses (--allow-private)" in added
+    secret = shown_secret(added)
+    assert server.middock("notify:test", app).stdout.endswith(f"{hook.url}: HTTP 200\n")
+    assert verified(hook.wait(1)[0], secret)["event"] == "test"
+    assert json.loads(server.middock("notify", app, "--json").stdout)[0]["allow_private"] is True
+    assert server.middock("notify", app).stdout.startswith(f"{hook.url}  deploy,failed,rollback,cron-failed{ALLOWED}\n")
+
+
+def test_a_webhook_not_allowed_private_is_never_sent_to_loopback(server, app, receivers):
+    """A webhook kept without --allow-private whose host is (or now resolves to) loopback gets
+    nothing, from notify:test or from a deploy's detached deliverer; `notify` says why."""
+    direct, named = receivers(), receivers()
+    by_name = f"http://localhost:{named.server.server_address[1]}/named"
+    target = App(app, server.home)
+    for url in (direct.url, by_name):  # kept as if the name had resolved to a public address when added
+        webhooks.add(target, url, events.EVENTS)
+
+    tested = server.middock("notify:test", app, check=False)
+    assert (tested.returncode, tested.stderr) == (1, " !     2 of 2 webhooks did not accept the test event\n")
+    hint = "a webhook may only reach public addresses unless it is added with --allow-private"
+    assert tested.stdout.splitlines()[1:] == [
+        f"       {direct.url}: error: not sent: 127.0.0.1 is a loopback address; {hint}",
+        f"       {by_name}: error: not sent: localhost resolves to 127.0.0.1, a loopback address; {hint}",
+    ]
+    listing = server.middock("notify", app).stdout
+    assert f"test: error: not sent: localhost resolves to 127.0.0.1, a loopback address; {hint} (1 attempt)" in listing
+
+    for url in (direct.url, by_name):
+        webhooks.outcome_path(target, url).unlink()
+    delivery.send_detached(target, deploy_event(app))
+    for url in (direct.url, by_name):
+        outcome = last_outcome(server, app, url)
+        assert (outcome["status"], outcome["attempts"]) == (None, 1) and outcome["error"].startswith("not sent: ")
+    time.sleep(0.5)
+    assert direct.posts == [] and named.posts == []
+
+
+def test_rotating_the_secret_keeps_the_urls(server, app, receivers):
+    """notify:rotate-secret prints a new secret once; every webhook stays and is signed with it."""
+    first, second = receivers(), receivers()
+    old = add(server, app, first.url)
+    add(server, app, second.url, "--events", "failed")
+    before = json.loads(server.middock("notify", app, "--json").stdout)
+
+    rotated = server.middock("notify:rotate-secret", app).stdout
+    assert rotated.startswith(
+        f"-----> {app}: a new signing secret for its webhooks (their URLs and events are unchanged)\n"
+    )
+    assert "each POST carries X-Middock-Signature: sha256=HMAC-SHA256(secret, body)" in rotated
+    new = shown_secret(rotated)
+    assert new and new != old
+    assert json.loads(server.middock("notify", app, "--json").stdout) == before
+    assert old not in server.middock("notify", app).stdout + rotated.replace(new, "")
+
+    server.middock("notify:test", app)
+    for post in (first.wait(1)[0], second.wait(1)[0]):
+        assert verified(post, new)["event"] == "test"
+        with pytest.raises(AssertionError):
+            verified(post, old)
+
+    server.middock("notify:remove", app, first.url)
+    server.middock("notify:remove", app, second.url)
+    refused = server.middock("notify:rotate-secret", app, check=False)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        f" !     {app} has no webhooks, so no signing secret; add one with: notify:add {app} URL\n"
+    )
+
+
 def test_a_failed_scheduled_run_notifies(server, work, app, receivers):
     hook = receivers()
     secret = add(server, app, hook.url, "--events", "cron-failed")
@@ -291,20 +399,44 @@ def shop(tmp_path) -> App:
     return app
 
 
+def loopback(url: str) -> Webhook:
+    """A webhook of every event to a receiver on loopback, as notify:add --allow-private keeps it."""
+    return Webhook(url, events.EVENTS, 0.0, allow_private=True)
+
+
+def test_the_detached_deliverer_is_isolated_from_pythonpath(shop, receivers, tmp_path, monkeypatch):
+    """A PYTHONPATH in the environment of a deploy or a cron run decides nothing the deliverer
+    runs: it starts as `python -I`, and still finds middock and delivers."""
+    trap, marker = tmp_path / "trap", tmp_path / "imported"
+    trap.mkdir()
+    (trap / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.setenv("PYTHONPATH", str(trap))
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    assert marker.exists(), "the trap works: without -I, Python imports it"
+    marker.unlink()
+
+    hook = receivers()
+    webhooks.save(shop, [loopback(hook.url)])
+    webhooks.new_secret(shop)
+    delivery.send_detached(shop, deploy_event("shop"))
+    assert verified(hook.wait(1)[0], webhooks.secret(shop))["event"] == "deploy"
+    assert not marker.exists()
+
+
 def test_failures_are_tried_again_and_refusals_are_not(shop, receivers):
     flaky, missing, moved = receivers(statuses=(500, 429, 200)), receivers(statuses=(404,)), receivers(statuses=(302,))
     event = events.test_event("shop", None, None, 0.0)
-    outcome = delivery.deliver(shop, flaky.url, event, "s" * 64, pauses=(0, 0.1, 0.1))
+    outcome = delivery.deliver(shop, loopback(flaky.url), event, "s" * 64, pauses=(0, 0.1, 0.1))
     assert (outcome.status, outcome.attempts, outcome.ok) == (200, 3, True)
     assert len(flaky.posts) == 3 and webhooks.last_outcome(shop, flaky.url) == outcome
-    assert delivery.deliver(shop, missing.url, event, "s" * 64, pauses=(0, 0.1, 0.1)).attempts == 1
-    redirected = delivery.deliver(shop, moved.url, event, "s" * 64, pauses=(0, 0.1, 0.1))
+    assert delivery.deliver(shop, loopback(missing.url), event, "s" * 64, pauses=(0, 0.1, 0.1)).attempts == 1
+    redirected = delivery.deliver(shop, loopback(moved.url), event, "s" * 64, pauses=(0, 0.1, 0.1))
     assert (redirected.status, redirected.attempts, redirected.ok, len(moved.posts)) == (302, 1, False, 1)
 
 
 def test_an_attempt_is_bounded_in_time(receivers):
     slow = receivers(delays=(10,))
     started = time.monotonic()
-    answer = delivery.post(slow.url, b"{}", {"Content-Type": "application/json"}, timeout=1)
+    answer = delivery.post(slow.url, b"{}", {"Content-Type": "application/json"}, timeout=1, allow_private=True)
     assert answer == delivery.Answer(None, "no answer within 1s")
     assert time.monotonic() - started < 2

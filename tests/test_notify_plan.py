@@ -1,11 +1,13 @@
 """Deploy notifications without Docker or a network: the events' fields, body, signature and
-text line, the URL and event rules, and the records in the app's state folder."""
+text line, the URL and event rules, which addresses a webhook may reach (refused before any
+connection), and the records in the app's state folder."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import socket
 import stat
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from middock_receiver.errors import MiddockError
 from middock_receiver.jobs.runs import FAILED as RUN_FAILED
 from middock_receiver.jobs.runs import TIMED_OUT, Run
-from middock_receiver.notify import events, webhooks
+from middock_receiver.notify import addresses, delivery, events, webhooks
 from middock_receiver.state.apps import App
 from middock_receiver.state.releases import FAILED, SUCCEEDED, Release
 
@@ -162,6 +164,158 @@ def test_http_and_https_urls_are_accepted(url):
 def test_other_urls_are_refused(url):
     with pytest.raises(MiddockError, match="invalid webhook URL"):
         webhooks.check_url(url)
+
+
+@pytest.mark.parametrize(
+    "address, kind",
+    [
+        ("127.0.0.1", "loopback"),
+        ("127.1.2.3", "loopback"),
+        ("::1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("172.31.255.255", "private"),
+        ("192.168.1.1", "private"),
+        ("100.64.0.1", "shared (carrier-grade NAT)"),
+        ("100.127.255.254", "shared (carrier-grade NAT)"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("fe80::1%lo", "link-local"),
+        ("fc00::1", "unique local"),
+        ("fd12:3456::1", "unique local"),
+        ("fec0::1", "site-local"),  # deprecated, yet `is_global` in some Pythons
+        ("0.0.0.0", "unspecified"),  # Linux connects it to the host itself
+        ("::", "unspecified"),
+        ("0.1.2.3", "reserved"),
+        ("224.0.0.1", "multicast"),  # `is_global` says yes to multicast
+        ("239.255.255.250", "multicast"),
+        ("ff02::1", "multicast"),
+        ("ff0e::1", "multicast"),
+        ("255.255.255.255", "reserved"),
+        ("240.0.0.1", "reserved"),
+        ("192.0.2.1", "reserved"),  # documentation
+        ("198.18.0.1", "reserved"),  # benchmarking
+        ("2001:db8::1", "reserved"),
+        ("3fff::1", "reserved"),
+        ("100::1", "reserved"),  # discard
+        ("::127.0.0.1", "reserved"),  # IPv4-compatible (deprecated)
+        ("64:ff9b:1::a00:1", "reserved"),  # NAT64 for local use
+        ("::ffff:127.0.0.1", "loopback (IPv4 127.0.0.1)"),
+        ("::ffff:10.0.0.1", "private (IPv4 10.0.0.1)"),
+        ("::ffff:169.254.169.254", "link-local (IPv4 169.254.169.254)"),
+        ("64:ff9b::a00:1", "private (IPv4 10.0.0.1)"),  # NAT64
+        ("2002:7f00:1::1", "loopback (IPv4 127.0.0.1)"),  # 6to4
+        ("2002:a9fe:a9fe::", "link-local (IPv4 169.254.169.254)"),
+        ("2001:0:4136:e378:8000:63bf:f57f:fffe", "private (IPv4 10.128.0.1)"),  # Teredo
+    ],
+)
+def test_addresses_on_the_servers_own_network_are_refused(address, kind):
+    assert addresses.refusal(address) == kind
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "93.184.215.14",
+        "8.8.8.8",
+        "1.1.1.1",
+        "100.128.0.1",
+        "172.32.0.1",
+        "2606:4700::1111",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "2002:808:808::1",
+    ],
+)
+def test_public_unicast_addresses_are_allowed(address):
+    assert addresses.refusal(address) is None
+
+
+@pytest.mark.parametrize(
+    "url, why",
+    [
+        ("http://127.0.0.1:8080/hook", "127.0.0.1 is a loopback address"),
+        ("https://[fd00::1]/", "fd00::1 is a unique local address"),
+        ("http://0x7f.1/", "0x7f.1 resolves to 127.0.0.1, a loopback address"),
+        ("http://0/", "0 resolves to 0.0.0.0, an unspecified address"),
+    ],
+)
+def test_notify_add_refuses_a_url_on_the_servers_own_network(url, why):
+    with pytest.raises(MiddockError) as refused:
+        addresses.check_public(webhooks.check_url(url))
+    assert str(refused.value) == (
+        f"webhook URL refused: {why}; a webhook may only reach public addresses unless it is added with --allow-private"
+    )
+
+
+def test_notify_add_refuses_a_name_with_any_refused_address_or_none(monkeypatch):
+    """Every address a name resolves to is checked (no lookup is made here: `resolve` answers)."""
+    answers = {
+        "mixed.example.org": ["93.184.215.14", "10.0.0.7"],
+        "public.example.org": ["93.184.215.14", "2606:4700::1111"],
+    }
+
+    def resolve(host: str, port: int) -> list:
+        if host not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_UNSPEC, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in answers[host]]
+
+    monkeypatch.setattr(addresses, "resolve", resolve)
+    with pytest.raises(
+        MiddockError, match=r"^webhook URL refused: mixed\.example\.org resolves to 10\.0\.0\.7, a private"
+    ):
+        addresses.check_public("https://mixed.example.org/hook")
+    addresses.check_public("https://public.example.org/hook")
+    with pytest.raises(MiddockError) as unknown:
+        addresses.check_public("https://typo.example.org/hook")
+    assert str(unknown.value) == (
+        "webhook host typo.example.org could not be resolved (Name or service not known): check the URL"
+    )
+
+
+@pytest.fixture
+def no_connection(monkeypatch) -> list:
+    """Every connection attempted (none is made: each fails at once)."""
+    attempts = []
+
+    def attempted(sock: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(socket.socket, "connect", attempted)
+    return attempts
+
+
+def test_a_delivery_to_a_refused_address_records_why_and_never_connects(tmp_path, no_connection):
+    shop = App("shop", tmp_path)
+    webhooks.folder(shop).mkdir(parents=True)
+    event = events.test_event("shop", None, None, 0.0)
+    for url, why in [
+        ("http://10.1.2.3/hook", "10.1.2.3 is a private address"),
+        ("https://169.254.169.254/", "169.254.169.254 is a link-local address"),
+        ("http://[::ffff:127.0.0.1]:8000/", "::ffff:127.0.0.1 is a loopback (IPv4 127.0.0.1) address"),
+        ("http://2130706433/", "2130706433 resolves to 127.0.0.1, a loopback address"),
+    ]:
+        outcome = delivery.deliver(shop, webhooks.Webhook(url, events.EVENTS, 0.0), event, "s" * 64, pauses=(0, 0, 0))
+        assert (outcome.status, outcome.attempts) == (None, 1)  # a refusal is not tried again
+        assert outcome.error == (
+            f"not sent: {why}; a webhook may only reach public addresses unless it is added with --allow-private"
+        )
+        assert webhooks.last_outcome(shop, url) == outcome
+    assert no_connection == []
+
+
+def test_a_name_that_resolves_elsewhere_by_delivery_time_is_checked_again(monkeypatch, no_connection):
+    """DNS rebinding: the name is resolved as the delivery connects, and each address is checked
+    right before it would be connected to; with --allow-private, the same addresses are tried."""
+    rebound = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 443)) for ip in ("10.0.0.7", "169.254.169.254")]
+    monkeypatch.setattr(addresses, "resolve", lambda host, port: rebound)
+    with pytest.raises(addresses.Refused, match=r"^not sent: hooks\.example\.org resolves to 10\.0\.0\.7, a private"):
+        addresses.connect("hooks.example.org", 443, 1.0, allow_private=False)
+    assert no_connection == []
+    with pytest.raises(ConnectionRefusedError):
+        addresses.connect("hooks.example.org", 443, 1.0, allow_private=True)
+    assert no_connection == [("10.0.0.7", 443), ("169.254.169.254", 443)]
 
 
 def test_event_names():

@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import flock
 from ..errors import MiddockError
+from ..state import records
 from ..state.apps import App, write_atomic
-from .events import EVENTS
+from .events import EVENTS, TEST
 
 PRIVATE = 0o600
 URL_MAX = 2048
+SECRET = re.compile(r"[0-9a-f]{64}\Z")  # secrets.token_hex(32)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Webhook:
     url: str
     events: tuple[str, ...]
     added: float
+    allow_private: bool = False  # notify:add --allow-private: it may reach loopback and private addresses
 
 
 @dataclass(frozen=True)
@@ -90,13 +94,24 @@ def outcome_path(app: App, url: str) -> Path:
 
 def load(app: App) -> list[Webhook]:
     path = folder(app) / "webhooks.json"
-    try:
-        stored = json.loads(path.read_text())
-        return [Webhook(str(w["url"]), tuple(w["events"]), float(w["added"])) for w in stored["webhooks"]]
-    except FileNotFoundError:
+    stored = records.read_json(path)
+    if stored is None:
         return []
-    except (ValueError, KeyError, TypeError) as error:
-        raise MiddockError(f"{path} is not a valid record ({error}); fix or remove it") from None
+    with records.checked(path):
+        return [stored_webhook(w) for w in stored["webhooks"]]
+
+
+def stored_webhook(stored: dict) -> Webhook:
+    """One webhook of `webhooks.json` (one from before --allow-private existed has it off)."""
+    allow_private = stored.get("allow_private", False)
+    if not isinstance(allow_private, bool):
+        raise TypeError(f"allow_private is not true or false: {allow_private!r:.60}")
+    url, names, added = stored["url"], stored["events"], stored["added"]
+    if not (isinstance(url, str) and isinstance(names, list) and all(isinstance(name, str) for name in names)):
+        raise TypeError("url is not text, or events not a list of event names")
+    if not records.conforms(added, float):
+        raise TypeError(f"added is not a time: {added!r:.60}")
+    return Webhook(check_url(url), parse_events(",".join(names)), added, allow_private)
 
 
 def save(app: App, hooks: list[Webhook]) -> None:
@@ -105,10 +120,11 @@ def save(app: App, hooks: list[Webhook]) -> None:
 
 
 def secret(app: App) -> str | None:
-    try:
-        return (folder(app) / "secret").read_text().strip() or None
-    except FileNotFoundError:
-        return None
+    path = folder(app) / "secret"
+    found = records.read_line(path)
+    if found is not None and not SECRET.match(found):
+        raise records.invalid(path, "not a signing secret middock made")
+    return found
 
 
 @contextmanager
@@ -121,20 +137,35 @@ def changing(app: App) -> Iterator[list[Webhook]]:
         save(app, hooks)
 
 
-def add(app: App, url: str, events: tuple[str, ...]) -> tuple[bool, str | None]:
-    """Send `events` to `url` (a URL already there gets these events instead); returns whether
-    it is new, and the secret when this made it (to show once)."""
+def add(app: App, url: str, events: tuple[str, ...], allow_private: bool = False) -> tuple[bool, str | None]:
+    """Send `events` to `url` (a URL already there gets these events and `allow_private`
+    instead); returns whether it is new, and the secret when this made it (to show once)."""
     with changing(app) as hooks:
         known = [i for i, hook in enumerate(hooks) if hook.url == url]
         if known:
-            hooks[known[0]] = Webhook(url, events, hooks[known[0]].added)
+            hooks[known[0]] = Webhook(url, events, hooks[known[0]].added, allow_private)
         else:
-            hooks.append(Webhook(url, events, time.time()))
-        made = None
-        if secret(app) is None:
-            made = secrets.token_hex(32)
-            write_atomic(folder(app) / "secret", made + "\n", PRIVATE)
+            hooks.append(Webhook(url, events, time.time(), allow_private))
+        made = None if secret(app) is not None else new_secret(app)
     return not known, made
+
+
+def rotate_secret(app: App) -> str:
+    """A new signing secret in place of the old one, the webhooks as they are; returns it (to
+    show once). Deliveries already under way sign with the one they started with."""
+    none = MiddockError(f"{app.name} has no webhooks, so no signing secret; add one with: notify:add {app.name} URL")
+    if secret(app) is None:  # checked first so that nothing is made (the lock, the folder) for nothing
+        raise none
+    with changing(app) as hooks:
+        if not hooks:  # the last one was removed meanwhile, and its secret with it
+            raise none
+        return new_secret(app)
+
+
+def new_secret(app: App) -> str:
+    made = secrets.token_hex(32)
+    write_atomic(folder(app) / "secret", made + "\n", PRIVATE)
+    return made
 
 
 def remove(app: App, url: str) -> bool:
@@ -156,8 +187,11 @@ def record(app: App, outcome: Outcome) -> None:
 
 
 def last_outcome(app: App, url: str) -> Outcome | None:
-    try:
-        stored = json.loads(outcome_path(app, url).read_text())
-        return Outcome(**{f.name: stored[f.name] for f in fields(Outcome)})
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None
+    path = outcome_path(app, url)
+    return records.load(path, Outcome, lambda outcome: check_outcome(outcome, url))
+
+
+def check_outcome(outcome: Outcome, url: str) -> None:
+    """As `record` writes it: a delivery of an event to this URL."""
+    if outcome.url != url or outcome.event not in (*EVENTS, TEST):
+        raise ValueError(f"it is not of a delivery to this URL: {outcome.url!r:.60}, {outcome.event!r:.60}")
