@@ -226,6 +226,42 @@ esac
 # '*': no password can match, so no password login; unlike '!' it is not a locked account,
 # which sshd (with UsePAM no) would refuse even for keys. An adopted account keeps its own.
 [ "$made_here" = 0 ] || [ "$(getent shadow "$user" | cut -d: -f2)" = "*" ] || usermod -p '*' "$user"
+
+# What every home of the machine shares lives in /run/middock, where only root creates (never in
+# /tmp, where any account could take a name first): the network allocation lock, which only root
+# and the deploy users (the group middock) may open, and each deploy user's own folder (the edge's
+# sockets of a home whose path is too long for one). A tmpfiles line makes them again at every
+# boot; the lines of the other deploy users (install.sh may run for several) are kept.
+getent group middock >/dev/null || groupadd --system middock
+[[ " $(id -nG "$user") " == *" middock "* ]] || usermod -aG middock "$user"
+uid=$(id -u "$user")
+gid=$(id -g "$user")
+tmpfiles=/etc/tmpfiles.d/middock.conf
+mkdir -p /etc/tmpfiles.d
+{
+    echo "# middock's folder for what every home of the machine shares (written by install.sh)"
+    echo "d /run/middock 0755 root root -"
+    echo "f /run/middock/networks.lock 0640 root middock -"
+    {
+        { grep -E '^d /run/middock/[0-9]+ ' "$tmpfiles" 2>/dev/null || true; } | while read -r _ path _ owner group _; do
+            [ "$path" = "/run/middock/$uid" ] || ! getent passwd "$owner" >/dev/null || echo "d $path 0700 $owner $group -"
+        done
+        echo "d /run/middock/$uid 0700 $uid $gid -"
+    } | sort -u
+} >"$tmpfiles.new"
+mv -f "$tmpfiles.new" "$tmpfiles"
+if [ -d /run/systemd/system ] && command -v systemd-tmpfiles >/dev/null; then
+    systemd-tmpfiles --create "$tmpfiles" || die "systemd-tmpfiles could not apply $tmpfiles (see above)"
+else
+    install -d -m 0755 -o root -g root /run/middock
+    # Made 0600 first, so that no account opens it (and keeps it open) before it is the group's.
+    [ -f /run/middock/networks.lock ] || (umask 077 && : >>/run/middock/networks.lock)
+    chown root:middock /run/middock/networks.lock
+    chmod 0640 /run/middock/networks.lock
+    grep -E '^d /run/middock/[0-9]+ ' "$tmpfiles" | while read -r _ path mode owner group _; do
+        install -d -m "$mode" -o "$owner" -g "$group" "$path"
+    done
+fi
 "$prefix/bin/middock" refresh --user "$user" | sed 's/^-----> /       /'
 
 # --- 4. The edge ------------------------------------------------------------------------------

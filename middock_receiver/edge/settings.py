@@ -2,8 +2,9 @@
 
 Everything of the edge lives under the deploy user's home, in `~/.middock/_edge/` (`_` never
 starts an app name), so two homes run two edges on their own ports. Its unix sockets go there
-too, unless that path is too long for a socket address; then they go to a private folder in
-/tmp named after the home.
+too, unless that path is too long for a socket address; then they go to a folder named after the
+home in the home owner's own `/run/middock/UID`, which only root creates (never in /tmp, where
+another account could take the name first).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import flock
+from .. import flock, machine
 from ..errors import MiddockError
 from ..state.apps import middock_home, write_atomic
 
@@ -110,13 +111,18 @@ class EdgePaths:
         return self.root / f"{proxy}.pid"
 
     @property
+    def sockets_beside(self) -> bool:
+        """Whether the sockets fit beside the rest (a socket's path has a short limit)."""
+        return len(str(self.root / "run" / "haproxy-master.sock")) <= SOCKET_PATH_MAX
+
+    @property
     def run(self) -> Path:
-        """The folder of the sockets: beside the rest, or in /tmp when that path is too long."""
-        near = self.root / "run"
-        if len(str(near / "haproxy-master.sock")) <= SOCKET_PATH_MAX:
-            return near
+        """The folder of the sockets: beside the rest, or in the home owner's /run/middock/UID
+        when that path is too long."""
+        if self.sockets_beside:
+            return self.root / "run"
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
-        return Path("/tmp") / f"middock-edge-{self.home.stat().st_uid}-{digest}"
+        return machine.RUN / str(self.home.stat().st_uid) / f"edge-{digest}"
 
     @property
     def haproxy_socket(self) -> Path:
@@ -144,12 +150,15 @@ class EdgePaths:
         """Create the folders; the sockets' folder private to the edge's owner (never one planted by another)."""
         for folder in (self.root, self.caddy_data, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
+        if not self.sockets_beside:
+            owner = self.home.stat()
+            machine.user_folder(owner.st_uid, owner.st_gid)
         run = self.run
         with contextlib.suppress(FileExistsError):
             run.mkdir(mode=0o700)
-        st = os.lstat(run)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != self.root.stat().st_uid or st.st_mode & 0o077:
-            raise MiddockError(f"{run} is not a private folder of this user; remove it and try again")
+        found = machine.problem(os.lstat(run), self.root.stat().st_uid, stat.S_IFDIR, 0o077)
+        if found:
+            raise MiddockError(f"{run} is not a private folder of this user ({found}); remove it and try again")
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

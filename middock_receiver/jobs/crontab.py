@@ -9,6 +9,7 @@ itself (never twice at once, its record) is `cron.py`'s.
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from .suspension import Suspension
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXPIRY_FIELDS = "17 4 * * *"  # previews past their preview-ttl: once a day, at a quiet hour
 
+LOCK_WAIT = 30.0  # seconds: a rewrite takes well under one
 
 def marks(home: Path, app: str) -> tuple[str, str]:
     return f"# middock {home} {app}: begin", f"# middock {home} {app}: end"
@@ -131,6 +133,13 @@ def program() -> str:
 
 @contextmanager
 def locked() -> Iterator[None]:
-    """One rewrite of this user's crontab at a time, whichever middock home asks."""
-    with flock.held(f"/tmp/middock-crontab-{os.getuid()}.lock"):
+    """One rewrite of this user's crontab at a time, whichever middock home asks: the lock is in
+    the user's own home (the crontab is the user's, whatever MIDDOCK_HOME says), where no other
+    account can take it first."""
+    folder = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".middock"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError as error:
+        raise MiddockError(f"cannot make {folder} for the crontab lock: {error.strerror}") from None
+    with flock.held(folder / "crontab.lock", timeout=LOCK_WAIT, what="the crontab lock"):
         yield

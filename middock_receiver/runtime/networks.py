@@ -5,8 +5,8 @@ Compose project with networks of its own: a server of a few dozen apps would run
 middock creates a project's networks itself, before Compose runs, each on a /26 (62 addresses)
 of a range that clashes with no route of this host and no network Docker has, and hands them to
 Compose as external ones. Networks go with their project (labelled as Compose labels its own).
-One allocation at a time on this machine (a lock in /tmp), so two deploys, of two apps or two
-homes, never take the same subnet.
+One allocation at a time on this machine (a lock in /run/middock, which only root and the deploy
+users may open), so two deploys, of two apps or two homes, never take the same subnet.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import docker
 import docker.errors
 import docker.types
 
-from .. import flock
+from .. import flock, machine
 from ..errors import MiddockError
 
 PROJECT_LABEL = "com.docker.compose.project"
 NETWORK_LABEL = "com.docker.compose.network"
 PREFIX = 26
 RANGES = tuple(ipaddress.IPv4Network(f"10.{second}.0.0/16") for second in range(200, 255))
-LOCK = Path("/tmp/middock-networks.lock")
+LOCK = "networks.lock"
+LOCK_WAIT = 60.0  # seconds: an allocation takes one or two; past this, something holds it wrongly
 
 
 def own(config: dict, project: str) -> dict[str, str]:
@@ -88,9 +89,9 @@ def free_subnet(taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
 
 
 @contextlib.contextmanager
-def allocating() -> Iterator[None]:
-    """One allocation at a time on this machine, whoever allocates (any home, any user)."""
-    with flock.held(LOCK, 0o644):
+def allocating(wait: float = LOCK_WAIT) -> Iterator[None]:
+    """One allocation at a time on this machine, whoever allocates (any home, any deploy user)."""
+    with flock.held(machine.lock(LOCK), timeout=wait, what="the network allocation lock"):
         yield
 
 
