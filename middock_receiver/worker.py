@@ -19,6 +19,7 @@ from .state import config
 from .state.apps import App, middock_home
 from .state.lock import (
     DeployLock,
+    Holder,
     Request,
     check_not_held,
     finish_request,
@@ -38,8 +39,7 @@ def work(app: App, request: Request, out: Output, on_started: Callable[[Release]
         holder = lock.holder()
         if holder:
             out.step(
-                f"Waiting for release {holder.get('release')} ({holder.get('commit', '')[:7]}, "
-                f"{holder.get('pusher') or 'unknown'}) to finish"
+                f"Waiting for release {holder.release} ({holder.commit[:7]}, {holder.pusher or 'unknown'}) to finish"
             )
         else:
             out.step("Waiting for the deploy in progress to finish")
@@ -60,7 +60,7 @@ def work(app: App, request: Request, out: Output, on_started: Callable[[Release]
         deploy = Deploy(app, request, out)
 
         def announce(release: Release) -> None:
-            lock.announce({"release": release.number, "commit": request.commit, "pusher": request.pusher})
+            lock.announce(Holder(release.number, request.commit, request.pusher))
             on_started(release)
 
         # the follower (the pusher's command) ends once the release is live; the old one drains after
@@ -87,11 +87,15 @@ def work(app: App, request: Request, out: Output, on_started: Callable[[Release]
 def main(argv: list[str]) -> int:
     app = App.named(argv[0], middock_home())
     request = load_request(app, argv[1])
+    if request is None:
+        raise MiddockError(f"the deploy request {argv[1]} is not in {app.name}'s queue")
     out = Output.to_file(request_path(app, request.id, ".out"))
     code = 1
     made: list[Release] = []
     try:
         code = work(app, request, out, made.append)
+    except MiddockError as error:  # a bad record read before the deploy lock was taken
+        out.error(str(error))
     finally:
         finish_request(app, request, code, out.followed_to)
         gate.discard(app, request)

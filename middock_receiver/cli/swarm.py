@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 from .. import daemons, process
-from ..errors import MiddockError
+from ..errors import MiddockError, quoted
 from ..runtime import registry, swarm
 from ..runtime.engine import docker_client
 from ..server import privileges
@@ -17,6 +18,7 @@ from ..state.apps import write_atomic
 from .commands import argument, command, emit_json
 
 CERTS_DIR = "/etc/docker/certs.d"
+ADVERTISE_ADDR = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:%_-]{0,99}\Z")  # an IP address, or a network interface's name
 
 
 def trust(certs_dir: Path, address: str, ca_pem: str) -> None:
@@ -56,7 +58,7 @@ def make_swarm(home: Path, advertise_addr: str, existing: str, port: int, given_
             write_atomic(config, registry.render_config(files, record.registry, user))
         files.data.mkdir(exist_ok=True)
     cluster.save(record, home)
-    ca_pem = Path(record.registry_ca).read_text() if record.registry_ca else ""
+    ca_pem = registry.read_ca(Path(record.registry_ca)) if record.registry_ca else ""
     return {
         "created": created,
         "address": address,
@@ -99,14 +101,15 @@ def guard_task_ports(manager: str) -> None:
 @argument("--registry-port", type=int, default=registry.DEFAULT_PORT, help="the port of middock's own registry")
 @argument("--certs-dir", default=CERTS_DIR, help=f"where this engine reads registry CAs (default: {CERTS_DIR})")
 def cmd_swarm_init(args: argparse.Namespace) -> int:
+    check_options(args)
     user = privileges.target(args.user)
     home = privileges.home_of(user)
     given_ca = ""
-    if args.registry_ca:  # a file the admin named: read before acting as the user
+    if args.registry_ca is not None:  # a file the admin named: read before acting as the user
         try:
             given_ca = registry.check_ca_pem(Path(args.registry_ca).read_text())
         except (OSError, UnicodeDecodeError) as error:
-            raise MiddockError(f"cannot read the registry CA {args.registry_ca}: {error}") from None
+            raise MiddockError(f"cannot read the registry CA {quoted(args.registry_ca)}: {error}") from None
     made = privileges.as_user(
         user, make_swarm, home, args.advertise_addr or "", args.registry or "", args.registry_port, given_ca
     )
@@ -126,6 +129,21 @@ def cmd_swarm_init(args: argparse.Namespace) -> int:
     print(f"       registry: {made['registry']}" + (" (middock's own)" if made["own"] else ""))
     print("       add a server: run the output of `middock nodes:join-script` on it, as root")
     return 0
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """swarm:init's options, each checked before anything is made (the Swarm, the registry,
+    Docker's trust): one that is given must be good, an empty one is not the default."""
+    if args.advertise_addr is not None and not ADVERTISE_ADDR.match(args.advertise_addr):
+        raise MiddockError(
+            f"--advertise-addr is an IP address or a network interface's name, not {quoted(args.advertise_addr)}"
+        )
+    if args.registry is not None:
+        registry.check_address(args.registry)
+    if not 0 < args.registry_port < 65536:
+        raise MiddockError(f"--registry-port must be a port number (1-65535), not {args.registry_port}")
+    if not Path(args.certs_dir).is_absolute():
+        raise MiddockError(f"--certs-dir must be an absolute path, not {quoted(args.certs_dir)}")
 
 
 def node_rows() -> list[dict]:
@@ -149,7 +167,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 def cmd_nodes_join_script(args: argparse.Namespace) -> int:
     home = privileges.home_of(privileges.target(args.user))
     record = cluster.require(home)
-    ca = registry.check_ca_pem(Path(record.registry_ca).read_text()) if record.registry_ca else ""
+    ca = registry.read_ca(Path(record.registry_ca)) if record.registry_ca else ""
     files = registry.Files(cluster.folder(home) / "registry")
     password = registry.read_password(files, registry.PULL_USER) if record.own_registry else ""
     join = swarm.join_command(docker_client(), record.advertise_addr)

@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import MiddockError
-from ..state import releases
+from ..state import records, releases
 from ..state.apps import App
+from ..state.processes import SERVICE_NAME
 from .schedule import ScheduleError
 from .schedule import parse as parse_schedule
 
@@ -65,7 +66,7 @@ def parse_line(line: str, number: int, services: Collection[str]) -> Job:
     service, command_text = (words[1 + count :] + ["", ""])[:2]
     if not service:
         raise ValueError(f"job {name!r} names no service: NAME SCHEDULE SERVICE COMMAND…")
-    if service not in services:
+    if service not in services or not SERVICE_NAME.match(service):
         raise ValueError(f"unknown service {service!r} (the compose file has: {', '.join(sorted(services))})")
     command = shlex.split(command_text, comments=True)
     if not command:
@@ -90,11 +91,38 @@ def save(folder: Path, jobs: list[Job]) -> None:
 
 
 def load(folder: Path) -> list[Job]:
-    """The jobs kept with a release (none for a release from before scheduled jobs)."""
-    try:
-        return [Job(**fields) for fields in json.loads((folder / KEPT).read_text())]
-    except FileNotFoundError:
+    """The jobs kept with a release (none for a release from before scheduled jobs), each
+    checked as `parse` checked it: the file is the deploy user's, and its fields become a
+    crontab line."""
+    path = folder / KEPT
+    stored = records.read_json(path)
+    if stored is None:
         return []
+    with records.checked(path):
+        if not isinstance(stored, list):
+            raise ValueError("not a list of jobs")
+        jobs = [check_kept(records.typed(Job, fields)) for fields in stored]
+        if len({job.name for job in jobs}) != len(jobs):
+            raise ValueError("a job name is there twice")
+        return jobs
+
+
+def check_kept(job: Job) -> Job:
+    """A kept job as `parse_line` makes it."""
+    if not JOB_NAME.match(job.name):
+        raise ValueError(f"invalid job name {job.name!r:.60}")
+    schedule = parse_schedule(job.schedule)
+    if (schedule.text, schedule.fields) != (job.schedule, job.fields):
+        raise ValueError(
+            f"job {job.name!r}: its fields {job.fields!r:.60} are not those of its schedule {job.schedule!r:.60}"
+        )
+    if not SERVICE_NAME.match(job.service):
+        raise ValueError(f"job {job.name!r}: invalid service name {job.service!r:.60}")
+    if not job.command or any("\0" in word for word in job.command):
+        raise ValueError(f"job {job.name!r}: its command is empty or holds a NUL byte")
+    if job.line < 1:
+        raise ValueError(f"job {job.name!r}: line {job.line} is not a line number")
+    return job
 
 
 def live(app: App) -> tuple[releases.Release | None, list[Job]]:

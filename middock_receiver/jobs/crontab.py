@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import flock
 from ..errors import MiddockError
+from ..state import records
 from ..state.apps import App
 from . import suspension
 from .cronfile import Job
@@ -27,8 +28,8 @@ from .suspension import Suspension
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXPIRY_FIELDS = "17 4 * * *"  # previews past their preview-ttl: once a day, at a quiet hour
-
 LOCK_WAIT = 30.0  # seconds: a rewrite takes well under one
+
 
 def marks(home: Path, app: str) -> tuple[str, str]:
     return f"# middock {home} {app}: begin", f"# middock {home} {app}: end"
@@ -40,7 +41,11 @@ def job_line(home: Path, app: str, job: Job) -> str:
 
 def command_line(home: Path, fields: str, words: list[str]) -> str:
     """`FIELDS COMMAND`, COMMAND a middock command of `home`: cron runs it with /bin/sh, where
-    `%` would end the command."""
+    `%` would end the command. No part may hold a newline or another control character, which
+    would end the line, whatever check was missed before."""
+    unsafe = [text for text in (fields, str(home), *words) if records.CONTROL.search(text)]
+    if unsafe:
+        raise MiddockError(f"no crontab line can hold {unsafe[0]!r:.80}: it has a newline or another control character")
     python = sys.executable or "python3"
     command = [
         "env",

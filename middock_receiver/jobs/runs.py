@@ -9,17 +9,18 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import flock
+from ..state import records
 from ..state.apps import App, write_atomic
 from .cronfile import JOB_NAME
 
 JOB_LABEL = "middock.cron.app"  # on a job's container: the app it runs for
 
 KEEP = 20
-RUNNING, SUCCEEDED, FAILED, SKIPPED, TIMED_OUT, INTERRUPTED = (
+RESULTS = RUNNING, SUCCEEDED, FAILED, SKIPPED, TIMED_OUT, INTERRUPTED = (
     "running",
     "succeeded",
     "failed",
@@ -28,6 +29,7 @@ RUNNING, SUCCEEDED, FAILED, SKIPPED, TIMED_OUT, INTERRUPTED = (
     "interrupted",
 )
 TRIGGERS = ("schedule", "cron:run")
+PID_MAX = 1 << 22  # the kernel's largest
 
 
 @dataclass
@@ -96,17 +98,27 @@ def save(app: App, run: Run) -> None:
 
 
 def load(path: Path) -> Run | None:
-    """A run's record, checked field by field (the deploy user's files: never trusted blindly)."""
+    """A run's record, checked field by field; None for one still empty (`begin` claims its
+    number first)."""
     try:
-        raw = json.loads(path.read_text())
-        run = Run(**{f.name: raw[f.name] for f in fields(Run) if f.name in raw})
-    except (OSError, ValueError, TypeError, KeyError):
+        if path.stat().st_size == 0:
+            return None
+    except FileNotFoundError:  # pruned meanwhile
         return None
-    if not (isinstance(run.number, int) and isinstance(run.started, (int, float)) and run.trigger in TRIGGERS):
-        return None
-    if run.result == RUNNING and not alive(run.pid):
+    run = records.load(path, Run, lambda run: check_run(run, path))
+    if run is not None and run.result == RUNNING and not alive(run.pid):
         run.result = INTERRUPTED
     return run
+
+
+def check_run(run: Run, path: Path) -> None:
+    """As `begin` and `finish` write it: in its job's folder, named by its number."""
+    if (path.parent.name, path.name) != (run.job, f"{run.number}.json"):
+        raise ValueError(f"it names run {run.number} of job {run.job!r:.60}, not its own")
+    if run.trigger not in TRIGGERS or run.result not in RESULTS or run.release < 1:
+        raise ValueError(f"trigger {run.trigger!r:.60}, result {run.result!r:.60} or release {run.release} is not one")
+    if run.pid is not None and not 0 < run.pid <= PID_MAX:
+        raise ValueError(f"pid {run.pid} is not a process id")
 
 
 def alive(pid: int | None) -> bool:

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..state import records
 from ..state.apps import App, write_atomic
 from .cronfile import JOB_NAME
 
@@ -26,15 +27,19 @@ def path(app: App) -> Path:
 
 
 def load(app: App) -> Suspension:
-    """The app's suspension; a record that is not what middock writes counts as none."""
-    try:
-        raw = json.loads(path(app).read_text())
-    except (OSError, ValueError):
+    """The app's suspension (none without a record), checked as `cron:suspend` writes it."""
+    stored = records.read_json(path(app))
+    if stored is None:
         return Suspension()
-    jobs = raw.get("jobs") if isinstance(raw, dict) else None
-    if not isinstance(jobs, list) or not all(isinstance(j, str) and JOB_NAME.match(j) for j in jobs):
-        return Suspension()
-    return Suspension(raw.get("everything") is True, set(jobs))
+    with records.checked(path(app)):
+        if not isinstance(stored, dict):
+            raise ValueError("not a JSON object")
+        everything, jobs = stored.get("everything", False), stored.get("jobs", [])
+        if not isinstance(everything, bool):
+            raise ValueError(f"everything is not true or false: {everything!r:.60}")
+        if not isinstance(jobs, list) or not all(isinstance(j, str) and JOB_NAME.match(j) for j in jobs):
+            raise ValueError("jobs is not a list of job names")
+        return Suspension(everything, set(jobs))
 
 
 def save(app: App, suspension: Suspension) -> None:

@@ -170,9 +170,12 @@ def new_secret(app: App) -> str:
 
 def remove(app: App, url: str) -> bool:
     """Stop sending to `url`; returns whether it was the last one (then the secret goes too)."""
+    missing = MiddockError(f"{app.name} has no webhook {url}; `notify {app.name}` lists them")
+    if url not in {hook.url for hook in load(app)}:  # checked first: nothing is made (the lock, the folder) for nothing
+        raise missing
     with changing(app) as hooks:
-        if url not in {hook.url for hook in hooks}:
-            raise MiddockError(f"{app.name} has no webhook {url}; `notify {app.name}` lists them")
+        if url not in {hook.url for hook in hooks}:  # removed meanwhile
+            raise missing
         hooks[:] = [hook for hook in hooks if hook.url != url]
         outcome_path(app, url).unlink(missing_ok=True)
         if not hooks:

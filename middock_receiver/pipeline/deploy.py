@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import shutil
 import subprocess
@@ -246,13 +245,10 @@ class Deploy:
             raise MiddockError(f"release {number} cannot be rolled back to (only kept, successful releases can)")
         self.out.step(f"Restoring release {number} (no build)")
         subprocess.run(["cp", "-al", "--", str(old_folder / "checkout"), str(self.checkout_dir)], check=True)
-        variables = {}
+        variables = config.read_file(old_folder / "env")
         if (old_folder / "env").exists():
-            variables = config.parse((old_folder / "env").read_text(), "env")
             write_env_file(self.folder / "env", config.render(variables))
-        resolved = repath(
-            json.loads((old_folder / "compose.json").read_text()), str(old_folder / "checkout"), str(self.checkout_dir)
-        )
+        resolved = repath(stacks.pinned_config(self.app, old), str(old_folder / "checkout"), str(self.checkout_dir))
         assert self.release is not None
         target = Target(self.app.name, self.release.number, self.request.commit, self.request.ref)
         self.env = deploy_env(target, config.repo_defaults(self.checkout_dir), variables, os.environ)
@@ -386,17 +382,20 @@ class Deploy:
         Edge(self.app.home).forget(self.app)
 
     def restore_previous(self) -> None:
-        """Bring back the previous release after a failed start or health gate (or stop a first deploy)."""
+        """Bring back the previous release after a failed start or health gate (or stop a first
+        deploy), keeping the last lines of the failed release's containers it removes."""
         assert self.release is not None
         new = self.stack(self.release)
         if self.previous is None or self.previous.slot:
             self.out.step("Stopping the failed stack")
-            compose.run(new.down(), self.env, new.directory, self.out, "docker compose down")
+            with kept_logs.kept_when_replaced(self.client, self.app, self.release, self.out.warn):
+                compose.run(new.down(), self.env, new.directory, self.out, "docker compose down")
             self.restored = describe(self.previous) if self.previous else "stopped the new stack; nothing is running"
             return
         self.out.step(f"Rolling back to release {self.previous.number}")
         stack = self.stack(self.previous)
-        compose.run(stack.up(), self.env, stack.directory, self.out, "docker compose up")
+        with kept_logs.kept_when_replaced(self.client, self.app, self.release, self.out.warn):
+            compose.run(stack.up(), self.env, stack.directory, self.out, "docker compose up")
         self.restored = f"rolled back to release {self.previous.number} ({self.previous.commit[:7]}), which is serving"
 
     def discard_checkout(self) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import threading
 
@@ -116,7 +115,7 @@ class SwarmPlace:
         folder = releases.folder(app, release.number)
         self.name = stacks.project(app, release)
         self.stack = swarm.Stack(self.name, str(folder / stacks.SWARM))
-        self.app, self.client, self.env, self.out, self.folder = app, client, env, out, folder
+        self.app, self.release, self.client, self.env, self.out, self.folder = app, release, client, env, out, folder
 
     def start(self, services: list[str]) -> None:
         """Deploy the stack; services left out (they stop first elsewhere) start with 0 tasks.
@@ -130,7 +129,7 @@ class SwarmPlace:
             raise MiddockError(f"docker stack deploy failed with exit code {result.returncode}")
 
     def resume(self, services: list[str]) -> None:
-        pinned = json.loads((self.folder / stacks.PINNED).read_text())
+        pinned = stacks.pinned_config(self.app, self.release)
         swarm.scale(self.client, self.name, {s: overrides.replicas(pinned["services"][s]) for s in services})
 
     def problems(self, services: list[str], counts: dict[str, int], timeout: float) -> list[str]:

@@ -8,7 +8,6 @@ A release behind the edge runs beside the live one under a project of its own (`
 
 from __future__ import annotations
 
-import json
 import re
 
 import docker
@@ -18,7 +17,7 @@ from ..edge import routes
 from ..errors import MiddockError
 from ..runtime import swarm
 from ..runtime.plan import ComposeStack
-from ..state import config, releases
+from ..state import config, records, releases
 from ..state.apps import App
 from ..state.releases import Release
 from . import kept_logs
@@ -46,17 +45,19 @@ def release_stack(app: App, program: tuple[str, ...], release: Release) -> Compo
 def pinned_config(app: App, release: Release) -> dict:
     """The release's pinned configuration (its services, images, scale)."""
     path = releases.folder(app, release.number) / PINNED
-    if not path.exists():
+    found = records.read_json(path)
+    if found is None:
         raise MiddockError(f"release {release.number} of {app.name} has no pinned compose file; deploy again")
-    return json.loads(path.read_text())
+    if not (isinstance(found, dict) and isinstance(found.get("services"), dict)):
+        raise records.invalid(path, "not a Compose configuration with services")
+    return found
 
 
 def release_env(app: App, release: Release) -> dict[str, str]:
     """The settings a release ran with: its repo's middock.env under its config vars."""
     folder = releases.folder(app, release.number)
     values = config.repo_defaults(folder / "checkout")
-    if (folder / "env").exists():
-        values.update(config.parse((folder / "env").read_text(), "env"))
+    values.update(config.read_file(folder / "env"))
     return values
 
 

@@ -58,7 +58,7 @@ def teardown(app: App, out: Output) -> None:
         return
     try:
         folder = releases.folder(app, live.number)
-        variables = config.parse((folder / "env").read_text(), "env") if (folder / "env").exists() else {}
+        variables = config.read_file(folder / "env")
         target = Target(app.name, live.number, live.commit, live.ref)
         env = deploy_env(target, config.repo_defaults(folder / "checkout"), variables, os.environ)
         services = stacks.pinned_config(app, live)["services"]

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import MiddockError
+from ..state.processes import MAX_SCALE
 
 RESTART_POLICY = "unless-stopped"
-MAX_SCALE = 100
 ASSIGNMENT = re.compile(r"(?P<service>[A-Za-z0-9][A-Za-z0-9_.-]*)=(?P<count>.*)\Z")
 LOG_MAX = re.compile(r"(?P<size>[1-9][0-9]*[kmg])(\s+(?P<files>[1-9][0-9]*))?\Z", re.IGNORECASE)
 MAX_LOG_FILES = 100
@@ -30,7 +30,7 @@ def parse_counts(assignments: list[str]) -> dict[str, int]:
         if not found:
             raise MiddockError(f"expected SERVICE=COUNT, got {assignment!r}")
         count = found["count"]
-        if not count.isdigit() or int(count) > MAX_SCALE:
+        if not (count.isascii() and count.isdigit()) or int(count) > MAX_SCALE:
             raise MiddockError(
                 f"{found['service']}: the count must be a whole number from 0 to {MAX_SCALE}, not {count!r}"
             )

@@ -33,10 +33,12 @@ import docker.errors
 from .. import flock, process
 from ..daemons import Daemon
 from ..errors import MiddockError
+from ..state import records
 
 PROGRAM = "/usr/bin/docker-registry"
 DEFAULT_PORT = 5000
 PUSH_ADDRESS = "127.0.0.1:5001"  # middock's own way in: pushes and deletes, on loopback only
+PASSWORD = re.compile(r"[A-Za-z0-9_-]{32}\Z")  # secrets.token_urlsafe(24)
 PULL_USER, PUSH_USER = "pull", "push"
 MANIFESTS = ", ".join(
     (
@@ -121,6 +123,15 @@ def check_ca_pem(text: str) -> str:
     if not PEM_CERTIFICATES.match(text):
         raise MiddockError("the registry CA is not a PEM certificate (-----BEGIN CERTIFICATE----- … -----END …)")
     return text
+
+
+def read_ca(path: Path) -> str:
+    """The registry's CA as the Swarm's record names it, checked as `swarm:init` checks it."""
+    text = records.read_text(path)
+    if text is None:
+        raise MiddockError(f"the registry CA {path} is missing: run `middock swarm:init` again, as root")
+    with records.checked(path):
+        return check_ca_pem(text)
 
 
 def openssl(*args: str) -> None:
@@ -215,13 +226,17 @@ def make_credentials(files: Files, pull_address: str) -> None:
 
 
 def read_password(files: Files, user: str) -> str:
-    try:
-        return files.password(user).read_text().strip()
-    except FileNotFoundError:
+    """The user's password as `make_credentials` made it (it goes into the htpasswd line)."""
+    path = files.password(user)
+    password = records.read_line(path)
+    if password is None:
         raise MiddockError(
             "middock's registry has no passwords yet (made by an earlier version): run `middock swarm:init` again, "
             "as root, to close it"
-        ) from None
+        )
+    if not PASSWORD.match(password):
+        raise records.invalid(path, "not a password middock made")
+    return password
 
 
 def write_private(path: Path, text: str) -> None:

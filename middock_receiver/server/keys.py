@@ -179,6 +179,8 @@ def read(path: Path) -> list[Line]:
         return [parse_line(text) for text in path.read_text().splitlines()]
     except FileNotFoundError:
         return []
+    except UnicodeDecodeError:
+        raise MiddockError(f"{path} is not UTF-8 text: fix it (middock keeps the lines it did not write)") from None
 
 
 def write(path: Path, lines: list[Line]) -> None:

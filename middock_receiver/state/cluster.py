@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import MiddockError
+from . import records
 from .apps import middock_home, write_atomic
 
 
@@ -39,7 +40,7 @@ ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\Z")
 def check(record: Cluster, home: Path | None = None) -> Cluster:
     """As swarm:init writes it: addresses, and the registry's CA a file of the Swarm's folder."""
     host, _, port = record.registry.rpartition(":")
-    if not ADDRESS.match(record.advertise_addr) or not ADDRESS.match(host) or not port.isdigit():
+    if not ADDRESS.match(record.advertise_addr) or not ADDRESS.match(host) or not (port.isascii() and port.isdigit()):
         raise MiddockError("an address is not HOST or HOST:PORT")
     ca = Path(record.registry_ca)
     if record.registry_ca and (not ca.is_absolute() or folder(home) not in ca.parents or ".." in ca.parts):
@@ -48,14 +49,7 @@ def check(record: Cluster, home: Path | None = None) -> Cluster:
 
 
 def load(home: Path | None = None) -> Cluster | None:
-    path = folder(home) / "cluster.json"
-    try:
-        stored = json.loads(path.read_text())
-        return check(Cluster(**{k: v for k, v in stored.items() if k in Cluster.__dataclass_fields__}), home)
-    except FileNotFoundError:
-        return None
-    except (ValueError, TypeError, AttributeError, MiddockError) as error:
-        raise MiddockError(f"{path} is not a valid record: {error}; fix or remove it") from None
+    return records.load(folder(home) / "cluster.json", Cluster, lambda record: check(record, home))
 
 
 def require(home: Path | None = None) -> Cluster:

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from dotenv.parser import parse_stream
 
-from ..errors import MiddockError
+from ..errors import MiddockError, quoted
+from . import records
 from .apps import App, write_atomic
 
 KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+KEY_MAX = 255
 # Variables that would change which programs middock runs, or how: an app never sets them. Of
 # PYTHON*, those Python itself reads (PYTHONPATH, PYTHONHOME, …): an app's PYTHON_IMAGE is its own.
 RESERVED = re.compile(r"(PATH|HOME|MIDDOCK_HOME|LD_\w*|PYTHON[A-Z]*|DOCKER_\w*|COMPOSE_\w*)\Z")
@@ -33,8 +35,11 @@ def reserved(key: str) -> bool:
 
 
 def check_name(key: str) -> str:
-    if not KEY.match(key):
-        raise MiddockError(f"invalid config key {key!r}: use letters, digits and '_', not starting with a digit")
+    if not KEY.match(key) or len(key) > KEY_MAX:
+        raise MiddockError(
+            f"invalid config key {quoted(key)}: use letters, digits and '_', not starting with a digit, "
+            f"at most {KEY_MAX} characters"
+        )
     return key
 
 
@@ -83,14 +88,24 @@ def parse(text: str, source: str) -> dict[str, str]:
             raise MiddockError(f"{source} line {line}: invalid key {binding.key!r}")
         if binding.value is None:
             raise MiddockError(f"{source} line {line}: {binding.key} has no '=' and value")
+        if "\0" in binding.value:
+            raise MiddockError(f"{source} line {line}: {binding.key}'s value holds a NUL byte, which no variable can")
         values[binding.key] = binding.value
     return values
 
 
 def read_vars(app: App) -> dict[str, str]:
-    if not app.config_file.exists():
+    return read_file(app.config_file)
+
+
+def read_file(path: Path) -> dict[str, str]:
+    """A dotenv file middock wrote (the config vars, a release's env), checked as it is read;
+    none without the file."""
+    text = records.read_text(path)
+    if text is None:
         return {}
-    return parse(app.config_file.read_text(), "config")
+    with records.checked(path):
+        return parse(text, path.name)
 
 
 def write_vars(app: App, values: dict[str, str]) -> None:

@@ -13,12 +13,17 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import MiddockError
+from . import records
 from .apps import App, write_atomic
+from .releases import COMMIT
+
+REQUEST_ID = re.compile(r"[0-9]{20}-[0-9]+\Z")
 
 
 @dataclass
@@ -37,12 +42,31 @@ class Request:
     receiver: list[int] | None = None
 
     @classmethod
-    def from_json(cls, text: str) -> Request:
-        """A stored request, also one an older middock wrote (its `rollback_to`)."""
-        data = json.loads(text)
-        if "rollback_to" in data:
-            data["restore"] = data.pop("rollback_to")
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+    def load(cls, path: Path) -> Request | None:
+        """A stored request, checked, also one an older middock wrote (its `rollback_to`); None
+        when there is no such file."""
+        stored = records.read_json(path)
+        if stored is None:
+            return None
+        with records.checked(path):
+            if isinstance(stored, dict) and "rollback_to" in stored:
+                stored["restore"] = stored.pop("rollback_to")
+            return records.typed(cls, stored).check()
+
+    def check(self) -> Request:
+        """As a push or a command makes it: its commits ids, its words one line each."""
+        for name, commit in (("commit", self.commit), ("old", self.old or self.commit)):
+            if not COMMIT.match(commit):
+                raise ValueError(f"{name} {commit!r:.60} is not a commit id")
+        if not REQUEST_ID.match(self.id):
+            raise ValueError(f"id {self.id!r:.60} is not a request id")
+        for name in ("ref", "pusher", "reason"):
+            records.plain(getattr(self, name), name)
+        if self.restore is not None and self.restore < 1:
+            raise ValueError(f"restore {self.restore} is not a release number")
+        if self.receiver is not None and len(self.receiver) != 2:
+            raise ValueError("receiver is not a process id and start time")
+        return self
 
     @property
     def short(self) -> str:
@@ -51,6 +75,15 @@ class Request:
     @property
     def gated(self) -> bool:
         return self.old is not None
+
+
+@dataclass(frozen=True)
+class Holder:
+    """What the deploy holding the lock deploys, for those who wait."""
+
+    release: int
+    commit: str
+    pusher: str
 
 
 def queue_dir(app: App) -> Path:
@@ -67,8 +100,12 @@ def enqueue(app: App, request: Request) -> None:
     write_atomic(request_path(app, request.id), json.dumps(asdict(request)))
 
 
-def load_request(app: App, request_id: str) -> Request:
-    return Request.from_json(request_path(app, request_id).read_text())
+def load_request(app: App, request_id: str) -> Request | None:
+    """The queued request of that id; None when it is gone."""
+    request = Request.load(request_path(app, request_id))
+    if request is not None and request.id != request_id:
+        raise records.invalid(request_path(app, request_id), f"it holds request {request.id}")
+    return request
 
 
 def newer_request(app: App, request: Request) -> Request | None:
@@ -78,15 +115,11 @@ def newer_request(app: App, request: Request) -> Request | None:
     for request_id in reversed(ids):
         if request_id <= request.id:
             break
-        try:
-            return load_request(app, request_id)
-        except (FileNotFoundError, json.JSONDecodeError):
-            continue
-    try:
-        started = Request.from_json((app.state / "last-request.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return started if started.id > request.id else None
+        newer = load_request(app, request_id)
+        if newer is not None:
+            return newer
+    started = Request.load(app.state / "last-request.json")
+    return started if started is not None and started.id > request.id else None
 
 
 def mark_started(app: App, request: Request) -> None:
@@ -141,15 +174,19 @@ class DeployLock:
             return False
         return True
 
-    def announce(self, info: dict) -> None:
+    def announce(self, holder: Holder) -> None:
         """Say what this holder is deploying, for those who wait."""
-        write_atomic(self.holder_path, json.dumps(info))
+        write_atomic(self.holder_path, json.dumps(asdict(holder)))
 
-    def holder(self) -> dict:
-        try:
-            return json.loads(self.holder_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+    def holder(self) -> Holder | None:
+        """What the holder said it deploys (None before it said so)."""
+        return records.load(self.holder_path, Holder, check_holder)
+
+
+def check_holder(holder: Holder) -> None:
+    if not COMMIT.match(holder.commit):
+        raise ValueError(f"commit {holder.commit!r:.60} is not a commit id")
+    records.plain(holder.pusher, "pusher")
 
 
 def hold_path(app: App) -> Path:
@@ -157,6 +194,8 @@ def hold_path(app: App) -> Path:
 
 
 def hold(app: App, reason: str) -> None:
+    if records.CONTROL.search(reason):
+        raise MiddockError(f"the reason {reason!r:.80} holds a newline or another control character")
     write_atomic(hold_path(app), reason + "\n")
 
 
@@ -165,6 +204,7 @@ def unhold(app: App) -> None:
 
 
 def check_not_held(app: App) -> None:
-    if hold_path(app).exists():
-        reason = hold_path(app).read_text().strip() or "no reason given"
+    reason = records.read_line(hold_path(app))
+    if reason is not None:
+        reason = reason.strip() or "no reason given"
         raise MiddockError(f"deploys of {app.name} are locked ({reason}); run unlock {app.name} to allow them")

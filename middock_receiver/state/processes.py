@@ -5,9 +5,13 @@ app was stopped (`ps:stop`: it stays stopped until `ps:start` or a deploy)."""
 from __future__ import annotations
 
 import json
+import re
 
-from ..errors import MiddockError
+from . import records
 from .apps import App, write_atomic
+
+SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # a Compose service's (ps:scale, middock.cron)
+MAX_SCALE = 100  # containers of one service
 
 
 def scale_path(app: App):
@@ -15,15 +19,18 @@ def scale_path(app: App):
 
 
 def read_scale(app: App) -> dict[str, int]:
-    try:
-        counts = {str(k): int(v) for k, v in json.loads(scale_path(app).read_text()).items()}
-    except FileNotFoundError:
+    """The counts `ps:scale` set, checked as it checks them."""
+    path = scale_path(app)
+    stored = records.read_json(path)
+    if stored is None:
         return {}
-    except (ValueError, TypeError, AttributeError) as error:
-        raise MiddockError(f"{scale_path(app)} is not a valid record: {error}; fix or remove it") from None
-    if any(count < 0 for count in counts.values()):
-        raise MiddockError(f"{scale_path(app)} is not a valid record: a negative count")
-    return counts
+    with records.checked(path):
+        if not isinstance(stored, dict):
+            raise ValueError("not a JSON object")
+        for service, count in stored.items():
+            if not SERVICE_NAME.match(service) or not records.conforms(count, int) or not 0 <= count <= MAX_SCALE:
+                raise ValueError(f"{service!r:.60}: {count!r:.40} is not a count from 0 to {MAX_SCALE}")
+        return stored
 
 
 def write_scale(app: App, counts: dict[str, int]) -> dict[str, int]:

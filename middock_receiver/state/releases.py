@@ -14,10 +14,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import records
 from .apps import App, write_atomic
 
-DEPLOYING, SUCCEEDED, FAILED, INTERRUPTED = "deploying", "succeeded", "failed", "interrupted"
+RESULTS = DEPLOYING, SUCCEEDED, FAILED, INTERRUPTED = "deploying", "succeeded", "failed", "interrupted"
 RETIRED = "retired"  # the stage of a live release once what it replaced has drained and stopped
+COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?\Z")  # SHA-1, or SHA-256
 
 
 @dataclass
@@ -61,17 +63,33 @@ def save(app: App, release: Release) -> None:
 
 
 def load(app: App, number: int) -> Release | None:
-    path = folder(app, number) / "release.json"
-    try:
-        return Release(**json.loads(path.read_text()))
-    except (FileNotFoundError, json.JSONDecodeError, TypeError):
-        return None
+    """The release's record, checked; None for a folder without one (a crash before it was written)."""
+    return records.load(folder(app, number) / "release.json", Release, lambda release: check(app, number, release))
+
+
+def check(app: App, number: int, release: Release) -> None:
+    """As a deploy records it; what may reach a command line or the edge is one line of text."""
+    if release.number != number:
+        raise ValueError(f"it is the record of release {release.number}, in the folder of release {number}")
+    if not COMMIT.match(release.commit):
+        raise ValueError(f"commit {release.commit!r:.60} is not a commit id")
+    if release.result not in RESULTS:
+        raise ValueError(f"result {release.result!r:.60} is not one of {', '.join(RESULTS)}")
+    if not re.fullmatch(rf"({re.escape(app.name)}(_r[0-9]+)?)?", release.project):
+        raise ValueError(f"project {release.project!r:.60} is not one of {app.name}'s")
+    for name in ("ref", "pusher", "kind", "stage", "slot"):  # the slot is checked again where the edge takes it
+        records.plain(getattr(release, name), name)
+    for name in ("images", "built", "pushed"):
+        for key, value in getattr(release, name).items():
+            records.plain(f"{key} {value}", name)
+    if release.same_as is not None and not 0 < release.same_as < number:
+        raise ValueError(f"same_as {release.same_as} is not an earlier release")
 
 
 def numbers(app: App) -> list[int]:
     if not app.releases_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in app.releases_dir.iterdir() if p.name.isdigit())
+    return sorted(int(p.name) for p in app.releases_dir.iterdir() if p.name.isascii() and p.name.isdigit())
 
 
 def history(app: App) -> list[Release]:
@@ -96,12 +114,12 @@ class Kept:
 
 
 def kept(app: App) -> Kept | None:
-    try:
-        stored = json.loads((app.state / "kept.json").read_text())
-        found = Kept(int(stored["release"]), str(stored["project"]))
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None
-    return found if re.fullmatch(rf"{re.escape(app.name)}_r[0-9]+", found.project) else None
+    return records.load(app.state / "kept.json", Kept, lambda found: check_kept(app, found))
+
+
+def check_kept(app: App, found: Kept) -> None:
+    if not re.fullmatch(rf"{re.escape(app.name)}_r[0-9]+", found.project):
+        raise ValueError(f"project {found.project!r:.60} is not one of {app.name}'s releases")
 
 
 def set_kept(app: App, found: Kept | None) -> None:
@@ -112,10 +130,13 @@ def set_kept(app: App, found: Kept | None) -> None:
 
 
 def live_number(app: App) -> int | None:
-    try:
-        return int((app.state / "live").read_text())
-    except (FileNotFoundError, ValueError):
+    path = app.state / "live"
+    line = records.read_line(path)
+    if line is None:
         return None
+    if not (line.isascii() and line.isdigit() and int(line) > 0):
+        raise records.invalid(path, f"{line!r:.60} is not a release number")
+    return int(line)
 
 
 def live(app: App) -> Release | None:
