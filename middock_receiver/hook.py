@@ -46,15 +46,24 @@ def deploy_preview(parent: App, update: RefUpdate, gated: bool, say: Output) -> 
     return code
 
 
-def receive(repo: Path, stdin: str, gated: bool) -> int:
-    """Both hooks: post-receive deploys after the refs moved; pre-receive (gate mode) before,
-    and its non-zero exit makes git reject the whole push. A push of another branch deploys
-    its preview (previews on); a deleted branch's preview is destroyed."""
+def receive(repo: Path, stdin: str, hook: str, say: Output) -> int:
+    """Both hooks. pre-receive runs before git moves any ref, and its non-zero exit makes git
+    reject the whole push: it refuses a push that would make more previews than preview-max,
+    then deploys in gate mode. post-receive deploys after the refs moved, unless in gate mode.
+    A push of another branch deploys its preview (previews on); a deleted branch's preview is
+    destroyed."""
     app = App(repo.name.removesuffix(".git"), repo.parent)
-    say = Output(sys.stdout.buffer)
-    branch = read_settings(app)["branch"]
+    settings = read_settings(app)
     updates = parse_updates(stdin)
-    code = expire_previews(app, {create.branch_of(update) for update in updates}, say)
+    pushed = {create.branch_of(update) for update in updates}
+    before_refs_move = hook == "pre-receive"
+    if before_refs_move:
+        create.check_room(app, updates, leaving=destroy.expired(app, spare=pushed))
+    gated = settings["gate"] == "on"
+    if gated != before_refs_move:
+        return 0
+    branch = settings["branch"]
+    code = expire_previews(app, pushed, say)
     for update in updates:
         try:
             code = receive_update(app, update, branch, gated, say) or code
@@ -100,10 +109,15 @@ def main(argv: list[str]) -> int:
     repo = Path(os.environ.get("GIT_DIR", ".")).resolve()
     # root pushing straight into the deploy user's repository: the deploy runs as that user
     privileges.become(pwd.getpwuid(repo.stat().st_uid))
-    if argv[:1] in (["post-receive"], ["pre-receive"]):
-        return receive(repo, sys.stdin.read(), gated=argv[0] == "pre-receive")
-    print(f" !     unknown hook {argv[:1]}", file=sys.stderr)
-    return 1
+    if argv[:1] not in (["post-receive"], ["pre-receive"]):
+        print(f" !     unknown hook {argv[:1]}", file=sys.stderr)
+        return 1
+    say = Output(sys.stdout.buffer)
+    try:
+        return receive(repo, sys.stdin.read(), argv[0], say)
+    except MiddockError as error:  # the app's records, or a push refused before git takes it
+        say.error(str(error))
+        return 1
 
 
 if __name__ == "__main__":

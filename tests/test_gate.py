@@ -96,8 +96,7 @@ def test_good_push_is_accepted_and_live_and_status_shows_gate_mode(server, work,
     assert "-----> Release 1" in result.stderr and "is live" in result.stderr
     assert http_get(port) == "v1"
     assert head(server, gate_app) == commit
-    assert (server.repo_path(gate_app) / "hooks" / "pre-receive").exists()
-    assert not (server.repo_path(gate_app) / "hooks" / "post-receive").exists()
+    assert all((server.repo_path(gate_app) / "hooks" / hook).exists() for hook in ("pre-receive", "post-receive"))
     status = server.middock("status", gate_app).stdout
     assert "Mode:         gate: deploys before the branch moves; a failed deploy rejects the push" in status
     assert json.loads(server.middock("status", gate_app, "--json").stdout)["mode"] == "gate"
@@ -292,10 +291,10 @@ def test_switching_modes_keeps_the_releases(server, work, app):
     port = free_port()
     push_good(work, port, "v1")
     hooks = server.repo_path(app) / "hooks"
-    assert (hooks / "post-receive").exists()
+    installed = {hook: (hooks / hook).read_text() for hook in ("pre-receive", "post-receive")}
 
-    server.middock("apps:set", app, "gate", "on")
-    assert (hooks / "pre-receive").exists() and not (hooks / "post-receive").exists()
+    server.middock("apps:set", app, "gate", "on")  # both hooks stay: each reads the mode
+    assert {hook: (hooks / hook).read_text() for hook in installed} == installed
     assert [(r["number"], r["live"]) for r in server.releases(app)] == [(1, True)]
     work.write("docker/build-web.sh", "#!/bin/sh\nexit 3\n", executable=True)
     work.commit("broken build")
@@ -304,7 +303,7 @@ def test_switching_modes_keeps_the_releases(server, work, app):
     assert head(server, app) == second
 
     server.middock("apps:set", app, "gate", "off")
-    assert (hooks / "post-receive").exists() and not (hooks / "pre-receive").exists()
+    assert {hook: (hooks / hook).read_text() for hook in installed} == installed
     assert "Mode:         post-receive" in server.middock("status", app).stdout
     server.middock("rollback", app, "1")
     assert http_get(port) == "v1"

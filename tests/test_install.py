@@ -138,14 +138,15 @@ def test_second_run_upgrades_in_place_and_keeps_apps_config_and_keys(installed):
 
     init = installed.source / "middock_receiver" / "__init__.py"
     init.write_text(init.read_text() + 'UPGRADE_MARK = "second"\n')
-    hook = installed.home / f"{app}.git" / "hooks" / "post-receive"
-    as_user(installed.user, "cp", "/dev/null", str(hook))  # a hook an older version left
+    hooks = installed.home / f"{app}.git" / "hooks"
+    as_user(installed.user, "cp", "/dev/null", str(hooks / "post-receive"))  # a hook an older version left
+    as_user(installed.user, "rm", str(hooks / "pre-receive"))  # which had no pre-receive outside gate mode
 
     master = installed.haproxy_master()
     second = installed.install()
     assert "Already authorized: key alice@laptop" in second.stdout
     assert installed.haproxy_master() == master and installed.edge()["running"] == {"haproxy": True, "caddy": True}
-    assert snapshot(installed.home) == before  # the hook is back as it was; nothing else moved
+    assert snapshot(installed.home) == before  # the hooks are back as they were; nothing else moved
     assert account(installed.user) == user_before and owned_by_root(installed.home) == []
     python = installed.base / "venv" / "bin" / "python3"
     code = "import middock_receiver as m; print(m.UPGRADE_MARK)"

@@ -44,9 +44,109 @@ def test_an_app_name_too_long_for_previews_is_refused():
 
 def test_a_preview_deploys_from_its_parents_repository(tmp_path):
     preview, parent = App("shop--feature-x", tmp_path), App("shop", tmp_path)
+    preview.state.mkdir(parents=True)
+    previews.save(preview, previews.Preview("shop", "Feature/X"))
     assert preview.parent == "shop" and parent.parent is None
     assert preview.repo == parent.repo == tmp_path / "shop.git"
-    assert previews.domain_label(preview) == "feature-x"
+    assert previews.domain_label("shop", preview.name) == "feature-x"
+
+
+def test_a_previews_parent_is_its_records_never_a_cut_of_its_name(tmp_path):
+    """`shop-` (a name an older middock gave) has the preview `shop---feature`: its parent is
+    `shop-`, not `shop`; a name with `--` but no record is no preview."""
+    preview = App(previews.name_for("shop-", "feature", {}), tmp_path)
+    assert preview.name == "shop---feature" and preview.parent is None
+    preview.state.mkdir(parents=True)
+    previews.save(preview, previews.Preview("shop-", "feature"))
+    assert preview.parent == "shop-" and preview.repo == tmp_path / "shop-.git"
+    assert previews.domain_label("shop-", preview.name) == "feature"
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"parent": "other", "branch": "x"}',  # not the start of the preview's name
+        '{"parent": "shop--a", "branch": "x"}',
+        '{"parent": "../shop", "branch": "x"}',
+        '{"parent": "shop", "branch": "x\\nrefs/heads/y"}',
+        '{"parent": "shop", "branch": "x", "created": "yesterday"}',
+        '["shop"]',
+        "{",
+    ],
+)
+def test_a_bad_preview_record_is_one_error_naming_it(tmp_path, record):
+    preview = App("shop--x", tmp_path)
+    preview.state.mkdir(parents=True)
+    previews.record_path(preview).write_text(record)
+    with pytest.raises(MiddockError, match=f"{previews.record_path(preview)} is not a valid record"):
+        previews.load(preview)
+
+
+def test_a_bad_preview_record_fails_only_what_reads_it(tmp_path):
+    """Every app is still listed (the edge goes on serving the others); the parent's previews are
+    one error naming the file; another app's are not touched."""
+    for name in ("other", "shop"):
+        (tmp_path / f"{name}.git").mkdir()
+        App(name, tmp_path).state.mkdir(parents=True)
+    bad = App("shop--x", tmp_path)
+    bad.state.mkdir()
+    previews.record_path(bad).write_text("{")
+    assert [app.name for app in apps.all_apps(tmp_path)] == ["other", "shop", "shop--x"]
+    assert previews.of_parent(App("other", tmp_path)) == {}
+    with pytest.raises(MiddockError, match=f"{previews.record_path(bad)} is not a valid record"):
+        previews.of_parent(App("shop", tmp_path))
+
+
+def test_apps_create_refuses_a_name_ending_in_a_dash_but_such_an_existing_app_is_usable():
+    for name in ("shop-", "shop--x", "-shop"):
+        with pytest.raises(MiddockError, match="invalid app name"):
+            apps.check_new_name(name)
+    assert apps.check_name("shop-") == "shop-" and apps.check_new_name("shop-2") == "shop-2"
+
+
+@pytest.mark.parametrize(
+    "branch",
+    ["feature/x", "fix-1.2", "Ünïcode", "a" * 255, "release@1", "x.lock.y"],
+)
+def test_branch_names_git_takes_are_taken(branch):
+    assert apps.parse_setting("branch", branch) == branch
+
+
+@pytest.mark.parametrize(
+    "branch",
+    [
+        "",
+        "x\nrefs/heads/y",
+        "x\ty",
+        "a b",
+        "a~1",
+        "a^",
+        "a:b",
+        "a?",
+        "a*",
+        "a[b",
+        "a\\b",
+        "a\x7f",
+        "a..b",
+        "a@{1}",
+        "@",
+        "HEAD",
+        "-x",
+        "/x",
+        "x/",
+        "a//b",
+        "x.",
+        "x.lock",
+        "a/.hidden",
+        "a/b.lock/c",
+        "a" * 256,
+        "\udcff",
+    ],
+)
+def test_branch_names_git_refuses_are_one_clear_error(branch):
+    with pytest.raises(MiddockError, match="invalid branch name") as refused:
+        apps.parse_setting("branch", branch)
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 400
 
 
 @pytest.mark.parametrize(

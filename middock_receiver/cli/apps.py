@@ -46,10 +46,6 @@ def cmd_apps(args: argparse.Namespace) -> int:
 @argument("--gate", action="store_true", help="reject pushes whose deploy fails")
 def cmd_apps_create(args: argparse.Namespace) -> int:
     app = App.named(args.app)
-    if app.parent:
-        raise MiddockError(
-            f"invalid app name {app.name!r}: '{apps.PREVIEW_MARK}' is kept for preview apps (APP--BRANCH)"
-        )
     apps.create(app, sys.executable)
     if args.gate:
         set_setting(app, "gate", "on")
@@ -86,16 +82,16 @@ def cmd_apps_destroy(args: argparse.Namespace) -> int:
 
 
 def set_setting(app: App, key: str, value: str) -> dict:
-    """Save a setting; `gate` also swaps the repo's hook (pre-receive in gate mode), `branch`
-    moves the repo's HEAD, `port` moves the app's route on the edge, and `preview-ttl` has
-    cron expire previews daily."""
+    """Save a setting; `gate` also installs the repo's hooks afresh (both read it: an older
+    middock's repo has only the one its mode used), `branch` moves the repo's HEAD, `port` moves
+    the app's route on the edge, and `preview-ttl` has cron expire previews daily."""
     if app.parent and (key in ("branch", "gate", "previews") or key.startswith("preview-")):
         raise MiddockError(f"{app.name} is a preview of {app.parent}: set {key} on {app.parent}")
     if key == "port":
         check_port(app, int(apps.parse_setting(key, value)))
     settings = apps.write_setting(app, key, value)
     if key == "gate":
-        apps.install_hooks(app, sys.executable, "pre-receive" if settings["gate"] == "on" else "post-receive")
+        apps.install_hooks(app, sys.executable)
     if key == "branch":
         apps.point_head(app, settings["branch"])
     if key == "port" and routes.load(app).serving:

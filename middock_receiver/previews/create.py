@@ -7,6 +7,7 @@ import fnmatch
 import json
 import shutil
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from .. import flock
@@ -49,6 +50,35 @@ def matches(branch: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(branch, pattern) for pattern in patterns)
 
 
+def previewed_branch(parent: App, update: RefUpdate) -> str | None:
+    """The branch whose preview the update deploys, else None."""
+    branch, patterns = branch_of(update), preview_patterns(parent, update)
+    return branch if branch and patterns is not None and matches(branch, patterns) else None
+
+
+def check_room(parent: App, updates: list[RefUpdate], leaving: Collection[App] = ()) -> None:
+    """Refuse a push (in pre-receive, before git takes any ref) whose branches would make more
+    previews than preview-max, so that the same push works once there is room. `leaving`: the
+    previews this push destroys first (past their preview-ttl)."""
+    wanted = [branch for update in updates if (branch := previewed_branch(parent, update))]
+    if not wanted:
+        return
+    existing = {preview.branch for app, preview in previews.of_parent(parent).items() if app not in leaving}
+    new = [branch for branch in dict.fromkeys(wanted) if branch not in existing]
+    limit = apps.read_settings(parent)["preview-max"]
+    if len(existing) + len(new) > limit:
+        raise limit_reached(parent, new[max(limit - len(existing), 0)], limit, "the push is refused: push again")
+
+
+def limit_reached(parent: App, branch: str, limit: int, then: str) -> MiddockError:
+    """The one line for a preview past preview-max: `then` says what to do once there is room."""
+    return MiddockError(
+        f"no preview of {branch}: {parent.name} has its preview-max of {limit} previews; {then} once you have "
+        f"destroyed one (previews:destroy {parent.name} BRANCH) "
+        f"or raised it (apps:set {parent.name} preview-max {limit + 1})"
+    )
+
+
 def lock_path(parent: App) -> Path:
     return parent.state / "previews.lock"
 
@@ -71,34 +101,44 @@ def open_preview(parent: App, update: RefUpdate, out: Output) -> tuple[App, bool
                 previews.save(app, preview)
                 return app, False
         limit = apps.read_settings(parent)["preview-max"]
-        if len(existing) >= limit:
-            raise MiddockError(
-                f"no preview of {branch}: {parent.name} has {len(existing)} previews, its preview-max "
-                f"(destroy one with previews:destroy {parent.name} BRANCH, or raise preview-max with apps:set)"
-            )
+        if len(existing) >= limit:  # another push made one since this push's pre-receive counted
+            raise limit_reached(parent, branch, limit, "push a new commit of the branch")
         taken = {app.name: preview.branch for app, preview in existing.items()}
         preview = App(previews.name_for(parent.name, branch, taken), parent.home)
+        claim(preview, branch)
         try:
             make(parent, preview, branch, update.new)
         except BaseException:
-            shutil.rmtree(preview.state, ignore_errors=True)
+            shutil.rmtree(preview.state, ignore_errors=True)  # claim made it: nothing else is lost
             raise
     out.step(f"Creating preview {preview.name} of branch {branch}")
     return preview, True
 
 
+def claim(preview: App, branch: str) -> None:
+    """Make the preview's state folder; one already there (a preview that lost its record) is
+    neither taken over nor removed."""
+    try:
+        preview.state.mkdir()
+    except FileExistsError:
+        raise MiddockError(
+            f"no preview of {branch}: {preview.state} is already there, with no preview record (a preview "
+            f"that lost its {apps.PREVIEW_RECORD}: put it back, or remove the folder once nothing of it runs)"
+        ) from None
+
+
 def make(parent: App, preview: App, branch: str, commit: str) -> None:
-    """The preview's state folder: its record, settings, config and, under the parent's
+    """In the preview's new state folder: its record, settings, config and, under the parent's
     preview-domain, its own domain."""
     values = {**config.read_vars(parent), **preview_env(parent, commit, preview.name)}
     domain = None
     parent_settings = apps.read_settings(parent)
     if parent_settings["preview-domain"]:
-        domain = f"{previews.domain_label(preview)}.{parent_settings['preview-domain']}"
+        domain = f"{previews.domain_label(parent.name, preview.name)}.{parent_settings['preview-domain']}"
         owner = routes.owner(domain, apps.all_apps(parent.home))
         if owner is not None:
             raise MiddockError(f"no preview of {branch}: its domain {domain} is a domain of {owner.name}")
-    preview.releases_dir.mkdir(parents=True)
+    preview.releases_dir.mkdir()
     previews.save(preview, Preview(parent.name, branch))
     settings = {**apps.DEFAULT_SETTINGS, **{key: parent_settings[key] for key in COPIED_SETTINGS}, "branch": branch}
     write_atomic(preview.settings_file, json.dumps(settings, indent=2) + "\n")

@@ -21,12 +21,12 @@ def authorized_keys(user: pwd.struct_passwd) -> Path:
 
 
 def refresh(user: pwd.struct_passwd, home: Path) -> list[str]:
-    """Point every app's hook and every key's forced command at this installation (install.sh
+    """Point every app's hooks and every key's forced command at this installation (install.sh
     runs this after an upgrade); returns the apps refreshed. Run as the user."""
     found = apps.all_apps(home)
     for app in found:
-        mode = "pre-receive" if apps.read_settings(app)["gate"] == "on" else "post-receive"
-        apps.install_hooks(app, sys.executable, mode)
+        if app.parent is None:  # a preview's repository is its parent's
+            apps.install_hooks(app, sys.executable)
     keys.refresh(authorized_keys(user))
     return [app.name for app in found]
 

@@ -12,10 +12,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MiddockError
+from ..errors import MiddockError, quoted
+from . import records
 
 APP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
 PREVIEW_MARK = "--"  # APP--BRANCH is a preview app of APP (previews/); no app is created with it
+PREVIEW_RECORD = "preview.json"  # in a preview's state folder: what makes it one (state/previews.py)
+BRANCH_MAX = 255  # bytes: a file name's limit, as git keeps a branch as refs/heads/NAME
+BRANCH_CHARS = frozenset(" ~^:?*[\\\x7f") | {chr(code) for code in range(32)}  # git refuses these in a ref
+HOOKS = ("pre-receive", "post-receive")  # the bare repo's, from the files in hooks/
 DEFAULT_SETTINGS = {
     "branch": "main",
     "gate": "off",
@@ -40,10 +45,46 @@ def middock_home() -> Path:
 
 
 def check_name(name: str) -> str:
+    """An existing app's name (an older middock also made names ending in '-'; they stay usable)."""
     if not APP_NAME.match(name):
         raise MiddockError(
-            f"invalid app name {name!r}: use lowercase letters, digits and '-', "
+            f"invalid app name {quoted(name)}: use lowercase letters, digits and '-', "
             "starting with a letter or digit, at most 63 characters"
+        )
+    return name
+
+
+def check_new_name(name: str) -> str:
+    """A name `apps:create` gives: no '--' (kept for previews, APP--BRANCH) and no '-' at its end,
+    so that no preview name (APP---BRANCH) reads as a preview of another app."""
+    check_name(name)
+    if PREVIEW_MARK in name:
+        raise MiddockError(f"invalid app name {name!r}: '{PREVIEW_MARK}' is kept for preview apps (APP--BRANCH)")
+    if name.endswith("-"):
+        raise MiddockError(f"invalid app name {name!r}: it cannot end with '-'")
+    return name
+
+
+def check_branch(name: str) -> str:
+    """A branch name git takes (the rules of `git check-ref-format --branch`), within a file name's length."""
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        size = 0  # bytes that are not UTF-8 (from the command line): refused below
+    parts = name.split("/")
+    if (
+        not 0 < size <= BRANCH_MAX
+        or BRANCH_CHARS.intersection(name)
+        or any(mark in name for mark in ("..", "@{", "//"))
+        or name in ("@", "HEAD")
+        or name.startswith(("-", "/"))
+        or name.endswith(("/", "."))
+        or any(part.startswith(".") or part.endswith(".lock") for part in parts)
+    ):
+        raise MiddockError(
+            f"invalid branch name {quoted(name)}: git refuses it (spaces, control characters, ~^:?*[\\, '..', '@{{', "
+            f"'//', a '-' or '/' first, a '.' or '/' last, a part starting with '.' or ending in '.lock', "
+            f"more than {BRANCH_MAX} bytes)"
         )
     return name
 
@@ -61,8 +102,8 @@ class App:
 
     @property
     def parent(self) -> str | None:
-        """The app this one previews a branch of (APP--BRANCH), else None."""
-        return self.name.split(PREVIEW_MARK, 1)[0] if PREVIEW_MARK in self.name else None
+        """The app this one previews a branch of, as its record says; None for any other app."""
+        return recorded_parent(self)
 
     @property
     def repo(self) -> Path:
@@ -99,15 +140,46 @@ def all_apps(home: Path | None = None) -> list[App]:
     if not root.is_dir():
         return []
     apps = [App(p.name, root.parent) for p in sorted(root.iterdir()) if APP_NAME.match(p.name)]
-    return [app for app in apps if app.exists()]
+    return [app for app in apps if listed(app)]
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write a whole file so readers never see half of it, even after a crash."""
+def listed(app: App) -> bool:
+    """Whether `all_apps` lists the app: it exists, or it is a preview whose record is not valid
+    (listed, so that only what reads that record fails, naming the file, and never the others)."""
+    try:
+        return app.exists()
+    except MiddockError:
+        return True
+
+
+def recorded_parent(app: App) -> str | None:
+    """The parent named by the app's preview record (state/previews.py reads the rest), checked:
+    an app's name that, with the mark, begins the preview's name. None when there is no record
+    (only an APP--BRANCH name can have one)."""
+    if PREVIEW_MARK not in app.name:
+        return None
+    path = app.state / PREVIEW_RECORD
+    stored = records.read_json(path)
+    if stored is None:
+        return None
+    with records.checked(path):
+        if not isinstance(stored, dict):
+            raise ValueError("not a JSON object")
+        parent = stored.get("parent")
+        if not isinstance(parent, str) or not APP_NAME.match(parent) or PREVIEW_MARK in parent:
+            raise ValueError(f"parent {parent!r:.60} is not an app's name")
+        if not app.name.startswith(f"{parent}{PREVIEW_MARK}"):
+            raise ValueError(f"{app.name} cannot be a preview of {parent}")
+    return parent
+
+
+def write_atomic(path: Path, text: str | bytes, mode: int = 0o644) -> None:
+    """Write a whole file so readers never see half of it, even after a crash (text as UTF-8,
+    bytes as they are)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode() if isinstance(text, str) else text)
         f.flush()
         os.fsync(f.fileno())
     os.chmod(tmp, mode)
@@ -132,9 +204,7 @@ def read_settings(app: App) -> dict:
 def parse_setting(key: str, value: str) -> str | int:
     """Validate one `apps:set` value; returns it in its stored type."""
     if key == "branch":
-        if not value or value.startswith("-") or any(c in value for c in " ~^:?*[\\\0") or ".." in value:
-            raise MiddockError(f"invalid branch name {value!r}")
-        return value
+        return check_branch(value)
     if key in ("gate", "previews"):
         if value not in ("on", "off"):
             raise MiddockError(f"{key} must be 'on' or 'off', not {value!r}")
@@ -146,7 +216,7 @@ def parse_setting(key: str, value: str) -> str | int:
             raise MiddockError(f"target must be 'compose' (this server) or 'swarm', not {value!r}")
         return value
     if key == "port":
-        if not value.isdigit() or not 0 < int(value) < 65536:
+        if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
             raise MiddockError(f"port must be a port number (1-65535), not {value!r}")
         return int(value)
     if key == "preview-domain":
@@ -160,7 +230,7 @@ def parse_setting(key: str, value: str) -> str | int:
 
 def at_least_one(key: str, value: str, unit: str = "") -> int:
     """A whole number (of `unit`) of at least 1."""
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise MiddockError(f"{key} must be a whole number{unit} of at least 1, not {value!r}")
     return int(value)
 
@@ -186,9 +256,10 @@ def write_setting(app: App, key: str, value: str) -> dict:
 
 
 def create(app: App, python: str) -> None:
-    """Make the bare repo with its hook and the state folder."""
+    """Make the bare repo with its hooks and the state folder."""
     from dulwich.repo import Repo  # dulwich only where a repo is made or changed: every command imports this module
 
+    check_new_name(app.name)
     if app.exists():
         raise MiddockError(f"app {app.name!r} already exists")
     app.releases_dir.mkdir(parents=True, exist_ok=True)
@@ -220,18 +291,16 @@ def hook_source(name: str) -> Path:
     raise MiddockError(f"middock's {name} hook file is missing from this installation")
 
 
-def install_hooks(app: App, python: str, mode: str = "post-receive") -> None:
-    """Put the hook for `mode` (post-receive, or pre-receive in gate mode) into the bare repo,
-    pointed at this interpreter so it works from a minimal environment."""
+def install_hooks(app: App, python: str) -> None:
+    """Put both hooks into the bare repo, pointed at this interpreter so they work from a minimal
+    environment: pre-receive checks a push before git takes it (and deploys it in gate mode),
+    post-receive deploys it after (see hook.py)."""
     hooks = app.repo / "hooks"
     hooks.mkdir(exist_ok=True)
-    for stale in ("post-receive", "pre-receive"):
-        (hooks / stale).unlink(missing_ok=True)
-    text = hook_source(mode).read_text()
-    text = re.sub(r"^MIDDOCK_PYTHON=.*$", f"MIDDOCK_PYTHON={shlex.quote(python)}", text, count=1, flags=re.M)
-    path = hooks / mode
-    path.write_text(text)
-    path.chmod(0o755)
+    for name in HOOKS:
+        text = hook_source(name).read_text()
+        text = re.sub(r"^MIDDOCK_PYTHON=.*$", f"MIDDOCK_PYTHON={shlex.quote(python)}", text, count=1, flags=re.M)
+        write_atomic(hooks / name, text, 0o755)
 
 
 def destroy(app: App) -> None:

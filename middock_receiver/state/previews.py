@@ -1,8 +1,9 @@
 """A preview app's record: which app and branch it previews, when it was made and last pushed,
 and whether its setup command ran. Its name is APP--SLUG, the branch made safe.
 
-The record (`~/.middock/APP--SLUG/preview.json`) is what makes an app a preview; the deploy
-reads it for the setup command, and the parent's commands find its previews by it.
+The record (`~/.middock/APP--SLUG/preview.json`) is what makes an app a preview, and says of
+which app (`App.parent`, never split from the name: `shop-`'s preview is `shop---feature`); the
+deploy reads it for the setup command, and the parent's commands find its previews by it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import MiddockError
-from .apps import APP_NAME, PREVIEW_MARK, App, all_apps, write_atomic
+from . import records
+from .apps import APP_NAME, PREVIEW_MARK, PREVIEW_RECORD, App, all_apps, check_branch, write_atomic
 
 MAX_NAME = 63  # an app's name, and the DNS label of a preview's domain
 HASH = 6
@@ -31,21 +33,15 @@ class Preview:
 
 
 def record_path(app: App) -> Path:
-    return app.state / "preview.json"
+    return app.state / PREVIEW_RECORD
 
 
 def load(app: App) -> Preview | None:
-    """The app's preview record, or None for an app that is not a preview."""
+    """The app's preview record, checked, or None for an app that is not a preview (`App.parent`
+    reads and checks its parent)."""
     if app.parent is None:
         return None
-    path = record_path(app)
-    try:
-        stored = json.loads(path.read_text())
-        return Preview(**{k: v for k, v in stored.items() if k in Preview.__dataclass_fields__})
-    except FileNotFoundError:
-        return None
-    except (ValueError, TypeError) as error:
-        raise MiddockError(f"{path} is not a valid record: {error}; fix or remove it") from None
+    return records.load(record_path(app), Preview, lambda preview: check_branch(preview.branch))
 
 
 def save(app: App, preview: Preview) -> None:
@@ -56,7 +52,7 @@ def of_parent(parent: App) -> dict[App, Preview]:
     """The parent's previews, by name."""
     found = {}
     for app in all_apps(parent.home):
-        if app.parent == parent.name:
+        if app.name.startswith(f"{parent.name}{PREVIEW_MARK}"):  # may be one of them: its record says
             preview = load(app)
             if preview is not None and preview.parent == parent.name:
                 found[app] = preview
@@ -89,6 +85,6 @@ def name_for(parent: str, branch: str, taken: dict[str, str]) -> str:
     return name
 
 
-def domain_label(app: App) -> str:
-    """The preview's name part after APP--: its host name under the parent's preview-domain."""
-    return app.name.split(PREVIEW_MARK, 1)[1]
+def domain_label(parent: str, name: str) -> str:
+    """The part of a preview's name after APP--: its host name under the parent's preview-domain."""
+    return name.removeprefix(f"{parent}{PREVIEW_MARK}")
