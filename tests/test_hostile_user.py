@@ -88,15 +88,21 @@ def test_what_root_does_as_the_user_cannot_take_root_back(deploy, canary):
 
 def test_an_injected_edge_record_is_refused_before_any_proxy_reads_it(deploy, canary):
     """A newline in a slot of edge.json once became a `lua-load` line of haproxy.cfg, which
-    root's `haproxy -c` ran. Now the record is checked as it is read: one line naming the file."""
+    root's `haproxy -c` ran. Now the record is checked as it is read: the app is left off the
+    edge (edge:start says why), its own commands fail with one line naming the file, and the
+    edge goes on for the others."""
     as_user(deploy.user, deploy.middock, "apps:create", "evil")
     as_user(deploy.user, deploy.middock, "apps:set", "evil", "port", str(free_port()))
     lua = deploy.home / "evil.lua"
     plant(deploy, lua, f'io.open("{canary}", "w"):write("ran as root")\n')
     record = {"domains": [], "slots": {"blue": [f"127.0.0.1:20000\n    lua-load {lua}"]}, "serving": "blue"}
     plant(deploy, deploy.home / ".middock" / "evil" / "edge.json", json.dumps(record))
-    for command in (["edge:set", f"http-port={free_port()}"], ["edge:start"], ["edge"]):
-        one_line(root_runs(deploy, *command), "evil/edge.json is not a valid record")
+    for command in (["edge:set", f"http-port={free_port()}", f"https-port={free_port()}"], ["edge"]):
+        assert root_runs(deploy, *command).returncode == 0
+    started = root_runs(deploy, "edge:start")
+    assert "evil: left off the edge" in started.stdout and "evil/edge.json is not a valid record" in started.stdout
+    one_line(root_runs(deploy, "domains", "evil"), "evil/edge.json is not a valid record")
+    root_runs(deploy, "edge:stop")
     assert not canary.exists()
     haproxy_cfg = deploy.home / ".middock" / "_edge" / "haproxy.cfg"
     assert not haproxy_cfg.exists() or "lua-load" not in haproxy_cfg.read_text()

@@ -6,6 +6,12 @@ write over each other's routes, and the files on disk always say what the proxie
 restart, a reboot or `edge:start` brings back every route from them. A change of one app's
 routes is made at runtime in HAProxy (haproxy.py), in every worker; only a new frontend or new
 edge settings reload it, and only new edge settings reload Caddy.
+
+The configuration is shared, but what each app brings to it (its port, domains, slots and
+maintenance page) is checked on its own, as the proxies will read it, and against the others':
+a part that HAProxy would refuse, or that is another app's, is left out and fails only that
+app's own changes, with one line. A configuration HAProxy refuses (`haproxy -c`) is never
+written, and one it fails to load at a reload is put back as it was.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import random
 import socket
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import daemons, process
@@ -39,6 +45,16 @@ class Changed:
     haproxy_layout: bool  # HAProxy must reload (its frontends or settings changed)
     caddy: bool
     caddy_tls: bool = False  # how certificates are got: Caddy restarts, so no attempt of the old way lingers
+    haproxy_before: dict[Path, str] = field(default_factory=dict)  # HAProxy's files as they were
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the apps bring to the edge's shared configuration, each app checked on its own."""
+
+    frontends: list[haproxy.Frontend]
+    domains: dict[str, str]  # name -> app
+    refused: dict[str, str]  # app -> the one line saying what of it is left off the edge, and why
 
 
 class Edge:
@@ -56,45 +72,44 @@ class Edge:
     def apps(self) -> list[App]:
         return apps.all_apps(self.paths.home)
 
-    def frontends(self) -> list[haproxy.Frontend]:
-        """Every app the edge serves: its port, whether public, its slots and the one serving.
+    def served(self) -> Served:
+        """What every app brings to the edge, each checked on its own (its record, its settings,
+        its page as HAProxy will load it) and against the others and the edge's own ports: a
+        part HAProxy would refuse is left out, so that it never stops another app's change.
         An app gets its frontend (and so its port on the edge) at its first switch."""
-        found = []
-        for app in self.apps():
-            record = routes.load(app)
-            port = routes.app_port(app)
-            if record.serving and port:
-                slots = {slot: tuple(ends) for slot, ends in record.slots.items()}
-                page = maintenance.page_path(app)
-                text = read_text(page)
-                digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-                found.append(
-                    haproxy.Frontend(
-                        app.name,
-                        port,
-                        not record.domains,
-                        slots,
-                        record.serving,
-                        page if text else None,
-                        digest,
-                        record.maintenance,
-                    )
-                )
-        return found
+        parts, refused = routes.contributions(self.apps())
+        settings = self.settings
+        own = {settings.http_port: "http-port", settings.https_port: "https-port"}
+        held = haproxy.bound_ports(read_text(self.paths.haproxy_config))
+        taken = routes.edge_port_taken(parts, own, held)
+        if taken:
+            raise MiddockError(taken)
+        ask = self.chosen_ask_port()
+        clashes = routes.port_conflicts(parts, {**own, **({ask: "ask port"} if ask else {})}, held)
+        parts = [part for part in parts if part.app.name not in clashes]
+        parts, lost = routes.domain_conflicts(parts, haproxy.read_map(read_text(self.paths.domains_map)))
+        frontends = [frontend(part) for part in parts if part.served]
+        domains = {name: part.app.name for part in parts for name in part.record.domains}
+        return Served(frontends, domains, refused | clashes | lost)
 
-    def domains(self) -> dict[str, str]:
-        """Every app's domains: name -> app."""
-        return {name: app.name for app in self.apps() for name in routes.load(app).domains}
+    def frontends(self) -> list[haproxy.Frontend]:
+        """Every app the edge serves: its port, whether public, its slots and the one serving."""
+        return self.served().frontends
+
+    def chosen_ask_port(self) -> int | None:
+        """The ask port once chosen (a listing of an edge never started chooses none)."""
+        try:
+            port = int(self.paths.ask_port_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return port if port in ASK_PORTS else None
 
     def ask_port(self) -> int:
         """The loopback port Caddy asks HAProxy on whether a name is a domain: chosen once, at
         random among free ones, so that two homes' edges (two test runs) do not pick the same."""
-        try:
-            port = int(self.paths.ask_port_file.read_text())
-            if port in ASK_PORTS:
-                return port
-        except (FileNotFoundError, ValueError):
-            pass
+        chosen = self.chosen_ask_port()
+        if chosen:
+            return chosen
         free = [port for port in random.sample(ASK_PORTS, 50) if routes.bindable(port, "127.0.0.1")]
         if not free:
             raise MiddockError(f"no free loopback port in {ASK_PORTS.start}-{ASK_PORTS.stop - 1} for the edge")
@@ -121,30 +136,42 @@ class Edge:
         if not self.haproxy.answers(haproxy.RELOAD_PATIENCE):
             raise MiddockError(NOT_RUNNING)
 
-    def write(self) -> Changed:
-        """Render both proxies' configuration and write what changed, each checked by its proxy."""
+    def write(self, served: Served) -> Changed:
+        """Render both proxies' configuration and write what changed, each checked by its proxy
+        (a configuration HAProxy refuses leaves its files as they were)."""
         self.paths.prepare()
-        frontends, layout = self.frontends(), self.layout()
-        write_if_changed(self.paths.live_map, haproxy.render_map(haproxy.live_entries(frontends)))
-        write_if_changed(self.paths.domains_map, haproxy.render_map(self.domains()))
-        config = haproxy.render_config(frontends, layout)
-        before = read_text(self.paths.haproxy_config)
-        write_if_changed(self.paths.haproxy_config, config, check_haproxy)
+        layout = self.layout()
+        files = (self.paths.haproxy_config, self.paths.live_map, self.paths.domains_map)
+        before = {path: read_text(path) for path in files}
+        config = haproxy.render_config(served.frontends, layout)
+        try:  # the maps first: HAProxy's check loads them
+            write_if_changed(self.paths.live_map, haproxy.render_map(haproxy.live_entries(served.frontends)))
+            write_if_changed(self.paths.domains_map, haproxy.render_map(served.domains))
+            write_if_changed(self.paths.haproxy_config, config, check_haproxy)
+        except MiddockError:
+            put_back(before)
+            raise
         caddy_config = caddy.dumps(caddy.render(self.settings, self.paths, layout.ask_port))
         caddy_before = read_text(self.paths.caddy_config)
         caddy_changed = write_if_changed(self.paths.caddy_config, caddy_config, caddy.check_config)
         tls_changed = bool(caddy_before) and caddy.tls_of(caddy_before) != caddy.tls_of(caddy_config)
-        return Changed(haproxy.layout_of(before) != haproxy.layout_of(config), caddy_changed, tls_changed)
+        layout_changed = haproxy.layout_of(before[self.paths.haproxy_config]) != haproxy.layout_of(config)
+        return Changed(layout_changed, caddy_changed, tls_changed, before)
 
-    def apply(self, app: App | None = None) -> None:
+    def apply(self, app: App | None = None, leaving: bool = False) -> None:
         """Bring the running proxies in line with the records, after a change of `app`'s routes
-        (its slots, the one serving, its domains, its port), or of everything."""
+        (its slots, the one serving, its domains, its port), or of everything. A part of `app`
+        the edge refuses fails the change, unless the app is `leaving` the edge; another
+        app's is only left out."""
         with self.paths.locked():
-            changed = self.write()
+            served = self.served()
+            if app and not leaving and app.name in served.refused:
+                raise MiddockError(served.refused[app.name])
+            changed = self.write(served)
             if self.running():
                 if changed.haproxy_layout:
-                    self.haproxy.reload()
-                self.sync({app.name} if app else None)
+                    self.reload(changed.haproxy_before)
+                self.sync({app.name} if app else None, served)
             if changed.caddy_tls and self.caddy.answers():
                 self.restart_caddy()
             elif changed.caddy and self.caddy.answers():
@@ -164,10 +191,20 @@ class Edge:
             daemons.start(daemon, owner)
         daemons.wait_started(daemon, self.caddy.answers)
 
-    def sync(self, names: set[str] | None = None) -> None:
+    def reload(self, before: dict[Path, str]) -> None:
+        """Reload HAProxy; when it fails (a port it cannot bind), its workers go on with the last
+        configuration, and so do its files: they are put back as they were."""
+        try:
+            self.haproxy.reload()
+        except MiddockError:
+            put_back(before)
+            raise
+
+    def sync(self, names: set[str] | None = None, served: Served | None = None) -> None:
         """HAProxy's runtime state, in every worker, as the records say (every app's, or `names`')."""
-        everyone = {app.name for app in self.apps()}
-        self.haproxy.sync(self.frontends(), self.domains(), self.layout(), names if names is not None else everyone)
+        served = served or self.served()
+        names = names if names is not None else {app.name for app in self.apps()}
+        self.haproxy.sync(served.frontends, served.domains, self.layout(), names)
 
     # Starting is three steps, because under systemd only root may start the proxies, and only the
     # user writes the files: prepare (the user), launch (root or the user), finish (the user).
@@ -176,7 +213,7 @@ class Edge:
         """Write the configuration the proxies start with; which of them run already."""
         with self.paths.locked():
             running = {"haproxy": self.running(), "caddy": self.caddy.answers()}
-            self.write()
+            self.write(self.served())
             return running
 
     def launch(self, owner: daemons.Owner) -> None:
@@ -192,12 +229,14 @@ class Edge:
             daemons.wait_started(proxies.daemon("caddy", self.paths, owner), self.caddy.answers)
             if running["haproxy"]:
                 self.haproxy.reload()
-            self.sync()
+            served = self.served()
+            self.sync(None, served)
             if running["caddy"]:
                 self.caddy.load(self.paths.caddy_config.read_text())
         settings = self.settings
-        served = [f"{fe.app}: {' '.join(self.urls(App(fe.app, self.paths.home)))}" for fe in self.frontends()]
-        return [f"The edge is running: http on {settings.http_port}, https on {settings.https_port}", *served]
+        lines = [f"{fe.app}: {' '.join(self.urls(App(fe.app, self.paths.home)))}" for fe in served.frontends]
+        lines += [f"{name}: left off the edge: {why}" for name, why in sorted(served.refused.items())]
+        return [f"The edge is running: http on {settings.http_port}, https on {settings.https_port}", *lines]
 
     def start(self, owner: daemons.Owner) -> list[str]:
         """All three steps, by a user who may start the proxies itself."""
@@ -230,9 +269,14 @@ class Edge:
         again: one runtime change of the map in every worker, as a switch is."""
         with self.paths.locked():
             record = routes.load(app)
-            record.maintenance = on
+            was, record.maintenance = record.maintenance, on
             routes.save(app, record)
-            self.apply(app)
+            try:
+                self.apply(app)
+            except MiddockError:  # the edge refused the app: its record stays as it was
+                record.maintenance = was
+                routes.save(app, record)
+                raise
 
     def drain(self, app: App, slot: str, timeout: float) -> float | None:
         return self.haproxy.drain(app.name, slot, timeout)
@@ -242,7 +286,7 @@ class Edge:
         record = routes.load(app)
         record.slots, record.serving = {}, None
         routes.save(app, record)
-        self.apply(app)
+        self.apply(app, leaving=True)
 
     def get_certificates(self, names: list[str], say: Callable[[str], None]) -> None:
         """Have Caddy get new domains' certificates now, one after another (the first registers
@@ -272,6 +316,21 @@ class Edge:
         return [f"http://{socket.getfqdn()}:{port}/"] if port else []
 
 
+def frontend(part: routes.Contribution) -> haproxy.Frontend:
+    """An app as HAProxy serves it, with its maintenance page as HAProxy will load it."""
+    page = maintenance.edge_page(part.app)
+    return haproxy.Frontend(
+        part.app.name,
+        part.port or 0,
+        not part.record.domains,
+        {slot: tuple(ends) for slot, ends in part.record.slots.items()},
+        part.record.serving,
+        maintenance.page_path(part.app) if page else None,
+        hashlib.sha256(page or b"").hexdigest()[:16],
+        part.record.maintenance,
+    )
+
+
 def read_text(path: Path) -> str:
     try:
         return path.read_text()
@@ -293,6 +352,13 @@ def write_if_changed(path: Path, text: str, check: Callable[[Path], None] | None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return True
+
+
+def put_back(before: dict[Path, str]) -> None:
+    """Files as they were (one that was not there is left: nothing refers to it)."""
+    for path, text in before.items():
+        if text:
+            write_if_changed(path, text)
 
 
 def check_haproxy(path: Path) -> None:

@@ -23,10 +23,12 @@ a request for an app the old worker has never heard of goes on to the current wo
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 
 from ..errors import MiddockError
@@ -39,6 +41,11 @@ HANDOVER_HEADER = "X-Middock-Handover"
 LAYOUT_MARK = "# layout "
 HOST = "req.hdr(host),field(1,:),lower"  # the request's host name, without a port
 RELOAD_PATIENCE = 5.0  # seconds a master reloading (re-executing itself) may not answer
+BUFFER = 16384  # tune.bufsize, HAProxy's default: an answer it makes itself is built in one buffer
+REWRITE_RESERVE = 1024  # tune.maxrewrite: kept free in a buffer for rewriting headers
+PAGE_STATUS = HTTPStatus.SERVICE_UNAVAILABLE  # a maintenance page's answer: its status and headers
+PAGE_TYPE = "text/html; charset=utf-8"
+PAGE_RETRY_AFTER = 60
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ class Frontend:
     slots: dict[str, tuple[str, ...]]  # slot -> ADDR:PORT of its web containers
     serving: str | None  # the slot the map points at
     page: Path | None = None  # its maintenance page (edge/maintenance.py)
-    page_digest: str = ""  # of the page's text: HAProxy reads it when it loads, so a new one reloads
+    page_digest: str = ""  # of the page: HAProxy reads it when it loads, so a new one reloads
     maintenance: bool = False  # the map points at the page instead of the slot
 
 
@@ -179,8 +186,8 @@ def render_config(frontends: Iterable[Frontend], layout: Layout, with_servers: b
                 "",
                 f"backend {backend(fe.app, MAINTENANCE)}",
                 f"    # page {fe.page_digest}",
-                '    http-request return status 503 content-type "text/html; charset=utf-8" '
-                f"file {fe.page} hdr Retry-After 60",
+                f'    http-request return status {PAGE_STATUS.value} content-type "{PAGE_TYPE}" '
+                f"file {fe.page} hdr Retry-After {PAGE_RETRY_AFTER}",
             ]
         for slot in SLOTS:
             lines += ["", f"backend {backend(fe.app, slot)}", "    balance roundrobin"]
@@ -194,6 +201,42 @@ def render_config(frontends: Iterable[Frontend], layout: Layout, with_servers: b
     return (
         f"{LAYOUT_MARK}{digest}\n# Written by middock from its records (edge:start, deploys); edits are lost.\n{body}"
     )
+
+
+def page_head(length: int) -> bytes:
+    """The status line and headers HAProxy answers a page of `length` bytes with (the
+    content-length is its own)."""
+    return (
+        f"HTTP/1.1 {PAGE_STATUS.value} {PAGE_STATUS.phrase}\r\ncontent-type: {PAGE_TYPE}\r\n"
+        f"content-length: {length}\r\nretry-after: {PAGE_RETRY_AFTER}\r\n\r\n"
+    ).encode()
+
+
+def page_fits(length: int) -> bool:
+    """Whether HAProxy can answer with a page of `length` bytes: the page and its head must fit in
+    a buffer less the rewrite reserve. HAProxy 2.6's `-c` refuses only a page over the whole
+    buffer, warns over the reserve, and answers 500 instead once the page and the head in its
+    internal form no longer fit (from 16,170 bytes of page)."""
+    return len(page_head(length)) + length <= BUFFER - REWRITE_RESERVE
+
+
+def bound_ports(config: str) -> dict[int, str]:
+    """The port each app's frontend binds in a rendered configuration: port -> app."""
+    found, app = {}, None
+    for line in config.splitlines():
+        if line.startswith("frontend "):
+            name = line.split()[1]
+            app = None if name.startswith("_") else name
+        elif app and line.strip().startswith("bind "):
+            port = line.rpartition(":")[2]
+            if port.isdigit():
+                found[int(port)] = app
+    return found
+
+
+def read_map(text: str) -> dict[str, str]:
+    """A map file as render_map writes it."""
+    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
 
 
 def layout_of(config: str) -> str | None:
@@ -325,14 +368,22 @@ class Master:
                 reason = error.strerror or error
                 raise MiddockError(f"the edge's HAProxy does not answer on {self.path} ({reason})") from None
 
-    def workers(self, patience: float = RELOAD_PATIENCE) -> list[int]:
-        """The workers' pids, the current one first, then the old ones."""
-        pids = []
+    def processes(self, patience: float = RELOAD_PATIENCE) -> tuple[list[int], int]:
+        """The workers' pids, the current one first, then the old ones; and how many reloads
+        failed in a row (`[failed: N]` on the master's line)."""
+        pids, failed = [], 0
         for line in self.command("show proc", patience).splitlines():
             fields = line.split()
             if len(fields) > 1 and fields[1] == "worker" and fields[0].isdigit():
                 pids.append(int(fields[0]))
-        return pids
+            elif len(fields) > 1 and fields[1] == "master":
+                found = re.search(r"\[failed: (\d+)\]", line)
+                failed = int(found[1]) if found else 0
+        return pids, failed
+
+    def workers(self, patience: float = RELOAD_PATIENCE) -> list[int]:
+        """The workers' pids, the current one first, then the old ones."""
+        return self.processes(patience)[0]
 
     def worker_command(self, pid: int, line: str) -> str:
         return self.command(f"@!{pid} {line}")
@@ -352,17 +403,21 @@ class Master:
             time.sleep(0.05)
 
     def reload(self, wait: float = 15) -> None:
-        """A seamless reload: a new worker takes over the listeners; wait until it is there."""
-        before = self.workers()[:1]
+        """A seamless reload: a new worker takes over the listeners; wait until it is there. A
+        reload that fails (a port it cannot bind) leaves the workers it had, with the last
+        configuration."""
+        workers, failed = self.processes()
         self.command("reload")
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
-                now = self.workers(0.0)[:1]
-            except MiddockError:
-                now = before
-            if now and now != before:
+                now, failing = self.processes(0.0)
+            except MiddockError:  # the master re-executing itself
+                now, failing = workers, failed
+            if now[:1] and now[:1] != workers[:1]:
                 return
+            if failing > failed:
+                break
             time.sleep(0.05)
         raise MiddockError("the edge's HAProxy did not start a new worker after a reload: see its log")
 

@@ -12,10 +12,12 @@ import ipaddress
 import json
 import re
 import socket
-from dataclasses import asdict, dataclass, field
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import MiddockError
-from ..state import apps
+from ..state import apps, records
 from ..state.apps import App, check_domain, write_atomic
 
 APP_PORTS = range(8000, 9000)  # the first free one is an app's public port
@@ -74,16 +76,7 @@ def record_path(app: App):
 def load(app: App) -> AppEdge:
     """The app's record, checked as it is read: a bad one is one error naming the file, never a
     line of a proxy's configuration."""
-    path = record_path(app)
-    try:
-        stored = json.loads(path.read_text())
-        if not isinstance(stored, dict):
-            raise ValueError("not a JSON object")
-        return AppEdge(**{k: v for k, v in stored.items() if k in AppEdge.__dataclass_fields__}).check()
-    except FileNotFoundError:
-        return AppEdge()
-    except (ValueError, TypeError, MiddockError) as error:
-        raise MiddockError(f"{path} is not a valid record: {error}; fix or remove it") from None
+    return records.load(record_path(app), AppEdge, AppEdge.check) or AppEdge()
 
 
 def set_endpoints(app: App, slot: str, endpoints: list[str]) -> None:
@@ -102,13 +95,6 @@ def app_port(app: App) -> int | None:
     return int(port) if port else None
 
 
-def owner(name: str, among: list[App]) -> App | None:
-    for app in among:
-        if name in load(app).domains:
-            return app
-    return None
-
-
 def bindable(port: int, address: str = "") -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -119,13 +105,120 @@ def bindable(port: int, address: str = "") -> bool:
     return True
 
 
-def taken_ports(among: list[App]) -> set[int]:
-    taken = set()
+@dataclass(frozen=True)
+class Contribution:
+    """What one app brings to the edge's shared configuration."""
+
+    app: App
+    record: AppEdge
+    port: int | None  # its public port, once it has one
+
+    @property
+    def served(self) -> bool:
+        """Whether the edge gives it a frontend (from its first switch)."""
+        return bool(self.record.serving and self.port)
+
+
+def contributions(among: list[App]) -> tuple[list[Contribution], dict[str, str]]:
+    """Each app's part of the edge, read and checked on its own; an app whose record or settings
+    are not valid is left out, with the one line naming the file, so it never stops the others."""
+    found, refused = [], {}
     for app in among:
-        taken |= load(app).ports
-        port = app_port(app)
-        if port:
-            taken.add(port)
+        try:
+            found.append(Contribution(app, load(app), app_port(app)))
+        except MiddockError as error:
+            refused[app.name] = str(error)
+    return found, refused
+
+
+def port_conflicts(
+    parts: list[Contribution],
+    reserved: dict[int, str],
+    held: dict[int, str],
+    free: Callable[[int], bool] = bindable,
+) -> dict[str, str]:
+    """The served apps whose public port HAProxy could not bind beside the others': one of the
+    edge's own (`reserved`: port -> what), one of the apps' containers' loopback ports, another
+    served app's, or a new one that is not `free` on this server. A port two apps claim stays
+    with the one the edge binds it for now (`held`: port -> app); when neither, it goes to
+    neither. Returns app -> the one line."""
+    containers = {port: part.app.name for part in parts for port in part.record.ports}
+    claims = defaultdict(list)
+    for part in parts:
+        if part.served:
+            claims[part.port].append(part)
+    refused = {}
+    for port, claimants in claims.items():
+        for part in claimants:
+            others = [p.app.name for p in claimants if p is not part]
+            if port in reserved:
+                why = f"is the edge's {reserved[port]}"
+            elif port in containers:
+                why = f"is a loopback port of {containers[port]}'s containers"
+            elif others and held.get(port) != part.app.name:
+                why = f"is {others[0]}'s too"
+            elif held.get(port) != part.app.name and not free(port):
+                why = "is in use on this server"
+            else:
+                continue
+            refused[part.app.name] = (
+                f"{part.app.name}'s port {port} ({part.app.settings_file}) {why}: "
+                f"choose another with: apps:set {part.app.name} port N"
+            )
+    return refused
+
+
+def edge_port_taken(parts: list[Contribution], settings: dict[int, str], held: dict[int, str]) -> str | None:
+    """Why the edge's own ports (`settings`: port -> setting) cannot be had, when one is a port
+    the edge binds now for an app that keeps it: the edge's new settings are then what is
+    refused, not the app."""
+    for part in parts:
+        if part.served and part.port in settings and held.get(part.port) == part.app.name:
+            setting = settings[part.port]
+            return (
+                f"the edge's {setting} {part.port} is {part.app.name}'s port: choose another with: edge:set {setting}=N"
+            )
+    return None
+
+
+def domain_conflicts(parts: list[Contribution], held: dict[str, str]) -> tuple[list[Contribution], dict[str, str]]:
+    """Each domain for one app only: one that two records list stays with the app the edge
+    serves it for now (`held`: name -> app), or with neither. Returns the contributions without
+    the domains they lose, and app -> the one line saying so."""
+    claims = defaultdict(set)
+    for part in parts:
+        for name in part.record.domains:
+            claims[name].add(part.app.name)
+    lost = {name: names - {held.get(name)} for name, names in claims.items() if len(names) > 1}
+    kept, refused = [], {}
+    for part in parts:
+        mine = [name for name in part.record.domains if part.app.name in lost.get(name, ())]
+        if mine:
+            other = min(claims[mine[0]] - {part.app.name})
+            refused[part.app.name] = (
+                f"{mine[0]} ({record_path(part.app)}) is a domain of {other} too: "
+                f"remove it with: domains:remove {part.app.name} {mine[0]}"
+            )
+            part = replace(part, record=replace(part.record, domains=[n for n in part.record.domains if n not in mine]))
+        kept.append(part)
+    return kept, refused
+
+
+def owner(name: str, among: list[App]) -> App | None:
+    """The app whose record lists the domain (a record that is not valid lists none)."""
+    for part in contributions(among)[0]:
+        if name in part.record.domains:
+            return part.app
+    return None
+
+
+def taken_ports(among: list[App]) -> set[int]:
+    """The ports the apps' records hold (a port a record not valid holds is only found in use)."""
+    taken = set()
+    for part in contributions(among)[0]:
+        taken |= part.record.ports
+        if part.port:
+            taken.add(part.port)
     return taken
 
 
