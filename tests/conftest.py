@@ -6,6 +6,7 @@ everything an app started is destroyed afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -340,8 +342,8 @@ class Postgres:
     def container_url(self) -> str:
         return f"postgresql://middock:{self.password}@host.docker.internal:{self.port}/postgres"
 
-    def query(self, sql: str) -> str:
-        """Run SQL with the host's psql (over the cluster's socket); unaligned output."""
+    def query(self, sql: str, database: str = "postgres") -> str:
+        """Run SQL with the host's psql (over the cluster's socket), as its superuser; unaligned output."""
         result = subprocess.run(
             [str(self.bindir / "psql"), "-X", "-qtA", "-v", "ON_ERROR_STOP=1", "-c", sql],
             env={
@@ -349,7 +351,7 @@ class Postgres:
                 "PGHOST": str(self.socket_dir),
                 "PGPORT": str(self.port),
                 "PGUSER": "middock",
-                "PGDATABASE": "postgres",
+                "PGDATABASE": database,
                 "PGPASSWORD": self.password,
             },
             capture_output=True,
@@ -368,15 +370,15 @@ def host_gateway(client: docker.DockerClient) -> str:
     return next(line.split()[0] for line in hosts.decode().splitlines() if line.endswith("host.docker.internal"))
 
 
-@pytest.fixture(scope="session")
-def postgres(docker_client: docker.DockerClient):
-    """A throwaway cluster (initdb as the postgres user, a free port), stopped at the end."""
+@contextlib.contextmanager
+def postgres_cluster(docker_client: docker.DockerClient, settings: list[str], hba: list[str]) -> Iterator[Postgres]:
+    """A throwaway cluster (initdb as the postgres user, a free port), with `settings` added to its
+    postgresql.conf and `hba` to its pg_hba.conf as an admin adds them; stopped at the end."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
         pytest.exit("these tests need PostgreSQL on the host (run scripts/test.sh)", returncode=3)
     bindir = found[-1].parent
     ensure_psql_image(docker_client)
-    bridge = host_gateway(docker_client)
     base = Path(tempfile.mkdtemp(prefix="middock-pg-"))
     shutil.chown(base, "postgres", "postgres")
     data, port = base / "data", free_port()
@@ -398,10 +400,11 @@ def postgres(docker_client: docker.DockerClient):
         ],
         **as_postgres,
     )
-    with open(data / "pg_hba.conf", "a") as hba:
-        for subnet in ("172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8"):
-            hba.write(f"host all all {subnet} scram-sha-256\n")
-    options = f"-c listen_addresses={bridge} -p {port} -k {base} -c fsync=off"
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.writelines(f"{line}\n" for line in settings)
+    with open(data / "pg_hba.conf", "a") as rules:
+        rules.writelines(f"{line}\n" for line in hba)
+    options = f"-p {port} -k {base} -c fsync=off"
     subprocess.run(
         [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"], **as_postgres
     )
@@ -410,3 +413,21 @@ def postgres(docker_client: docker.DockerClient):
     finally:
         subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], **as_postgres)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def app_addresses() -> dict:
+    """`middock networks --json`: the subnets app containers connect from, the host's address."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "middock_receiver", "networks", "--json"], capture_output=True, text=True, check=True
+    )
+    return json.loads(shown.stdout)
+
+
+@pytest.fixture(scope="session")
+def postgres(docker_client: docker.DockerClient):
+    """The tests' cluster: listening on the address containers reach as `host.docker.internal`,
+    letting in, with a password, whoever connects from middock's networks."""
+    settings = [f"listen_addresses = '{host_gateway(docker_client)}'"]
+    hba = [f"host all all {subnet} scram-sha-256" for subnet in app_addresses()["from"]]
+    with postgres_cluster(docker_client, settings, hba) as cluster:
+        yield cluster

@@ -94,3 +94,52 @@ def test_behind_the_edge_a_discarded_release_keeps_its_lines_and_a_bad_log_max_c
     assert len(errors) == 1 and "MIDDOCK_LOG_MAX must be" in errors[0] and "'lots'" in errors[0], output
     assert "Running docker/build" not in output  # refused before the build
     assert live(server, app)["number"] == 3 and http_get(server.app_port(app)) == "v3\n"
+
+
+def deploy_output(server, app: str, release: int) -> list[str]:
+    return server.middock("releases:output", app, str(release)).stdout.splitlines()
+
+
+def failure(shown: list[str]) -> int:
+    """Where the deploy output says the deploy failed its health gate."""
+    found = [i for i, line in enumerate(shown) if line.startswith(" !     Deploy failed: health check failed")]
+    assert len(found) == 1, shown
+    return found[0]
+
+
+def test_in_place_a_failed_deploys_containers_lines_are_shown_under_its_output(server, work, app):
+    work.write("compose.yaml", IN_PLACE)
+    work.write("middock.env", "VERSION=one\n")
+    push(work, "one")
+    unhealthy = IN_PLACE.replace(
+        "    init: true\n", '    init: true\n    healthcheck: {test: ["CMD", "false"], interval: 1s, retries: 1}\n', 1
+    )
+    work.write("compose.yaml", unhealthy)
+    work.write("middock.env", "VERSION=two\nMIDDOCK_HEALTH_TIMEOUT=4\n")
+    push(work, "two", succeeds=False)
+
+    shown = deploy_output(server, app, 2)
+    failed = failure(shown)
+    assert "-----> Rolling back to release 1" in shown[:failed], shown
+    web = shown.index("-----> Container web: its last lines")
+    assert failed < web and shown[web + 1] == "       web of two", shown
+    assert "       chatty of two" in shown[failed:], shown  # its healthy neighbour went with it
+    assert not [line for line in deploy_output(server, app, 1) if "-----> Container" in line]  # succeeded
+    assert server.middock("logs", app, "-n", "1", "--service", "web").stdout.endswith(" web: web of one\n")
+
+
+def test_behind_the_edge_a_failed_deploys_crashing_container_says_why_under_its_output(server, work, app):
+    server.start_edge()
+    crashing = BEHIND_THE_EDGE.replace(
+        "echo worker of $$VERSION; exec sleep 1000000", "echo worker of $$VERSION: no queue at QUEUE_URL; exit 3"
+    )
+    write_web_app(work, "v1", crashing, settings="MIDDOCK_HEALTH_TIMEOUT=4\n")
+    output = push(work, "v1", succeeds=False)
+    assert "worker of v1" not in output  # the pusher sees why in one line; the details are kept
+
+    shown = deploy_output(server, app, 1)
+    failed = failure(shown)
+    assert "keeps restarting (exit code 3)" in shown[failed], shown
+    worker = shown.index("-----> Container worker: its last lines")
+    assert failed < worker and shown[worker + 1] == "       worker of v1: no queue at QUEUE_URL", shown
+    assert shown == server.middock("logs", app, "--release", "1").stdout.splitlines()

@@ -8,16 +8,19 @@ import sys
 from dataclasses import asdict
 
 from ..edge.control import Edge
-from ..errors import MiddockError
+from ..errors import MiddockError, quoted
 from ..follow import submit
 from ..hook import pusher
 from ..output import Output
+from ..pipeline import kept_logs
 from ..server import account
 from ..state import apps, config, lock, previews, processes, releases
 from ..state.apps import App
 from ..state.lock import DeployLock, Request
 from .commands import argument, command, emit_json, when
 from .cron import jobs_table
+
+SHOWN_LINES = 100  # of each container, under a failed deploy's output (`logs` has them all)
 
 
 def settled(app: App) -> App:
@@ -59,7 +62,9 @@ def resolve_ref(app: App, ref: str | None) -> tuple[str, str]:
     from dulwich.repo import Repo
 
     repo = Repo(str(app.repo))
-    name = ref or apps.read_settings(app)["branch"]
+    name = apps.read_settings(app)["branch"] if ref is None else ref
+    if not (name.isprintable() and 0 < len(name) <= apps.BRANCH_MAX):  # UTF-8, one line, a file name's length
+        raise MiddockError(f"{quoted(name)} is not a branch, tag or commit of {app.name}")
     for candidate in (f"refs/heads/{name}", f"refs/tags/{name}", name):
         if candidate.encode() in repo.refs:
             return parse_commit(repo, candidate.encode()).id.decode(), candidate
@@ -212,6 +217,7 @@ def cmd_releases_output(args: argparse.Namespace) -> int:
 
 
 def print_output(app: App, number: int | None) -> int:
+    """The deploy's output; under a failed deploy's, the last lines of its containers."""
     number = number or (releases.numbers(app) or [None])[-1]
     if number is None:
         raise MiddockError(f"{app.name} has no releases yet")
@@ -219,7 +225,22 @@ def print_output(app: App, number: int | None) -> int:
     if not path.exists():
         raise MiddockError(f"{app.name} has no output stored for release {number}")
     sys.stdout.buffer.write(path.read_bytes())
+    release = releases.load(app, number)
+    if release is not None and release.result == releases.FAILED:
+        print_last_lines(app, number)
     return 0
+
+
+def print_last_lines(app: App, number: int) -> None:
+    """Each container's last SHOWN_LINES lines (kept_logs.py), under a heading of its own."""
+    by_container: dict[str, list[bytes]] = {}
+    for line in kept_logs.release_lines(app, number, None, None):
+        by_container.setdefault(line.label, []).append(line.text)
+    for label, lines in by_container.items():
+        shown = lines[-SHOWN_LINES:]
+        which = "its last lines" if len(shown) == len(lines) else f"its last {len(shown)} of {len(lines)} lines"
+        sys.stdout.buffer.write(f"-----> Container {label}: {which}\n".encode())
+        sys.stdout.buffer.writelines(b"       " + text + b"\n" for text in shown)
 
 
 @command("config", "the app's config vars", json=True)

@@ -3,12 +3,13 @@ reaches back across deploys.
 
 Docker forgets a container's output with the container, and a release's containers go after a
 switch and drain (behind the edge: with the next deploy, or a prune, since they are kept
-stopped until then), when `docker compose up` replaces them in place, or when an app moves
-between in place and the edge. Just before, their last lines (up to KEPT_LINES a container,
-with Docker's timestamps) are written to `~/.middock/APP/logs/RELEASE/SERVICE-N.log`, outside
-the release's folder so that they outlive its pruning; the logs of the last KEPT_RELEASES
-releases are kept. Keeping them is a courtesy to whoever reads them later: whatever goes wrong
-with it, the deploy goes on, with a warning.
+stopped until then), when `docker compose up` replaces them in place, when an app moves
+between in place and the edge, or when the release fails its deploy (there, its lines say why:
+`releases:output` shows them under the deploy's own). Just before, their last lines (up to
+KEPT_LINES a container, with Docker's timestamps) are written to
+`~/.middock/APP/logs/RELEASE/SERVICE-N.log`, outside the release's folder so that they outlive
+its pruning; the logs of the last KEPT_RELEASES releases are kept. Keeping them is a courtesy
+to whoever reads them later: whatever goes wrong with it, the deploy goes on, with a warning.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ class LogLine:
     def stamp(self) -> bytes:
         return self.raw.split(b" ", 1)[0]
 
+    @property
+    def text(self) -> bytes:
+        """The line as the container printed it (its timestamp aside)."""
+        return self.raw.partition(b" ")[2]
+
 
 def split_lines(raw: bytes) -> list[bytes]:
     """Docker's lines: one per `\\n` (a `\\r` inside a line, a progress bar's, stays in it)."""
@@ -74,7 +80,7 @@ def kept_releases(app: App) -> list[int]:
     """The releases whose lines are kept, oldest first."""
     if not folder(app).is_dir():
         return []
-    return sorted(int(path.name) for path in folder(app).iterdir() if path.name.isdigit())
+    return sorted(int(path.name) for path in folder(app).iterdir() if path.name.isascii() and path.name.isdigit())
 
 
 def member(path: Path) -> tuple[str, str]:
@@ -178,17 +184,17 @@ def keep(client: docker.DockerClient, app: App, release: int, project: str, warn
 
 
 @contextlib.contextmanager
-def kept_when_replaced(client: docker.DockerClient, app: App, previous: Release | None, warn: Warn) -> Iterator[None]:
-    """Around a `docker compose up` in place: keep the last lines of the previous release's
-    containers that it replaces (read just before; those it leaves running keep theirs)."""
+def kept_when_replaced(client: docker.DockerClient, app: App, release: Release | None, warn: Warn) -> Iterator[None]:
+    """Around a `docker compose up` or `down` in place: keep the last lines of `release`'s
+    containers that it removes (read just before; those it leaves running keep theirs)."""
     before: dict[str, tuple[str, bytes]] = {}
-    if previous is not None:
-        with courtesy(previous.number, warn):
+    if release is not None:
+        with courtesy(release.number, warn):
             before = of_containers(project_containers(client, app.name))
     try:
         yield
     finally:
-        if previous is not None and before:
-            with courtesy(previous.number, warn):
+        if release is not None and before:
+            with courtesy(release.number, warn):
                 remaining = {container.id for container in project_containers(client, app.name)}
-                save(app, previous.number, dict(kept for id_, kept in before.items() if id_ not in remaining))
+                save(app, release.number, dict(kept for id_, kept in before.items() if id_ not in remaining))

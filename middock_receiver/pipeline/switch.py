@@ -259,16 +259,20 @@ class Beside:
         self.remove_old()
 
     def remove_old(self) -> None:
-        """Remove the old release's containers (its tasks, on the Swarm), keeping their last lines."""
         assert self.previous is not None and self.old is not None
-        on_swarm = isinstance(self.old, SwarmPlace)
-        kept_logs.keep(self.client, self.app, self.previous.number, self.old.name, self.out.warn, on_swarm)
-        self.old.remove()
+        self.remove(self.old, self.previous)
+
+    def remove(self, place: ComposePlace | SwarmPlace, release: Release) -> None:
+        """Remove a release's containers (its tasks, on the Swarm), keeping their last lines."""
+        on_swarm = isinstance(place, SwarmPlace)
+        kept_logs.keep(self.client, self.app, release.number, place.name, self.out.warn, on_swarm)
+        place.remove()
 
     def abandon(self) -> None:
-        """After a failed gate: remove the new release's containers, restart what we stopped."""
+        """After a failed gate: remove the new release's containers (their last lines kept: they
+        say why it failed), restart what we stopped."""
         self.out.step(f"Removing release {self.release.number}'s containers")
-        self.new.remove()
+        self.remove(self.new, self.release)
         if self.replaced_in_place and self.old:
             self.out.step(f"Starting release {self.previous.number} again")  # type: ignore[union-attr]
             self.old.start([])
