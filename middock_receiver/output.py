@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import one_line
+
 MASK = "*****"
 MIN_MASKED_LENGTH = 4
 
@@ -64,10 +66,10 @@ class Output:
             self.write(f"       {line}\n")
 
     def warn(self, message: str) -> None:
-        self.write(f" !     Warning: {message}\n")
+        self.write(f" !     Warning: {one_line(message)}\n")
 
     def error(self, message: str) -> None:
-        self.write(f" !     {message}\n")
+        self.write(f" !     {one_line(message)}\n")
 
     def close(self) -> None:
         for f in self.files:

@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from ..errors import MiddockError, one_line, quoted
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -52,8 +54,19 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f" !     {self.prog}: {message}\n")
+        sys.stderr.write(f" !     {one_line(f'{self.prog}: {message}')}\n")
         sys.exit(2)
+
+
+def text_words(words: Sequence[str]) -> list[str]:
+    """The command's words, each UTF-8 text: bytes that are not (which Python keeps as surrogate
+    escapes) are refused here, once for every command, before any name or value is used."""
+    for word in words:
+        try:
+            word.encode()
+        except UnicodeEncodeError:
+            raise MiddockError(f"{quoted(word)} is not UTF-8 text: names and values given to middock must be") from None
+    return list(words)
 
 
 def parser() -> argparse.ArgumentParser:

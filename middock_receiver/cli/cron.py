@@ -70,7 +70,7 @@ def cmd_cron_run(args: argparse.Namespace) -> int:
 @argument("name", nargs="?")
 def cmd_cron_runs(args: argparse.Namespace) -> int:
     app = App.named(args.app).require()
-    names = [known_job(app, args.name)] if args.name else runs.jobs_with_runs(app)
+    names = runs.jobs_with_runs(app) if args.name is None else [known_job(app, args.name)]
     found = [run for name in names for run in runs.history(app, name)]
     rows = [asdict(run) | {"duration": run.duration} for run in sorted(found, key=lambda run: run.started)]
     if args.json:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import pwd
 import sys
+from dataclasses import asdict
 
 from .. import daemons
 from ..edge import caddy, routes
 from ..edge.control import Edge
-from ..edge.settings import write_settings
+from ..edge.settings import parse_assignments, write_settings
 from ..errors import MiddockError
 from ..server import account, privileges
 from ..state import apps, releases
@@ -91,6 +92,7 @@ def cmd_edge_stop(args: argparse.Namespace) -> int:
 @command("edge:set", "http-port, https-port, acme-email, acme-ca, acme-ca-root, tls", app=False, privileges="own")
 @argument("assignments", nargs="+", metavar="KEY=VALUE")
 def cmd_edge_set(args: argparse.Namespace) -> int:
+    changes = parse_assignments(args.assignments)  # before anything is made (the edge's folder, its lock)
     user = privileges.target(args.user)
     if privileges.dropping(user) and not daemons.uses_systemd(daemons.Owner.of(user)):
         privileges.rerun_as(user, bind_low_ports=True)  # it may start Caddy again (new TLS settings)
@@ -98,11 +100,11 @@ def cmd_edge_set(args: argparse.Namespace) -> int:
     edge = edge_of(user)
     with edge.paths.locked():
         before = edge.settings
-        settings = write_settings(edge.paths, args.assignments)
+        settings = write_settings(edge.paths, changes)
         try:
             edge.apply()
         except MiddockError:  # a proxy refused them (a port in use, say): the edge stays as it was
-            write_settings(edge.paths, [f"{key}={value}" for key, value in before.as_dict().items()])
+            write_settings(edge.paths, asdict(before))
             edge.apply()
             raise
     for key, value in settings.as_dict().items():
@@ -152,13 +154,13 @@ def cmd_domains_add(args: argparse.Namespace) -> int:
 @argument("names", nargs="+", metavar="NAME")
 def cmd_domains_remove(args: argparse.Namespace) -> int:
     app = App.named(args.app).require()
+    removed = {routes.check_domain(name.lower().rstrip(".")) for name in args.names}  # before the edge's lock is made
     edge = Edge(app.home)
     with edge.paths.locked():
         record = routes.load(app)
-        for name in args.names:
-            if name.lower().rstrip(".") not in record.domains:
+        for name in sorted(removed):
+            if name not in record.domains:
                 raise MiddockError(f"{name} is not a domain of {app.name}")
-        removed = {name.lower().rstrip(".") for name in args.names}
         record.domains = [name for name in record.domains if name not in removed]
         routes.save(app, record)
         edge.apply(app)

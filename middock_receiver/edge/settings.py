@@ -44,7 +44,7 @@ class EdgeSettings:
 def parse_setting(key: str, value: str) -> tuple[str, str | int]:
     """Validate one `edge:set KEY=VALUE`; returns the field name and its typed value."""
     if key in ("http-port", "https-port"):
-        if not value.isdigit() or not 0 < int(value) < 65536:
+        if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
             raise MiddockError(f"{key} must be a port number (1-65535), not {value!r}")
         return key.replace("-", "_"), int(value)
     if key == "acme-email":
@@ -194,15 +194,21 @@ def read_settings(paths: EdgePaths) -> EdgeSettings:
     return settings
 
 
-def write_settings(paths: EdgePaths, assignments: list[str]) -> EdgeSettings:
-    values = asdict(read_settings(paths))
+def parse_assignments(assignments: list[str]) -> dict[str, str | int]:
+    """`edge:set KEY=VALUE…` -> the fields to change and their typed values, each checked."""
+    changes = {}
     for assignment in assignments:
         key, sep, value = assignment.partition("=")
         if not sep:
             raise MiddockError(f"expected KEY=VALUE, got {assignment!r}")
         field, typed = parse_setting(key, value)
-        values[field] = typed
-    settings = EdgeSettings(**values)
+        changes[field] = typed
+    return changes
+
+
+def write_settings(paths: EdgePaths, changes: dict[str, str | int]) -> EdgeSettings:
+    """The settings with these fields changed (parse_assignments), saved."""
+    settings = EdgeSettings(**(asdict(read_settings(paths)) | changes))
     if settings.http_port == settings.https_port:
         raise MiddockError("http-port and https-port must differ")
     paths.root.mkdir(parents=True, exist_ok=True)

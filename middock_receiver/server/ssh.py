@@ -14,8 +14,9 @@ import sys
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
-from ..errors import MiddockError
+from ..errors import MiddockError, quoted
 from ..state.apps import APP_NAME, App, middock_home
+from . import keys
 
 GIT_PROGRAMS = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
 LOCAL_ONLY = frozenset(
@@ -38,7 +39,7 @@ def repo_app(path: str, home: Path) -> str:
             break
     name = name.removesuffix("/").removesuffix(".git")
     if not APP_NAME.match(name):
-        raise MiddockError(f"refused: {path!r} is not an app's repository (use APP.git)")
+        raise MiddockError(f"refused: {quoted(path)} is not an app's repository (use APP.git)")
     return name
 
 
@@ -68,12 +69,12 @@ def route(request: str | None, home: Path, commands: Collection[str]) -> list[st
         raise MiddockError(f"refused: {program} runs only on the server itself")
     if program in commands:
         return words
-    raise MiddockError(f"refused: {program!r} is not a middock command; run: ssh USER@HOST help")
+    raise MiddockError(f"refused: {quoted(program)} is not a middock command; run: ssh USER@HOST help")
 
 
 def serve(key: str, commands: Collection[str], run: Callable[[Sequence[str]], int]) -> int:
     """Serve one SSH session of key `key`: it is recorded as the pusher of what this session deploys."""
-    os.environ["MIDDOCK_PUSHER"] = key
+    os.environ["MIDDOCK_PUSHER"] = keys.check_name(key)
     argv = route(os.environ.get("SSH_ORIGINAL_COMMAND"), middock_home(), commands)
     if argv[0] == "git":
         sys.stdout.flush()
