@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from middock_receiver import daemons
 from middock_receiver.edge import caddy, haproxy, proxies, routes
 from middock_receiver.edge.settings import EdgePaths, EdgeSettings, parse_setting
 from middock_receiver.errors import MiddockError
 from middock_receiver.runtime import networks, overrides, side_by_side
 from middock_receiver.runtime.side_by_side import Web
+from middock_receiver.server import daemons
 
 RESOLVED = {
     "name": "shop",

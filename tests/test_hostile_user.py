@@ -202,7 +202,7 @@ def test_an_app_cannot_change_the_programs_middock_runs(server, work, app, tmp_p
     for path in (release / "compose.json", release / "env", release / "checkout" / ".env"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     hook = (server.repo_path(app) / "hooks" / "post-receive").read_text()
-    assert '"$MIDDOCK_PYTHON" -I -m middock_receiver.hook' in hook
+    assert '"$MIDDOCK_PYTHON" -I -m middock_receiver.push.hook' in hook
 
 
 def test_root_pushing_into_the_users_repository_deploys_as_the_user(deploy, tmp_path):

@@ -20,9 +20,10 @@ from ssh_server import as_user, remove_user, unique_user, world_readable_dir
 from test_hostile_user import one_line
 from test_install import owned_by_root
 
-from middock_receiver import flock, machine
+from middock_receiver import flock
 from middock_receiver.errors import MiddockError
 from middock_receiver.runtime import networks
+from middock_receiver.server import machine
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # one every account may run (the suite's own may be in root's home)
 HOLD = "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
@@ -163,7 +164,7 @@ def test_the_network_lock_is_in_roots_folder_and_no_other_account_can_open_it(ac
     assert account.run("touch", str(machine.RUN / "squatted")).returncode != 0
     opened = account.python("open(sys.argv[1])", str(path))
     assert "PermissionError" in opened.stderr, opened.stderr
-    taken = account.python("from middock_receiver import machine\nmachine.lock('networks.lock')")
+    taken = account.python("from middock_receiver.server import machine\nmachine.lock('networks.lock')")
     one_line(taken, "only root and the group middock may take this lock")
 
 
@@ -175,7 +176,7 @@ def test_no_other_account_can_make_the_lock_first_where_middock_will_use_it(acco
         run = base / "middock"
         code = """
             from pathlib import Path
-            from middock_receiver import machine
+            from middock_receiver.server import machine
             machine.lock("networks.lock", Path(sys.argv[1]))
             """
         one_line(account.python(code, str(run)), f"{run} is missing: run install.sh as root to make it")
@@ -209,7 +210,8 @@ def test_a_deploy_user_takes_the_lock_and_waits_a_bounded_time(account, holder):
         lock = machine.lock("networks.lock", run)
         code = """
             from pathlib import Path
-            from middock_receiver import flock, machine
+            from middock_receiver import flock
+            from middock_receiver.server import machine
             with flock.held(machine.lock("networks.lock", Path(sys.argv[1])), timeout=0.3) as taken:
                 print(taken)
             """

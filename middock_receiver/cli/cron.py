@@ -61,7 +61,7 @@ def cmd_cron(args: argparse.Namespace) -> int:
 @argument("name")
 @argument("--scheduled", action="store_true", help=argparse.SUPPRESS)  # the crontab's lines
 def cmd_cron_run(args: argparse.Namespace) -> int:
-    from ..cron import run
+    from ..operate.job_run import run
 
     return run(App.named(args.app).require(), args.name, args.scheduled)
 

@@ -7,12 +7,11 @@ import pwd
 import sys
 from dataclasses import asdict
 
-from .. import daemons
 from ..edge import caddy, routes
 from ..edge.control import Edge
 from ..edge.settings import parse_assignments, write_settings
 from ..errors import MiddockError
-from ..server import account, privileges
+from ..server import account, daemons, privileges
 from ..state import apps, releases
 from ..state.apps import App
 from .commands import argument, command, emit_json

@@ -9,10 +9,10 @@ from dataclasses import asdict
 
 from ..edge.control import Edge
 from ..errors import MiddockError, quoted
-from ..follow import submit
-from ..hook import pusher
 from ..output import Output
 from ..pipeline import kept_logs
+from ..push.follow import submit
+from ..push.hook import pusher
 from ..server import account
 from ..state import apps, config, lock, previews, processes, releases
 from ..state.apps import App
@@ -304,6 +304,6 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 @argument("service")
 @argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..oneoff import run
+    from ..operate.oneoff import run
 
     return run(App.named(args.app).require(), args.service, args.cmd)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import running
 from ..errors import MiddockError
+from ..operate import running
 from ..pipeline import stacks
 from ..runtime import overrides, side_by_side
 from ..state import processes, releases

@@ -8,11 +8,11 @@ import os
 import re
 from pathlib import Path
 
-from .. import daemons, process
+from .. import process
 from ..errors import MiddockError, quoted
 from ..runtime import registry, swarm
 from ..runtime.engine import docker_client
-from ..server import privileges
+from ..server import daemons, privileges
 from ..state import cluster
 from ..state.apps import write_atomic
 from .commands import argument, command, emit_json

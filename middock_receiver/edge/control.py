@@ -26,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import daemons, process
+from .. import process
 from ..errors import MiddockError
+from ..server import daemons
 from ..state import apps
 from ..state.apps import App
 from . import caddy, haproxy, maintenance, proxies, routes

@@ -1,5 +1,5 @@
 """The edge's two proxies, HAProxy and Caddy from the distribution's packages, as programs
-middock keeps running (daemons.py): their command lines and environment.
+middock keeps running (server/daemons.py): their command lines and environment.
 
 Either way they run (systemd units or background processes of the deploy user), they read the
 configuration middock rendered from its records, and their admin interfaces are unix sockets
@@ -8,7 +8,7 @@ only the deploy user can open.
 
 from __future__ import annotations
 
-from ..daemons import Daemon, Owner
+from ..server.daemons import Daemon, Owner
 from .settings import EdgePaths
 
 PROXIES = ("haproxy", "caddy")

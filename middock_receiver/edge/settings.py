@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import flock, machine
+from .. import flock
 from ..errors import MiddockError
+from ..server import machine
 from ..state.apps import middock_home, write_atomic
 
 SOCKET_PATH_MAX = 90  # sun_path holds 108 bytes, and HAProxy binds to "PATH.PID.tmp" first

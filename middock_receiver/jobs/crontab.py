@@ -3,7 +3,7 @@ for each app of each middock home, rewritten whole when the app's jobs change; e
 middock did not write is kept byte for byte.
 
 A line calls `middock cron:run APP NAME --scheduled` with the home it was written from; the run
-itself (never twice at once, its record) is `cron.py`'s.
+itself (never twice at once, its record) is `operate/job_run.py`'s.
 """
 
 from __future__ import annotations

@@ -17,18 +17,18 @@ import sys
 import docker
 import docker.errors
 
-from . import process
-from .errors import MiddockError
-from .jobs import cronfile, runs
-from .jobs.cronfile import Job
-from .notify import announce as notify
-from .output import Output, open_appending
-from .pipeline import build, publish, stacks
-from .runtime import compose, swarm
-from .runtime.engine import docker_client
-from .runtime.plan import without_git
-from .state import config, releases
-from .state.apps import App
+from .. import process
+from ..errors import MiddockError
+from ..jobs import cronfile, runs
+from ..jobs.cronfile import Job
+from ..notify import announce as notify
+from ..output import Output, open_appending
+from ..pipeline import build, publish, stacks
+from ..runtime import compose, swarm
+from ..runtime.engine import docker_client
+from ..runtime.plan import without_git
+from ..state import config, releases
+from ..state.apps import App
 
 DEFAULT_TIMEOUT = 24 * 3600.0
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import sys
 
-from . import process
-from .errors import MiddockError
-from .pipeline import publish, stacks
-from .runtime import compose, swarm
-from .runtime.engine import docker_client
-from .runtime.plan import without_git
-from .state import releases
-from .state.apps import App
+from .. import process
+from ..errors import MiddockError
+from ..pipeline import publish, stacks
+from ..runtime import compose, swarm
+from ..runtime.engine import docker_client
+from ..runtime.plan import without_git
+from ..state import releases
+from ..state.apps import App
 
 
 def run(app: App, service: str, command: list[str]) -> int:

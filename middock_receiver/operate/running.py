@@ -17,16 +17,16 @@ from typing import BinaryIO
 
 import docker
 
-from . import process
-from .edge.control import Edge
-from .errors import MiddockError
-from .pipeline import health, kept_logs, stacks
-from .runtime import compose, swarm
-from .runtime.engine import docker_client
-from .runtime.plan import without_git
-from .state import processes, releases
-from .state.apps import App
-from .state.releases import Release
+from .. import process
+from ..edge.control import Edge
+from ..errors import MiddockError
+from ..pipeline import health, kept_logs, stacks
+from ..runtime import compose, swarm
+from ..runtime.engine import docker_client
+from ..runtime.plan import without_git
+from ..state import processes, releases
+from ..state.apps import App
+from ..state.releases import Release
 
 FOLLOW_POLL = 0.5
 

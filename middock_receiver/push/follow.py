@@ -17,8 +17,8 @@ import traceback
 from pathlib import Path
 from typing import BinaryIO
 
-from .state.apps import App
-from .state.lock import Request, check_not_held, enqueue, request_path
+from ..state.apps import App
+from ..state.lock import Request, check_not_held, enqueue, request_path
 
 FOLLOW_INTERVAL = 0.02
 ERROR_PREFIX = b" !     "

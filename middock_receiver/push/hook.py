@@ -8,16 +8,16 @@ import pwd
 import sys
 from pathlib import Path
 
-from .errors import MiddockError, os_error_line
+from ..errors import MiddockError, os_error_line
+from ..output import Output
+from ..pipeline import gate
+from ..pipeline.refs import RefUpdate, parse_updates, verdict
+from ..previews import create, destroy
+from ..server import privileges
+from ..state.apps import App, read_settings
+from ..state.lock import Request
+from ..state.previews import find as find_preview
 from .follow import submit
-from .output import Output
-from .pipeline import gate
-from .pipeline.refs import RefUpdate, parse_updates, verdict
-from .previews import create, destroy
-from .server import privileges
-from .state.apps import App, read_settings
-from .state.lock import Request
-from .state.previews import find as find_preview
 
 
 def pusher() -> str:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from .errors import MiddockError, os_error_line
-from .notify import announce as notify
-from .output import Output
-from .pipeline import gate
-from .pipeline.deploy import Deploy
-from .state import config
-from .state.apps import App, middock_home
-from .state.lock import (
+from ..errors import MiddockError, os_error_line
+from ..notify import announce as notify
+from ..output import Output
+from ..pipeline import gate
+from ..pipeline.deploy import Deploy
+from ..state import config
+from ..state.apps import App, middock_home
+from ..state.lock import (
     DeployLock,
     Holder,
     Request,
@@ -28,7 +28,7 @@ from .state.lock import (
     newer_request,
     request_path,
 )
-from .state.releases import Release
+from ..state.releases import Release
 
 
 def work(app: App, request: Request, out: Output, on_started: Callable[[Release], None] = lambda _: None) -> int:

@@ -21,8 +21,9 @@ import docker
 import docker.errors
 import docker.types
 
-from .. import flock, machine
+from .. import flock
 from ..errors import MiddockError
+from ..server import machine
 
 PROJECT_LABEL = "com.docker.compose.project"
 NETWORK_LABEL = "com.docker.compose.network"

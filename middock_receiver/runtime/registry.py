@@ -31,8 +31,8 @@ import docker
 import docker.errors
 
 from .. import flock, process
-from ..daemons import Daemon
 from ..errors import MiddockError
+from ..server.daemons import Daemon
 from ..state import records
 
 PROGRAM = "/usr/bin/docker-registry"

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import process
-from .errors import MiddockError
+from .. import process
+from ..errors import MiddockError
 
 UNIT_DIR = Path("/etc/systemd/system")
 START_TIMEOUT = 15.0

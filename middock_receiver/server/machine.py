@@ -19,7 +19,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import MiddockError
+from ..errors import MiddockError
 
 RUN = Path("/run/middock")
 GROUP = "middock"

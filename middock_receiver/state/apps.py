@@ -294,7 +294,7 @@ def hook_source(name: str) -> Path:
 def install_hooks(app: App, python: str) -> None:
     """Put both hooks into the bare repo, pointed at this interpreter so they work from a minimal
     environment: pre-receive checks a push before git takes it (and deploys it in gate mode),
-    post-receive deploys it after (see hook.py)."""
+    post-receive deploys it after (see push/hook.py)."""
     hooks = app.repo / "hooks"
     hooks.mkdir(exist_ok=True)
     for name in HOOKS:
