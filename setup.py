@@ -1,8 +1,15 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+# middock's one version, read as text: importing the package would need its dependencies first.
+VERSION = re.search(r'^__version__ = "(.+)"$', (HERE / "middock_receiver" / "__init__.py").read_text(), re.M)[1]
 
 setup(
     name="middock",
-    version="0.1.0",
+    version=VERSION,
     description="git push to deploy a docker compose stack on your own server",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",

@@ -129,6 +129,7 @@ TABLE: dict[str, list[tuple[str, ...]]] = {
         ("--certs-dir", "{H}"),
     ],
     "unlock": [("{H}",)],
+    "version": [("{H}",)],
 }
 ROOTS_OWN = frozenset({"keys:add", "keys:list", "keys:remove", "refresh"})  # run in the throwaway user's home
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import MiddockError, one_line, quoted
+from .version import ShowVersion
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -71,6 +72,7 @@ def text_words(words: Sequence[str]) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     top = Parser(prog="middock", description="git push to deploy a docker compose stack")
+    top.add_argument("--version", action=ShowVersion)
     sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)

@@ -1,5 +1,6 @@
-"""`help`: the commands and what each does, the same locally and over SSH (where the commands
-that run only on the server are left out); `help COMMAND` is that command's `--help`."""
+"""What middock says about itself: `help`, the commands and what each does, the same locally
+and over SSH (where the commands that run only on the server are left out; `help COMMAND` is
+that command's `--help`), and `version`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 from ..errors import MiddockError
 from ..server.ssh import LOCAL_ONLY
 from .commands import COMMANDS, argument, command, parser
+from .version import version_line
 
 HIDDEN = frozenset({"help", "ssh-serve"})
 
@@ -35,4 +37,10 @@ def cmd_help(args: argparse.Namespace) -> int:
     if args.word not in COMMANDS or args.word in HIDDEN or (args.over_ssh and args.word in LOCAL_ONLY):
         raise MiddockError(f"no command {args.word!r}; `help` lists them")
     parser().parse_args([args.word, "--help"])  # prints the command's options and exits 0
+    return 0
+
+
+@command("version", "which middock this is (over SSH: the server's)", app=False, privileges="none")
+def cmd_version(args: argparse.Namespace) -> int:
+    print(version_line())
     return 0

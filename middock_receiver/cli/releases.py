@@ -19,6 +19,7 @@ from ..state.apps import App
 from ..state.lock import DeployLock, Request
 from .commands import argument, command, emit_json, when
 from .cron import jobs_table
+from .version import version
 
 SHOWN_LINES = 100  # of each container, under a failed deploy's output (`logs` has them all)
 
@@ -176,6 +177,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "not_owned": account.not_owned(app.home, [app.name]),
         "preview_of": app.parent,
         "previews": sorted(preview.name for preview in previews.of_parent(app)),
+        "version": version(),  # middock's, on the server that answers
     }
     if args.json:
         return emit_json(data)
@@ -207,6 +209,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for job in data["jobs"]:
         upcoming = "suspended" if job["suspended"] else f"next {job['next_run']}"
         print(f"Job:          {job['name']:<16} {job['schedule']:<16} {upcoming}")
+    print(f"middock {data['version']} on this server")
     return 0
 
 
