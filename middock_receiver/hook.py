@@ -1,5 +1,5 @@
-"""The old name of the git hooks' entry point, forwarded to push/hook.py; kept through the 0.2
-releases, removed in 0.3.0.
+"""The old name of the git hooks' entry point, forwarded to push/hook.py: kept through the 0.3
+releases (the first with push/), removed in 0.4.0.
 
 Every app's repository runs its hooks by module name (`python -I -m middock_receiver.hook
 post-receive`). New repositories' hooks name `middock_receiver.push.hook` (hooks/), and

@@ -17,7 +17,6 @@ import pytest
 
 from middock_receiver import __version__
 from middock_receiver.cli import main
-from middock_receiver.cli.version import checkout_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = re.compile(r"## (?P<version>\d+\.\d+\.\d+) — (?P<date>\d{4}-\d\d-\d\d) \(commit (?P<commit>[0-9a-f]{7,40})\)")
@@ -35,13 +34,6 @@ def git(*args: str) -> subprocess.CompletedProcess:
 
 def in_git_checkout() -> bool:
     return git("rev-parse", "--is-inside-work-tree").stdout.strip() == "true"
-
-
-def expected_version() -> str:
-    """The package's version; a development one from a git checkout names the commit checked out."""
-    if ".dev" in __version__ and in_git_checkout():
-        return f"{__version__}+g{git('rev-parse', 'HEAD').stdout.strip()[:7]}"
-    return __version__
 
 
 def released() -> list[tuple[str, str, str]]:
@@ -63,7 +55,7 @@ def test_the_version_is_a_release_or_the_next_ones_dev_version():
 @pytest.mark.parametrize("words", [("--version",), ("version",)])
 def test_version_commands_print_the_package_version(words):
     result = middock(*words)
-    assert (result.returncode, result.stdout, result.stderr) == (0, f"middock {expected_version()}\n", "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"middock {__version__}\n", "")
 
 
 def test_version_over_ssh_through_the_forced_command(tmp_path):
@@ -71,28 +63,8 @@ def test_version_over_ssh_through_the_forced_command(tmp_path):
     SSH_ORIGINAL_COMMAND; it answers with the server's version and touches nothing."""
     env = {"PATH": "/usr/bin:/bin", "MIDDOCK_HOME": str(tmp_path), "SSH_ORIGINAL_COMMAND": "version"}
     result = middock("ssh-serve", "--key", "tester", env=env)
-    assert (result.returncode, result.stdout, result.stderr) == (0, f"middock {expected_version()}\n", "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"middock {__version__}\n", "")
     assert list(tmp_path.iterdir()) == []
-
-
-def test_the_commit_is_read_from_a_worktree_and_packed_refs(tmp_path):
-    """A checkout whose `.git` is a worktree's file, its branch only in packed-refs; a detached HEAD."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    shared = tmp_path / "main" / ".git"
-    own = shared / "worktrees" / "wt"
-    own.mkdir(parents=True)
-    (shared / "packed-refs").write_text(f"# pack-refs with: peeled\n{commit} refs/heads/wt\n")
-    (own / "commondir").write_text("../..\n")
-    (own / "HEAD").write_text("ref: refs/heads/wt\n")
-    source = tmp_path / "wt"
-    source.mkdir()
-    (source / "setup.py").write_text("")
-    (source / ".git").write_text(f"gitdir: {own}\n")
-    assert checkout_commit(source) == commit
-    (own / "HEAD").write_text(commit.replace("0", "f") + "\n")
-    assert checkout_commit(source) == commit.replace("0", "f")
-    (source / "setup.py").unlink()  # not middock's checkout (an installed package's folder): no commit
-    assert checkout_commit(source) is None
 
 
 def test_setup_py_installs_the_package_version():
@@ -115,9 +87,9 @@ def test_status_json_and_its_last_line_name_the_version(tmp_path, monkeypatch, c
     monkeypatch.setenv("MIDDOCK_HOME", str(tmp_path))
     monkeypatch.setattr("middock_receiver.pipeline.deploy.service_status", lambda app: [])
     assert main(["status", "web", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["version"] == expected_version()
+    assert json.loads(capsys.readouterr().out)["version"] == __version__
     assert main(["status", "web"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == f"middock {expected_version()} on this server"
+    assert capsys.readouterr().out.splitlines()[-1] == f"middock {__version__} on this server"
 
 
 def test_changelog_sections_are_dated_releases_newest_first():

@@ -7,6 +7,7 @@ import argparse
 import sys
 from dataclasses import asdict
 
+from .. import __version__
 from ..edge.control import Edge
 from ..errors import MiddockError, quoted
 from ..output import Output
@@ -19,7 +20,6 @@ from ..state.apps import App
 from ..state.lock import DeployLock, Request
 from .commands import argument, command, emit_json, when
 from .cron import jobs_table
-from .version import version
 
 SHOWN_LINES = 100  # of each container, under a failed deploy's output (`logs` has them all)
 
@@ -177,7 +177,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "not_owned": account.not_owned(app.home, [app.name]),
         "preview_of": app.parent,
         "previews": sorted(preview.name for preview in previews.of_parent(app)),
-        "version": version(),  # middock's, on the server that answers
+        "version": __version__,  # middock's, on the server that answers
     }
     if args.json:
         return emit_json(data)
