@@ -315,6 +315,18 @@ def test_switching_modes_keeps_the_releases(server, work, app):
     ]
 
 
+def test_a_repository_whose_hooks_name_the_old_module_still_deploys(server, work, app):
+    """Hooks an older middock wrote run `-m middock_receiver.hook`: until `refresh` rewrites
+    them (install.sh runs it after the new package is in place), that name forwards to
+    push/hook.py, so a push in between still deploys."""
+    post_receive = server.repo_path(app) / "hooks" / "post-receive"
+    assert "-m middock_receiver.push.hook post-receive" in post_receive.read_text()
+    post_receive.write_text(post_receive.read_text().replace("middock_receiver.push.hook", "middock_receiver.hook"))
+    port = free_port()
+    push_good(work, port, "v1")
+    assert [(r["number"], r["live"]) for r in server.releases(app)] == [(1, True)]
+
+
 def test_link_objects_hard_links_and_skips_receive_packs_keep_locks(tmp_path):
     source, dest = tmp_path / "quarantine", tmp_path / "objects"
     (source / "ab").mkdir(parents=True)
