@@ -63,11 +63,21 @@ def problems(
             state = container.attrs["State"]
             health = state.get("Health", {}).get("Status")
             if restarted(container, since) or state.get("Status") != "running":
-                what = "keeps restarting" if restarted(container, since) else f"is {state.get('Status')}"
-                found.append(f"{service}: {container.name} {what} (exit code {state.get('ExitCode')})")
+                found.append(f"{service}: {container.name} {crash_description(container, since)}")
             elif health not in (None, "healthy") and not (checks is not None and container.id in checks.passed):
                 found.append(f"{service}: {container.name} is {health}")
     return found
+
+
+def crash_description(container, since: float) -> str:  # noqa: ANN001
+    """What a crashed container is doing. One that Docker has just started again reads exit code
+    0 (the running one's), so it is described by its restarts instead of a wrong exit code."""
+    state = container.attrs["State"]
+    if not restarted(container, since):
+        return f"is {state.get('Status')} (exit code {state.get('ExitCode')})"
+    if state.get("Status") == "running":
+        return f"keeps restarting ({container.attrs.get('RestartCount')} restarts)"
+    return f"keeps restarting (exit code {state.get('ExitCode')})"
 
 
 def restarted(container, since: float) -> bool:  # noqa: ANN001
