@@ -431,3 +431,23 @@ def postgres(docker_client: docker.DockerClient):
     hba = [f"host all all {subnet} scram-sha-256" for subnet in app_addresses()["from"]]
     with postgres_cluster(docker_client, settings, hba) as cluster:
         yield cluster
+
+
+# --- tiers ---------------------------------------------------------------------------------------------------------
+
+# The fixtures that reach the machine's Docker Engine: docker_client (those built on it, `server`, `app`,
+# `postgres`, `debian_base`, …, have it in their closure too), and install.sh's deploy user, in the docker group,
+# whose edge starts (`installed` in test_install.py, `deploy` in test_hostile_user.py). Modules whose tests start a
+# bed of their own say `pytestmark = pytest.mark.bed`; those that use Docker without these fixtures (the docker
+# command, a script) say `pytestmark = pytest.mark.docker`.
+DOCKER_FIXTURES = {"docker_client", "installed", "deploy"}
+TIERS = {"unit", "docker", "bed"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test gets one tier: `bed` or `docker` as its module says, else `docker` if its fixtures reach the
+    Docker Engine, else `unit`."""
+    for item in items:
+        if not {mark.name for mark in item.iter_markers()} & TIERS:
+            fixtures = set(getattr(item, "fixturenames", ()))
+            item.add_marker(pytest.mark.docker if fixtures & DOCKER_FIXTURES else pytest.mark.unit)

@@ -17,6 +17,8 @@ from middock_receiver.jobs import runs as runs_record
 from middock_receiver.jobs.suspension import Suspension
 from middock_receiver.state.apps import App
 
+pytestmark = pytest.mark.docker  # its autouse fixture runs the machine's cron daemon and puts root's crontab back
+
 CRON = """# the app's jobs
 tick   * * * * *   worker  sh -c 'echo tick from $HOSTNAME'
 slow   @daily      worker  sh -c 'echo started; sleep 6; echo done'
@@ -68,6 +70,7 @@ def runs(server, app: str, job: str | None = None) -> list[dict]:
     return json.loads(server.middock("cron:runs", app, *([job] if job else []), "--json").stdout)
 
 
+@pytest.mark.slow
 def test_a_job_fires_by_itself_and_its_lines_leave_other_lines_alone(server, work, app, tmp_path):
     """The crontab holds one line a job, written when the release goes live; the cron daemon
     runs `* * * * *` by itself; lines middock did not write, and another home's, stay byte for

@@ -17,6 +17,8 @@ import pytest
 from conftest import BUSYBOX_IMAGE, free_port, write_busybox_app
 from swarm_bed import BedError, SwarmBed, missing_requirements, reap_stale_beds
 
+pytestmark = pytest.mark.bed
+
 
 @pytest.fixture
 def engine():

@@ -46,6 +46,7 @@ def project_names(client: docker.DockerClient, app: str) -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_push_rollback_config_and_failed_gate_drop_no_request(server, work, app, docker_client):
     server.start_edge()
     write_web_app(work, "v1")

@@ -180,6 +180,7 @@ def case(problems: list[str], name: str) -> Iterator[None]:
         problems.append(f"{name}: {str(error).splitlines()[0]}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tls", ["acme", "off"])
 def test_the_domain_path_drops_no_request(server, work, app, tmp_path, request, tls):
     site = start_site(server, request, tls)

@@ -157,6 +157,7 @@ PAGES: list[tuple[str, Callable[[Workdir], None], str | None]] = [
 ]
 
 
+@pytest.mark.slow
 def test_one_apps_contributions_never_stop_another_apps_push_rollback_or_domains(
     server: Server, work: Workdir, app: str, tmp_path: Path
 ):

@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from conftest import BUILD_WEB, BUSYBOX_IMAGE, free_port, http_get, write_busybox_app
 
 # A build script that says when it starts, prints a lot, then takes its time.
@@ -210,6 +211,7 @@ def with_web_settings(compose: str, settings: str) -> str:
     return compose.replace("    stop_grace_period: 1s\n  worker:\n", f"{settings}{WORKER_AFTER_WEB}", 1)
 
 
+@pytest.mark.slow
 def test_a_killed_deploy_is_settled_at_each_stage(server, work, app, tmp_path, docker_client):
     """kill -9 of the deploy process held at each stage: the release is recorded interrupted,
     release 1 is live and serving exactly as it was (status brings it back if the stack was

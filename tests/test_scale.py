@@ -12,6 +12,7 @@ import threading
 import time
 
 import docker
+import pytest
 from conftest import WEB_APP_COMPOSE, Workdir, free_port, http_get, write_web_app
 from load import Load
 
@@ -26,6 +27,7 @@ def first_push(server, tmp_path, app: str, pushed: dict[str, str]) -> None:
     pushed[app] = work.push().stderr
 
 
+@pytest.mark.slow
 def test_apps_deployed_at_once_go_live_on_networks_of_their_own_and_neighbours_lose_nothing(
     server, tmp_path, docker_client: docker.DockerClient
 ):

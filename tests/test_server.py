@@ -28,6 +28,8 @@ from server_bed import (
     push,
 )
 
+pytestmark = pytest.mark.bed
+
 DOMAIN = "hello.example.test"
 APP_PORT_URL = "http://localhost:{port}/"
 EDGE_UNITS = ("middock-haproxy-deploy.service", "middock-caddy-deploy.service")
@@ -99,6 +101,7 @@ def app_url(state: dict) -> str:
     return APP_PORT_URL.format(port=state["port"])
 
 
+@pytest.mark.slow
 def test_install_as_root_from_its_home(bed: ServerBed) -> None:
     started = time.monotonic()
     installed = install(bed)
@@ -126,6 +129,7 @@ def test_first_push_is_live_where_it_says(bed: ServerBed, state: dict) -> None:
     assert job.stdout == "Hello from middock from the hourly job\n", job.stdout + job.stderr
 
 
+@pytest.mark.slow
 def test_domain_over_https_with_the_local_ca_and_over_http(bed: ServerBed, state: dict) -> None:
     over_ssh(bed, "domains:add", "hello", DOMAIN)
     # No ACME CA is reachable from here: Caddy's own CA, then no TLS.

@@ -25,6 +25,8 @@ import pytest
 from conftest import ROOT, WEB_APP_COMPOSE, Server, Workdir, write_web_app
 from swarm_bed import SwarmBed, folder_state, missing_requirements, reap_stale_beds
 
+pytestmark = pytest.mark.bed
+
 COMPOSE = WEB_APP_COMPOSE.replace(  # the edge tests' app, with 3 web tasks and a worker that talks
     "    stop_grace_period: 1s\n  worker:", "    stop_grace_period: 1s\n    deploy: {replicas: 3}\n  worker:"
 ).replace('["sleep", "1000000"]', '["sh", "-c", "while true; do echo working on $$(hostname); sleep 1; done"]')

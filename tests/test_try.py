@@ -10,6 +10,8 @@ import pytest
 from conftest import ROOT, free_port
 from server_bed import TRY_NAME
 
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
 TRY = str(ROOT / "scripts" / "try.sh")
 
 
