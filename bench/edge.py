@@ -52,7 +52,7 @@ from conftest import (  # noqa: E402
     write_busybox_app,
     write_web_app,
 )
-from load import Load, connection  # noqa: E402
+from support.load import Load, connection  # noqa: E402
 
 DOMAIN = "bench.example.test"
 

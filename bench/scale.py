@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from conftest import WEB_APP_COMPOSE, Server, Workdir, free_port, write_web_app  # noqa: E402
 from edge import push, server_with_edge  # noqa: E402
-from load import Load  # noqa: E402
+from support.load import Load  # noqa: E402
 
 ONE_SERVICE = WEB_APP_COMPOSE.split("  worker:")[0]  # the edge tests' web app, without its worker
 

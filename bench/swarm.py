@@ -1,6 +1,6 @@
 """The Swarm's benchmarks (issue 11), printed as `name: value` lines.
 
-On a 3-node Swarm made on this machine for the run (tests/swarm_bed.py: network namespaces, one
+On a 3-node Swarm made on this machine for the run (tests/support/swarm_bed.py: network namespaces, one
 dockerd per node, middock's own registry on the manager), with the edge of the tests:
 
 - push-to-live: `git push` of a one-line change until the release is live, for the tests' web
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import write_web_app  # noqa: E402
 from edge import push  # noqa: E402  bench/edge.py
-from swarm_bed import SwarmBed, reap_stale_beds  # noqa: E402
+from support.swarm_bed import SwarmBed, reap_stale_beds  # noqa: E402
 from test_swarm import COMPOSE, Load, SwarmServer, SwarmWork, start_middock  # noqa: E402
 
 

@@ -6,7 +6,7 @@
 #   sudo scripts/try.sh [--port N]     # N: the port on 127.0.0.1 (default: the first free one from 8000)
 #   sudo scripts/try.sh --down [--image]   # remove the server (and its image, about 400 MB)
 #
-# The server is the test suite's (tests/server_bed.py); its image is built once with debootstrap (a few
+# The server is the test suite's (tests/support/server_bed.py); its image is built once with debootstrap (a few
 # minutes) and reused. Needs root, a running Docker Engine, debootstrap and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +36,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 docker info >/dev/null 2>&1 || { echo " !     try.sh needs a running Docker Engine (systemctl start docker)" >&2 && exit 1; }
 
-exec python3 tests/server_bed.py "${command[@]}"
+exec env PYTHONPATH="tests${PYTHONPATH:+:$PYTHONPATH}" python3 -m support.server_bed "${command[@]}"

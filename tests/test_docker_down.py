@@ -1,7 +1,7 @@
 """A push while the Docker daemon is really stopped: one line, nothing changed, and everything back
 once the daemon starts again.
 
-The daemon stopped here is a private one (tests/swarm_bed.py, one bare engine in a network
+The daemon stopped here is a private one (tests/support/swarm_bed.py, one bare engine in a network
 namespace of its own, with its own data root, exec root, sockets and cgroup), never the machine's,
 which other tests use meanwhile. middock and the push reach it through DOCKER_HOST, as they would
 reach the server's own daemon.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BUSYBOX_IMAGE, free_port, write_busybox_app
-from swarm_bed import BedError, SwarmBed, missing_requirements, reap_stale_beds
+from support.swarm_bed import BedError, SwarmBed, missing_requirements, reap_stale_beds
 
 pytestmark = pytest.mark.bed
 

@@ -16,8 +16,8 @@ import time
 import docker
 import pytest
 from conftest import WEB_APP_COMPOSE, free_port, http_get, write_busybox_app, write_web_app
-from load import Load, Report
-from pebble import Pebble
+from support.load import Load, Report
+from support.pebble import Pebble
 
 
 def deploy(work, message: str) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Server, Workdir, free_port, write_web_app
-from load import Load, connection
+from support.load import Load, connection
 from test_edge import assert_clean_switch, deploy, pebble  # noqa: F401 (pebble: the fixture, used by name)
 
 DOMAIN = "shop.example.test"

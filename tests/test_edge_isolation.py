@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Server, Workdir, free_port, write_web_app
-from load import Load
+from support.load import Load
 from test_edge import deploy
 
 from middock_receiver.edge import haproxy, maintenance, routes

@@ -11,7 +11,7 @@ import shutil
 import pytest
 from conftest import ROOT, app_addresses, host_gateway, http_get, postgres_cluster
 
-pytest_plugins = ["debian_base"]
+pytest_plugins = ["support.debian_base"]
 
 EXAMPLE = ROOT / "examples" / "django-postgres"
 LOCAL_FILES = shutil.ignore_patterns("__pycache__", "*.pyc", "db.sqlite3", "staticfiles", ".env", ".venv")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Server, Workdir, free_port, write_busybox_app
-from ssh_server import make_key, remove_user, world_readable_dir
+from support.ssh_server import make_key, remove_user, world_readable_dir
 
 from middock_receiver.cli import COMMANDS
 from middock_receiver.errors import one_line, quoted

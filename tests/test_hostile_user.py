@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import GIT_IDENTITY, free_port, write_busybox_app
-from ssh_server import as_user, remove_user, run_install, unique_user, world_readable_dir
+from support.ssh_server import as_user, remove_user, run_install, unique_user, world_readable_dir
 from test_install import Installed, owned_by_root
 
 from middock_receiver.cli.swarm import trust

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, free_port
-from ssh_server import Sshd, as_user, make_key, remove_user, run_install, unique_user, world_readable_dir
+from support.ssh_server import Sshd, as_user, make_key, remove_user, run_install, unique_user, world_readable_dir
 
 SOURCE_IGNORE = shutil.ignore_patterns(
     ".git", "tests", "bench", "examples", "*.egg-info", "__pycache__", ".*cache", ".benchmarks", "build"

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 
 from conftest import Server, Workdir, http_get, write_web_app
-from load import Load
+from support.load import Load
 from test_edge import deploy
 
 from middock_receiver.edge import haproxy

@@ -10,7 +10,7 @@ import time
 
 import docker
 from conftest import WEB_APP_BUILD, Server, Workdir, http_get
-from load import Load
+from support.load import Load
 from test_edge_domains import Site, caddy_local_root
 
 PREVIEW_DOMAIN = "preview.example.test"

@@ -16,7 +16,7 @@ import docker
 import pytest
 import requests
 from conftest import WEB_APP_COMPOSE, free_port, http_get, write_busybox_app, write_web_app
-from load import Load
+from support.load import Load
 
 SLEEPING = '["sleep", "1000000"]'
 TICK = '["sh", "-c", "i=0; while true; do i=$$((i+1)); echo tick $$i; sleep 0.2; done"]'  # a worker that prints

@@ -14,7 +14,7 @@ import time
 import docker
 import pytest
 from conftest import WEB_APP_COMPOSE, Workdir, free_port, http_get, write_web_app
-from load import Load
+from support.load import Load
 
 ONE_SERVICE = WEB_APP_COMPOSE.split("  worker:")[0]
 

@@ -1,4 +1,4 @@
-"""The README's Quickstart, literally, on a real Debian 12 server with systemd as PID 1 (tests/server_bed.py).
+"""The README's Quickstart, literally, on a real Debian 12 server with systemd as PID 1 (tests/support/server_bed.py).
 
 Root installs middock from its home and runs the root-only commands; a separate user (the laptop) pushes over
 the server's sshd; systemd runs Docker and the edge; the server reboots and loses power. One bed for the module,
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from server_bed import (
+from support.server_bed import (
     LAPTOP,
     ServerBed,
     add_laptop,

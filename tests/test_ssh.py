@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Workdir, free_port, http_get
-from ssh_server import (
+from support.ssh_server import (
     SshClient,
     Sshd,
     as_user,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, WEB_APP_COMPOSE, Server, Workdir, write_web_app
-from swarm_bed import SwarmBed, folder_state, missing_requirements, reap_stale_beds
+from support.swarm_bed import SwarmBed, folder_state, missing_requirements, reap_stale_beds
 
 pytestmark = pytest.mark.bed
 
@@ -87,11 +87,18 @@ class SwarmWork(Workdir):
 
 
 class Load:
-    """tests/load.py run inside node 1's namespace, against the app's port on the edge."""
+    """tests/support/load.py run inside node 1's namespace, against the app's port on the edge."""
 
     def __init__(self, server: SwarmServer, folder: Path) -> None:
         self.stop_file = folder / f"stop-{uuid.uuid4().hex[:6]}"
-        argv = ["ip", "netns", "exec", server.bed.manager.name, sys.executable, str(ROOT / "tests" / "load.py")]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            server.bed.manager.name,
+            sys.executable,
+            str(ROOT / "tests" / "support" / "load.py"),
+        ]
         argv += ["--port", str(server.port), "--stop-file", str(self.stop_file)]
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None and self.process.stdout.readline() == "started\n"

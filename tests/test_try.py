@@ -1,5 +1,5 @@
 """scripts/try.sh: one command gives a throwaway server with examples/hello live on this machine's loopback,
-and `--down` removes it all (tests/server_bed.py's bed, kept between the two commands)."""
+and `--down` removes it all (tests/support/server_bed.py's bed, kept between the two commands)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 from conftest import ROOT, free_port
-from server_bed import TRY_NAME
+from support.server_bed import TRY_NAME
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import docker
 import pytest
-from debian_rootfs import PRUNE, RECIPE_LABEL, SUITE, apt_mirror, apt_proxy_env, prune, remove_tree
+
+from support.debian_rootfs import PRUNE, RECIPE_LABEL, SUITE, apt_mirror, apt_proxy_env, prune, remove_tree
 
 DEBIAN_IMAGE = "middock-test/debian"
 PACKAGES = ("python3", "python3-django", "gunicorn", "python3-psycopg2", "nginx-light", "ca-certificates")

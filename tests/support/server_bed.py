@@ -21,7 +21,7 @@ How it works (the facts behind each choice are in ../shared/SERVER-BED-NOTES.md)
         bed.exec("git", "push", "production", "main", user="laptop", cwd="/home/laptop/hello")
         seconds = bed.reboot(probe=["curl", "-fsS", "http://localhost:8000/"])
 
-`python3 tests/server_bed.py up|down` is scripts/try.sh: the Quickstart in a bed that stays up.
+`PYTHONPATH=tests python3 -m support.server_bed up|down` is scripts/try.sh: the Quickstart in a bed that stays up.
 Needs root (debootstrap), the docker CLI and a running Docker Engine.
 """
 
@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from debian_rootfs import RECIPE_LABEL, SUITE, apt_mirror, apt_proxy_env, prune, remove_tree
+from support.debian_rootfs import RECIPE_LABEL, SUITE, apt_mirror, apt_proxy_env, prune, remove_tree
 
 SERVER_IMAGE = "middock-test/server"
 PACKAGES = (
@@ -68,7 +68,7 @@ CHANGES = ('CMD ["/sbin/init"]',)
 MASKED = ("getty@tty1.service", "console-getty.service")  # no terminal: they would restart forever
 BED_LABEL = "middock-test.server-bed"  # on every bed container; its value is the owning pid, or "" if kept
 PREFIX = "mdsrv"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCAL_CAS = Path("/usr/local/share/ca-certificates")
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 # Capability numbers, as in linux/capability.h, named as Docker names them.
