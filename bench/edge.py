@@ -43,16 +43,12 @@ import docker
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import (  # noqa: E402
-    Server,
-    Workdir,
-    ensure_busybox_image,
-    free_port,
-    http_get,
-    write_busybox_app,
-    write_web_app,
-)
+from support.apps import write_busybox_app, write_web_app  # noqa: E402
+from support.images import ensure_busybox_image  # noqa: E402
 from support.load import Load, connection  # noqa: E402
+from support.middock import Server, Workdir  # noqa: E402
+from support.ports import free_port  # noqa: E402
+from support.web import http_get  # noqa: E402
 
 DOMAIN = "bench.example.test"
 

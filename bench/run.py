@@ -40,7 +40,11 @@ from dulwich.repo import Repo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import Server, Workdir, ensure_busybox_image, free_port, http_get, write_busybox_app  # noqa: E402
+from support.apps import write_busybox_app  # noqa: E402
+from support.images import ensure_busybox_image  # noqa: E402
+from support.middock import Server, Workdir  # noqa: E402
+from support.ports import free_port  # noqa: E402
+from support.web import http_get  # noqa: E402
 
 from middock_receiver.pipeline.checkout import checkout  # noqa: E402
 

@@ -35,9 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from conftest import WEB_APP_COMPOSE, Server, Workdir, free_port, write_web_app  # noqa: E402
 from edge import push, server_with_edge  # noqa: E402
+from support.apps import WEB_APP_COMPOSE, write_web_app  # noqa: E402
 from support.load import Load  # noqa: E402
+from support.middock import Server, Workdir  # noqa: E402
+from support.ports import free_port  # noqa: E402
 
 ONE_SERVICE = WEB_APP_COMPOSE.split("  worker:")[0]  # the edge tests' web app, without its worker
 

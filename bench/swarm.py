@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import write_web_app  # noqa: E402
 from edge import push  # noqa: E402  bench/edge.py
+from support.apps import write_web_app  # noqa: E402
 from support.swarm_bed import SwarmBed, reap_stale_beds  # noqa: E402
 from test_swarm import COMPOSE, Load, SwarmServer, SwarmWork, start_middock  # noqa: E402
 

@@ -6,7 +6,9 @@ import re
 import subprocess
 
 import pytest
-from conftest import free_port, http_get, write_busybox_app
+from support.apps import write_busybox_app
+from support.ports import free_port
+from support.web import http_get
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import stat
 
-from conftest import free_port, http_get, write_busybox_app
+from support.apps import write_busybox_app
+from support.ports import free_port
+from support.web import http_get
 
 TRICKY = {
     "SPACES": "a b  c ",

@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port, http_get, write_busybox_app
+from support.apps import write_busybox_app
+from support.ports import free_port
+from support.web import http_get
 
 from middock_receiver.jobs import cronfile, crontab
 from middock_receiver.jobs import runs as runs_record

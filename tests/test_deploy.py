@@ -6,7 +6,11 @@ import json
 import subprocess
 import uuid
 
-from conftest import BUILD_WEB, BUSYBOX_IMAGE, Workdir, free_port, http_get, write_busybox_app
+from support.apps import BUILD_WEB, write_busybox_app
+from support.images import BUSYBOX_IMAGE
+from support.middock import Workdir
+from support.ports import free_port
+from support.web import http_get
 
 from middock_receiver.pipeline import health
 

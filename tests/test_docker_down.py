@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BUSYBOX_IMAGE, free_port, write_busybox_app
+from support.apps import write_busybox_app
+from support.images import BUSYBOX_IMAGE
+from support.ports import free_port
 from support.swarm_bed import BedError, SwarmBed, missing_requirements, reap_stale_beds
 
 pytestmark = pytest.mark.bed

@@ -15,9 +15,11 @@ import time
 
 import docker
 import pytest
-from conftest import WEB_APP_COMPOSE, free_port, http_get, write_busybox_app, write_web_app
+from support.apps import WEB_APP_COMPOSE, write_busybox_app, write_web_app
 from support.load import Load, Report
 from support.pebble import Pebble
+from support.ports import free_port
+from support.web import http_get
 
 
 def deploy(work, message: str) -> str:

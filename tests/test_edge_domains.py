@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Server, Workdir, free_port, write_web_app
+from support.apps import write_web_app
 from support.load import Load, connection
+from support.middock import Server, Workdir
+from support.ports import free_port
 from test_edge import assert_clean_switch, deploy, pebble  # noqa: F401 (pebble: the fixture, used by name)
 
 DOMAIN = "shop.example.test"

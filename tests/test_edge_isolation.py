@@ -17,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Server, Workdir, free_port, write_web_app
+from support.apps import write_web_app
 from support.load import Load
+from support.middock import Server, Workdir
+from support.ports import free_port
 from test_edge import deploy
 
 from middock_receiver.edge import haproxy, maintenance, routes

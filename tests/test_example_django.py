@@ -9,7 +9,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import ROOT, app_addresses, host_gateway, http_get, postgres_cluster
+from support.middock import ROOT
+from support.postgres import app_addresses, host_gateway, postgres_cluster
+from support.web import http_get
 
 pytest_plugins = ["support.debian_base"]
 

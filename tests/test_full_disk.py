@@ -10,7 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Server, Workdir, free_port, http_get, write_busybox_app
+from support.apps import write_busybox_app
+from support.middock import Server, Workdir
+from support.ports import free_port
+from support.web import http_get
 
 ROOM = 256 * 1024  # left free: the push's objects fit, its checkout does not
 

@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BUILD_WEB, Workdir, free_port, http_get, write_busybox_app
+from support.apps import BUILD_WEB, write_busybox_app
+from support.middock import Workdir
+from support.ports import free_port
+from support.web import http_get
 
 from middock_receiver.pipeline.gate import link_objects, process_identity
 

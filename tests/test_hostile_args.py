@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Server, Workdir, free_port, write_busybox_app
+from support.apps import write_busybox_app
+from support.middock import Server, Workdir
+from support.ports import free_port
 from support.ssh_server import make_key, remove_user, world_readable_dir
 
 from middock_receiver.cli import COMMANDS

@@ -15,7 +15,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import GIT_IDENTITY, free_port, write_busybox_app
+from support.apps import write_busybox_app
+from support.middock import GIT_IDENTITY
+from support.ports import free_port
 from support.ssh_server import as_user, remove_user, run_install, unique_user, world_readable_dir
 from test_install import Installed, owned_by_root
 

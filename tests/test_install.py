@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port
+from support.middock import ROOT
+from support.ports import free_port
 from support.ssh_server import Sshd, as_user, make_key, remove_user, run_install, unique_user, world_readable_dir
 
 SOURCE_IGNORE = shutil.ignore_patterns(

@@ -7,7 +7,8 @@ import json
 import re
 
 import docker
-from conftest import WEB_APP_COMPOSE, http_get, write_web_app
+from support.apps import WEB_APP_COMPOSE, write_web_app
+from support.web import http_get
 
 SAYS = '["sh", "-c", "echo {service} of $$VERSION; exec sleep 1000000"]'
 IN_PLACE = f"""services:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from support.middock import ROOT
 from support.ssh_server import as_user, remove_user, unique_user, world_readable_dir
 from test_hostile_user import one_line
 from test_install import owned_by_root

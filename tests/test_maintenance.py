@@ -8,8 +8,10 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import Server, Workdir, http_get, write_web_app
+from support.apps import write_web_app
 from support.load import Load
+from support.middock import Server, Workdir
+from support.web import http_get
 from test_edge import deploy
 
 from middock_receiver.edge import haproxy

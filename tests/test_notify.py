@@ -21,7 +21,8 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import free_port, write_busybox_app, write_web_app
+from support.apps import write_busybox_app, write_web_app
+from support.ports import free_port
 
 from middock_receiver.notify import delivery, events, webhooks
 from middock_receiver.notify.webhooks import Webhook

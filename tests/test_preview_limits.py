@@ -8,7 +8,9 @@ import json
 import pwd
 import uuid
 
-from conftest import Server, Workdir, http_get, write_busybox_app, write_web_app
+from support.apps import write_busybox_app, write_web_app
+from support.middock import Server, Workdir
+from support.web import http_get
 from test_previews import containers_of, last_step
 
 from middock_receiver.server import account

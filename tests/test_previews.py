@@ -9,8 +9,10 @@ import subprocess
 import time
 
 import docker
-from conftest import WEB_APP_BUILD, Server, Workdir, http_get
+from support.apps import WEB_APP_BUILD
 from support.load import Load
+from support.middock import Server, Workdir
+from support.web import http_get
 from test_edge_domains import Site, caddy_local_root
 
 PREVIEW_DOMAIN = "preview.example.test"

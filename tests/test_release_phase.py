@@ -8,7 +8,10 @@ import os
 import signal
 import subprocess
 
-from conftest import PSQL_IMAGE, free_port, http_get, write_busybox_app
+from support.apps import write_busybox_app
+from support.images import PSQL_IMAGE
+from support.ports import free_port
+from support.web import http_get
 
 # The web image of a Django-style app: `migrate.sh` is its `manage.py migrate`, and the page
 # says which migration the web container found in the database when it started.

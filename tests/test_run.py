@@ -3,7 +3,8 @@ exit code passed straight through."""
 
 from __future__ import annotations
 
-from conftest import free_port, write_busybox_app
+from support.apps import write_busybox_app
+from support.ports import free_port
 
 COMPOSE_WITH_ENV = """services:
   web:

@@ -15,8 +15,10 @@ from pathlib import Path
 import docker
 import pytest
 import requests
-from conftest import WEB_APP_COMPOSE, free_port, http_get, write_busybox_app, write_web_app
+from support.apps import WEB_APP_COMPOSE, write_busybox_app, write_web_app
 from support.load import Load
+from support.ports import free_port
+from support.web import http_get
 
 SLEEPING = '["sleep", "1000000"]'
 TICK = '["sh", "-c", "i=0; while true; do i=$$((i+1)); echo tick $$i; sleep 0.2; done"]'  # a worker that prints

@@ -10,7 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BUILD_WEB, BUSYBOX_IMAGE, free_port, http_get, write_busybox_app
+from support.apps import BUILD_WEB, write_busybox_app
+from support.images import BUSYBOX_IMAGE
+from support.ports import free_port
+from support.web import http_get
 
 # A build script that says when it starts, prints a lot, then takes its time.
 SLOW_BUILD = BUILD_WEB.replace(

@@ -13,8 +13,11 @@ import time
 
 import docker
 import pytest
-from conftest import WEB_APP_COMPOSE, Workdir, free_port, http_get, write_web_app
+from support.apps import WEB_APP_COMPOSE, write_web_app
 from support.load import Load
+from support.middock import Workdir
+from support.ports import free_port
+from support.web import http_get
 
 ONE_SERVICE = WEB_APP_COMPOSE.split("  worker:")[0]
 

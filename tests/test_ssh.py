@@ -19,7 +19,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Workdir, free_port, http_get
+from support.middock import ROOT, Workdir
+from support.ports import free_port
 from support.ssh_server import (
     SshClient,
     Sshd,
@@ -30,6 +31,7 @@ from support.ssh_server import (
     unique_user,
     world_readable_dir,
 )
+from support.web import http_get
 
 from middock_receiver.errors import MiddockError
 from middock_receiver.server import keys, ssh

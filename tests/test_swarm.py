@@ -22,7 +22,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, WEB_APP_COMPOSE, Server, Workdir, write_web_app
+from support.apps import WEB_APP_COMPOSE, write_web_app
+from support.middock import ROOT, Server, Workdir
 from support.swarm_bed import SwarmBed, folder_state, missing_requirements, reap_stale_beds
 
 pytestmark = pytest.mark.bed

@@ -7,7 +7,8 @@ import subprocess
 import urllib.request
 
 import pytest
-from conftest import ROOT, free_port
+from support.middock import ROOT
+from support.ports import free_port
 from support.server_bed import TRY_NAME
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

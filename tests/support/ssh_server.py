@@ -10,7 +10,8 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import ROOT, free_port
+from support.middock import ROOT
+from support.ports import free_port
 
 
 def world_readable_dir(prefix: str) -> Path:
