@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from edge import push  # noqa: E402  bench/edge.py
 from support.apps import write_web_app  # noqa: E402
+from support.swarm import COMPOSE, Load, SwarmServer, SwarmWork, start_middock  # noqa: E402
 from support.swarm_bed import SwarmBed, reap_stale_beds  # noqa: E402
-from test_swarm import COMPOSE, Load, SwarmServer, SwarmWork, start_middock  # noqa: E402
 
 
 def timed_push(work: SwarmWork, version: str) -> float:

@@ -12,6 +12,8 @@ import docker
 import pytest
 from support.images import ensure_busybox_image
 from support.middock import Server, Workdir
+from support.pebble import Pebble
+from support.ports import free_port
 from support.postgres import app_addresses, host_gateway, postgres_cluster
 
 
@@ -55,6 +57,15 @@ def postgres(docker_client: docker.DockerClient):
     hba = [f"host all all {subnet} scram-sha-256" for subnet in app_addresses()["from"]]
     with postgres_cluster(docker_client, settings, hba) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def pebble(tmp_path):
+    """Let's Encrypt's test server (the edge tests' ACME), on free ports."""
+    acme = Pebble(tmp_path / "pebble", free_port(), free_port())
+    acme.start()
+    yield acme
+    acme.stop()
 
 
 # --- tiers ---------------------------------------------------------------------------------------------------------

@@ -16,27 +16,10 @@ import time
 import docker
 import pytest
 from support.apps import WEB_APP_COMPOSE, write_busybox_app, write_web_app
-from support.load import Load, Report
-from support.pebble import Pebble
+from support.edge import assert_clean_switch, deploy
+from support.load import Load
 from support.ports import free_port
 from support.web import http_get
-
-
-def deploy(work, message: str) -> str:
-    work.commit(message)
-    result = work.push()
-    assert "is live at http://" in result.stderr, result.stderr
-    return result.stderr
-
-
-def assert_clean_switch(report: Report, old: str, new: str) -> None:
-    """No request failed, both versions answered, and the slow requests in flight when the new
-    version first answered were answered by the old one that accepted them."""
-    assert not report.failures, report.summary()
-    assert {old, new} <= report.versions(), report.summary()
-    in_flight = report.slow_in_flight_at_switch(new)
-    assert in_flight, f"no slow request was in flight at the switch: {report.summary()}"
-    assert {a.version for a in in_flight} == {old}, in_flight
 
 
 def project_names(client: docker.DockerClient, app: str) -> set[str]:
@@ -318,14 +301,6 @@ def test_deploy_behind_a_stopped_edge_is_refused(server, work, app):
     work.commit("v1")
     result = work.push()
     assert "the edge is not running" in result.stderr, result.stderr
-
-
-@pytest.fixture
-def pebble(tmp_path):
-    acme = Pebble(tmp_path / "pebble", free_port(), free_port())
-    acme.start()
-    yield acme
-    acme.stop()
 
 
 def https_get(port: int, name: str, root: str, path: str = "/", wait: float = 30) -> tuple[str, dict]:

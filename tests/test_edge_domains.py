@@ -20,17 +20,14 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from support.apps import write_web_app
-from support.load import Load, connection
+from support.edge import DOMAIN, Site, assert_clean_switch, caddy_local_root, deploy
+from support.load import Load
 from support.middock import Server, Workdir
 from support.ports import free_port
-from test_edge import assert_clean_switch, deploy, pebble  # noqa: F401 (pebble: the fixture, used by name)
 
-DOMAIN = "shop.example.test"
 OTHER_DOMAIN = "blog.example.test"
 
 BRIEF_CGI = """#!/bin/sh
@@ -46,48 +43,6 @@ def write_app(work: Workdir, version: str) -> None:
     keeps them (the answer has a length, so HAProxy keeps Caddy's connection open after it)."""
     write_web_app(work, version)
     work.write("www/cgi-bin/brief", BRIEF_CGI, executable=True)
-
-
-@dataclass(frozen=True)
-class Site:
-    """Where the edge serves the domains: pages on the HTTPS port (`tls`: the context that
-    verifies their certificates), or on the HTTP port when TLS is off."""
-
-    http_port: int
-    https_port: int
-    tls: ssl.SSLContext | None
-
-    @property
-    def port(self) -> int:
-        return self.https_port if self.tls else self.http_port
-
-    def url(self, name: str = DOMAIN) -> str:
-        return f"https://{name}:{self.https_port}/" if self.tls else f"http://{name}:{self.http_port}/"
-
-    def ask(self, name: str, path: str = "/", port: int | None = None) -> tuple[int, str, str | None]:
-        """One GET of `name` (SNI and certificate for it over HTTPS): status, body, Location."""
-        tls = None if port == self.http_port else self.tls
-        conn = connection("127.0.0.1", port or self.port, 5, tls, name)
-        try:
-            conn.request("GET", path, headers={"Host": name})
-            response = conn.getresponse()
-            return response.status, response.read().decode(errors="replace").strip(), response.getheader("Location")
-        finally:
-            conn.close()
-
-    def wait_for(self, name: str, page: str, timeout: float = 30) -> None:
-        """Until `name` serves `page` (its certificate may be on its way)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                got: object = self.ask(name)
-            except OSError as error:
-                got = error
-            if isinstance(got, tuple) and got[:2] == (200, page):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{name} on port {self.port} never served {page!r}: {got!r}")
-            time.sleep(0.3)
 
 
 def start_site(server: Server, request: pytest.FixtureRequest, tls: str) -> Site:
@@ -249,16 +204,6 @@ def refuses(port: int, timeout: float = 15) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
-
-
-def caddy_local_root(server: Server, timeout: float = 15) -> Path:
-    """The root of Caddy's local CA (`tls=internal`), in the edge's certificate storage."""
-    path = server.home / ".middock" / "_edge" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"no local CA root at {path}"
-        time.sleep(0.2)
-    return path
 
 
 def test_edge_set_moves_the_edge_and_changes_its_tls_end_to_end(server, work, app, pebble):  # noqa: F811

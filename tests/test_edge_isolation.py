@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 from support.apps import write_web_app
+from support.edge import deploy
 from support.load import Load
 from support.middock import Server, Workdir
 from support.ports import free_port
-from test_edge import deploy
 
 from middock_receiver.edge import haproxy, maintenance, routes
 from middock_receiver.errors import MiddockError

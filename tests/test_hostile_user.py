@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from support.apps import write_busybox_app
-from support.middock import GIT_IDENTITY
+from support.install import Installed, owned_by_root
+from support.middock import GIT_IDENTITY, one_line
 from support.ports import free_port
 from support.ssh_server import as_user, remove_user, run_install, unique_user, world_readable_dir
-from test_install import Installed, owned_by_root
 
 from middock_receiver.cli.swarm import trust
 
@@ -56,12 +56,6 @@ def plant(deploy: Installed, path: Path, text: str) -> None:
     """What the deploy user writes in its own home (as itself)."""
     as_user(deploy.user, "mkdir", "-p", str(path.parent))
     as_user(deploy.user, "sh", "-c", 'printf "%s" "$1" > "$2"', "plant", text, str(path))
-
-
-def one_line(result: subprocess.CompletedProcess, says: str) -> None:
-    assert result.returncode != 0, result.stdout
-    lines = result.stderr.rstrip("\n").splitlines()
-    assert len(lines) == 1 and lines[0].startswith(" !     ") and says in lines[0], result.stderr
 
 
 def test_what_root_does_as_the_user_cannot_take_root_back(deploy, canary):

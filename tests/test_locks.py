@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from support.middock import ROOT
+from support.install import owned_by_root
+from support.middock import ROOT, one_line
 from support.ssh_server import as_user, remove_user, unique_user, world_readable_dir
-from test_hostile_user import one_line
-from test_install import owned_by_root
 
 from middock_receiver import flock
 from middock_receiver.errors import MiddockError

@@ -9,10 +9,10 @@ import urllib.error
 import urllib.request
 
 from support.apps import write_web_app
+from support.edge import deploy
 from support.load import Load
 from support.middock import Server, Workdir
 from support.web import http_get
-from test_edge import deploy
 
 from middock_receiver.edge import haproxy
 from middock_receiver.edge.settings import EdgePaths

@@ -10,8 +10,8 @@ import uuid
 
 from support.apps import write_busybox_app, write_web_app
 from support.middock import Server, Workdir
+from support.previews import containers_of, last_step
 from support.web import http_get
-from test_previews import containers_of, last_step
 
 from middock_receiver.server import account
 

@@ -8,12 +8,12 @@ import ssl
 import subprocess
 import time
 
-import docker
 from support.apps import WEB_APP_BUILD
+from support.edge import Site, caddy_local_root
 from support.load import Load
 from support.middock import Server, Workdir
+from support.previews import containers_of, last_step
 from support.web import http_get
-from test_edge_domains import Site, caddy_local_root
 
 PREVIEW_DOMAIN = "preview.example.test"
 
@@ -51,20 +51,6 @@ def write_app(work: Workdir, compose: str = COMPOSE, settings: str = SETTINGS) -
     work.write("www/index.html", "")
     work.write("compose.yaml", compose)
     work.write("middock.env", settings)
-
-
-def last_step(output: str) -> str:
-    return [line for line in output.splitlines() if "----->" in line][-1]
-
-
-def containers_of(client: docker.DockerClient, name: str) -> list[str]:
-    """Containers of an app's projects (NAME, NAME_rN) and its one-offs."""
-    found = client.containers.list(all=True, ignore_removed=True)
-    return [
-        c.name
-        for c in found
-        if c.labels.get("com.docker.compose.project", "").split("_r")[0] == name or c.name.startswith(f"{name}-")
-    ]
 
 
 def test_a_branch_gets_its_own_app_at_its_own_domain_and_goes_with_the_branch(

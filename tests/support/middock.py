@@ -146,3 +146,9 @@ class Workdir:
     def push(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
         """`git push production …`; output in .stdout + .stderr as the pusher sees it."""
         return self.git("push", "production", *(args or ("main",)), check=check)
+
+
+def one_line(result: subprocess.CompletedProcess, says: str) -> None:
+    assert result.returncode != 0, result.stdout
+    lines = result.stderr.rstrip("\n").splitlines()
+    assert len(lines) == 1 and lines[0].startswith(" !     ") and says in lines[0], result.stderr
