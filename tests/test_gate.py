@@ -14,6 +14,7 @@ import pytest
 from support.apps import BUILD_WEB, write_busybox_app
 from support.middock import Workdir
 from support.ports import free_port
+from support.waiting import wait_for
 from support.web import http_get
 
 from middock_receiver.pipeline.gate import link_objects, process_identity
@@ -68,12 +69,16 @@ def slow_build(marker) -> str:
     return BUILD_WEB.replace("set -e\n", f"set -e\ntouch {marker}\nsleep 2\n")
 
 
-def wait_for(marker, push: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while not marker.exists():
+def wait_started(marker, push: subprocess.Popen) -> None:
+    """Until the marker exists (the build script started), as long as the push still runs."""
+
+    def started() -> bool:
+        if marker.exists():
+            return True
         assert push.poll() is None, push.communicate()
-        assert time.monotonic() < deadline, "the build script never started"
-        time.sleep(0.1)
+        return False
+
+    wait_for(started, 120, "the build script to start", interval=0.1)
 
 
 def wait_until_idle(server, app: str) -> list[dict]:
@@ -196,7 +201,7 @@ def test_a_vanished_pusher_leaves_the_branch_on_the_live_commit(server, work, ga
     commit = work.commit("v2, slow to build")
 
     push = work.start_push()
-    wait_for(marker, push)
+    wait_started(marker, push)
     os.killpg(push.pid, signal.SIGKILL)
     push.communicate()
     history = wait_until_idle(server, gate_app)
@@ -225,7 +230,7 @@ def test_a_push_queued_behind_one_that_moves_the_branch_is_rejected(server, work
     other.commit("other change")
 
     push = work.start_push()
-    wait_for(marker, push)
+    wait_started(marker, push)
     queued = other.push()
     first_output = push.communicate()[0]
 
@@ -261,7 +266,7 @@ def test_of_several_waiting_pushes_only_the_newest_deploys_the_others_are_reject
         stderr=subprocess.STDOUT,
         text=True,
     )
-    wait_for(hold.with_name("hold.started"), holder)
+    wait_started(hold.with_name("hold.started"), holder)
     pushes, commits = [], []
     for n in (2, 3, 4):
         work.write("page.html", f"v{n}")

@@ -13,6 +13,7 @@ import pytest
 from support.apps import BUILD_WEB, write_busybox_app
 from support.images import BUSYBOX_IMAGE
 from support.ports import free_port
+from support.waiting import wait_for
 from support.web import http_get
 
 # A build script that says when it starts, prints a lot, then takes its time.
@@ -22,16 +23,6 @@ SLOW_BUILD = BUILD_WEB.replace(
     'i=0; while [ $i -lt 2000 ]; do echo "noise line $i of the build"; i=$((i+1)); done\n'
     "sleep ${BUILD_SLEEP:-3}\n",
 )
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def slow_app(work, tmp_path: Path, port: int, page: str) -> Path:

@@ -27,6 +27,7 @@ from support.server_bed import (
     live_url,
     push,
 )
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.bed
 
@@ -139,10 +140,10 @@ def test_domain_over_https_with_the_local_ca_and_over_http(bed: ServerBed, state
     if found:
         # The laptop trusts that CA (it cannot read the deploy user's home).
         bed.exec("tee", "caddy-root.crt", user=LAPTOP, input=root(bed, "cat", found[0]).stdout)
-        https = wait_for(lambda: page_by_domain(bed, "https", "--cacert", "caddy-root.crt"))
+        https = page_soon(lambda: page_by_domain(bed, "https", "--cacert", "caddy-root.crt"))
     # The later tests go through the domain over HTTP, whatever became of HTTPS.
     root(bed, "middock", "edge:set", "tls=off")
-    http = wait_for(lambda: page_by_domain(bed, "http"))
+    http = page_soon(lambda: page_by_domain(bed, "http"))
     assert "Hello from middock" in https, f"https://{DOMAIN}/ with tls=internal: {https}"
     assert "Hello from middock" in http, f"http://{DOMAIN}/ with tls=off: {http}"
 
@@ -178,7 +179,7 @@ def test_root_edge_stop_start_and_status(bed: ServerBed, state: dict) -> None:
     assert page(bed, app_url(state)).startswith("failed: curl exit 7"), "the app's port answers with the edge stopped"
     root(bed, "middock", "edge:start")
     assert root(bed, "systemctl", "is-active", *EDGE_UNITS, check=False).stdout.split() == ["active", "active"]
-    assert "Hello from middock" in wait_for(lambda: page(bed, app_url(state)))
+    assert "Hello from middock" in page_soon(lambda: page(bed, app_url(state)))
     status = root(bed, "sudo", "-u", "deploy", "middock", "status", "hello")
     assert "hello" in status.stdout and "laptop@laptop" in status.stdout, status.stdout
 
@@ -212,7 +213,7 @@ def test_back_by_itself_after(event: str, bed: ServerBed, state: dict) -> None:
     active = root(bed, "systemctl", "is-active", "docker.service", *EDGE_UNITS, check=False).stdout.split()
     assert active == ["active"] * 3, active
     assert "Hello from middock" in page(bed, app_url(state))
-    assert "Hello from middock" in wait_for(lambda: page_by_domain(bed, "http"))
+    assert "Hello from middock" in page_soon(lambda: page_by_domain(bed, "http"))
     before = page(bed, app_url(state))
     greeting, _ = push_greeting(bed, state)
     assert greeting in page(bed, app_url(state))
@@ -228,10 +229,7 @@ def test_help_over_ssh(bed: ServerBed) -> None:
     assert "apps:create" in shown and "rollback" in shown, shown
 
 
-def wait_for(fetch: Callable[[], str], timeout: float = 30) -> str:
+def page_soon(fetch: Callable[[], str], timeout: float = 30) -> str:
     """What fetch returns once it is a page (a proxy just started or given a certificate may take a moment),
     else its last answer."""
-    deadline = time.monotonic() + timeout
-    while (answer := fetch()).startswith("failed: ") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return answer
+    return wait_for(fetch, timeout, interval=0.5, until=lambda answer: not answer.startswith("failed: "), raises=False)
