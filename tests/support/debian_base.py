@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +22,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from support.debian_rootfs import PRUNE, RECIPE_LABEL, SUITE, apt_mirror, apt_proxy_env, prune, remove_tree
+from support.debian_rootfs import PRUNE, RECIPE_LABEL, SUITE, build_image, prune
 
 DEBIAN_IMAGE = "middock-test/debian"
 PACKAGES = ("python3", "python3-django", "gunicorn", "python3-psycopg2", "nginx-light", "ca-certificates")
@@ -63,40 +60,15 @@ def build_debian_base(client: docker.DockerClient) -> None:
         old = client.images.get(DEBIAN_IMAGE).id
     except docker.errors.ImageNotFound:
         old = None
-    work = Path(tempfile.mkdtemp(prefix="middock-debian-", dir="/var/tmp"))
-    root = work / "root"
     started = time.monotonic()
-    try:
-        mirror = apt_mirror()
-        # In its own process group, so a timeout also ends the dpkg it runs in the chroot.
-        debootstrap = subprocess.Popen(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(root), mirror],
-            env={**os.environ, **apt_proxy_env(mirror), "DEBIAN_FRONTEND": "noninteractive"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            output = debootstrap.communicate(timeout=900)[0]
-        except subprocess.TimeoutExpired:
-            os.killpg(debootstrap.pid, signal.SIGKILL)
-            output = debootstrap.communicate()[0] + "\n(killed after 900 s)"
-        if debootstrap.returncode != 0:
-            log = root / "debootstrap/debootstrap.log"
-            detail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            raise RuntimeError(f"debootstrap from {mirror} exited {debootstrap.returncode}:\n{output[-3000:]}{detail}")
-        prune(root)
-        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-        changes = [arg for change in (*CHANGES, f"LABEL {RECIPE_LABEL}={RECIPE}") for arg in ("--change", change)]
-        imported = subprocess.run(
-            ["docker", "import", *changes, "-", DEBIAN_IMAGE], stdin=tar.stdout, capture_output=True, text=True
-        )
-        tar.stdout.close()
-        if tar.wait() != 0 or imported.returncode != 0:
-            raise RuntimeError(f"docker import failed: {imported.stderr}")
-    finally:
-        remove_tree(work)
+    build_image(
+        DEBIAN_IMAGE,
+        PACKAGES,
+        (*CHANGES, f"LABEL {RECIPE_LABEL}={RECIPE}"),
+        prune,
+        prefix="middock-debian-",
+        timeout=900,
+    )
     image = client.images.get(DEBIAN_IMAGE)
     print(f"built {DEBIAN_IMAGE} in {time.monotonic() - started:.0f}s, {image.attrs['Size'] / 1e6:.0f} MB")
     if old and old != image.id:

@@ -4,9 +4,13 @@ scripts/try.sh needs nothing but Python, Docker and debootstrap."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 SUITE = "bookworm"
@@ -91,3 +95,52 @@ def remove_tree(path: Path) -> None:
     if any(m.startswith(inside) for m in mounts):
         raise RuntimeError(f"{path} still has mounts inside; not removing it")
     shutil.rmtree(path, ignore_errors=True)
+
+
+def build_image(
+    image: str,
+    packages: Sequence[str],
+    changes: Sequence[str],
+    prepare: Callable[[Path], None],
+    *,
+    prefix: str,
+    timeout: float,
+    error: type[Exception] = RuntimeError,
+) -> str:
+    """`image` from debootstrap's minbase of SUITE with `packages`, from the mirror apt uses; `prepare`
+    finishes the tree, `docker import` applies `changes` (Dockerfile lines). Its id, as docker import
+    printed it; `error` on a failure, the work folder removed either way."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    root = work / "root"
+    try:
+        mirror = apt_mirror()
+        # In its own process group, so a timeout also ends the dpkg it runs in the chroot.
+        debootstrap = subprocess.Popen(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(root), mirror],
+            env={**os.environ, **apt_proxy_env(mirror), "DEBIAN_FRONTEND": "noninteractive"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            output = debootstrap.communicate(timeout=timeout)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(debootstrap.pid, signal.SIGKILL)
+            output = debootstrap.communicate()[0] + f"\n(killed after {timeout:.0f} s)"
+        if debootstrap.returncode != 0:
+            log = root / "debootstrap/debootstrap.log"
+            detail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise error(f"debootstrap from {mirror} exited {debootstrap.returncode}:\n{output[-3000:]}{detail}")
+        prepare(root)
+        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        options = [arg for change in changes for arg in ("--change", change)]
+        imported = subprocess.run(
+            ["docker", "import", *options, "-", image], stdin=tar.stdout, capture_output=True, text=True
+        )
+        tar.stdout.close()
+        if tar.wait() != 0 or imported.returncode != 0:
+            raise error(f"docker import failed: {imported.stderr}")
+    finally:
+        remove_tree(work)
+    return imported.stdout.strip()

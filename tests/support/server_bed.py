@@ -36,7 +36,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from support.debian_rootfs import RECIPE_LABEL, SUITE, apt_mirror, apt_proxy_env, prune, remove_tree
+from support.debian_rootfs import RECIPE_LABEL, SUITE, apt_mirror, apt_proxy_env, build_image, prune
 
 SERVER_IMAGE = "middock-test/server"
 PACKAGES = (
@@ -147,43 +146,19 @@ def build_server_image(wanted: str) -> None:
     if shutil.which("debootstrap") is None:
         raise BedError("building the server image needs debootstrap (apt-get install debootstrap)")
     old = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", SERVER_IMAGE], capture_output=True)
-    work = Path(tempfile.mkdtemp(prefix="middock-server-", dir="/var/tmp"))
-    root = work / "root"
     started = time.monotonic()
-    try:
-        mirror = apt_mirror()
-        # In its own process group, so a timeout also ends the dpkg it runs in the chroot.
-        debootstrap = subprocess.Popen(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(root), mirror],
-            env={**os.environ, **apt_proxy_env(mirror), "DEBIAN_FRONTEND": "noninteractive"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            output = debootstrap.communicate(timeout=1200)[0]
-        except subprocess.TimeoutExpired:
-            os.killpg(debootstrap.pid, signal.SIGKILL)
-            output = debootstrap.communicate()[0] + "\n(killed after 1200 s)"
-        if debootstrap.returncode != 0:
-            log = root / "debootstrap/debootstrap.log"
-            detail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            raise BedError(f"debootstrap from {mirror} exited {debootstrap.returncode}:\n{output[-3000:]}{detail}")
-        configure_rootfs(root)
-        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-        changes = [arg for change in (*CHANGES, f"LABEL {RECIPE_LABEL}={wanted}") for arg in ("--change", change)]
-        imported = subprocess.run(
-            ["docker", "import", *changes, "-", SERVER_IMAGE], stdin=tar.stdout, capture_output=True, text=True
-        )
-        tar.stdout.close()
-        if tar.wait() != 0 or imported.returncode != 0:
-            raise BedError(f"docker import failed: {imported.stderr}")
-    finally:
-        remove_tree(work)
+    imported = build_image(
+        SERVER_IMAGE,
+        PACKAGES,
+        (*CHANGES, f"LABEL {RECIPE_LABEL}={wanted}"),
+        configure_rootfs,
+        prefix="middock-server-",
+        timeout=1200,
+        error=BedError,
+    )
     print(f"built {SERVER_IMAGE} in {time.monotonic() - started:.0f}s", file=sys.stderr)
     old_id = old.stdout.decode().strip()
-    if old.returncode == 0 and old_id != imported.stdout.strip():
+    if old.returncode == 0 and old_id != imported:
         subprocess.run(["docker", "image", "rm", old_id], capture_output=True)  # unless something still uses it
 
 
