@@ -12,6 +12,7 @@ from ..edge.control import Edge
 from ..edge.settings import parse_assignments, write_settings
 from ..errors import MiddockError
 from ..server import account, daemons, privileges
+from ..settings import EDGE_SETTINGS
 from ..state import apps, releases
 from ..state.apps import App
 from .commands import argument, command, emit_json
@@ -88,7 +89,7 @@ def cmd_edge_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("edge:set", "http-port, https-port, acme-email, acme-ca, acme-ca-root, tls", app=False, privileges="own")
+@command("edge:set", ", ".join(EDGE_SETTINGS), app=False, privileges="own")
 @argument("assignments", nargs="+", metavar="KEY=VALUE")
 def cmd_edge_set(args: argparse.Namespace) -> int:
     changes = parse_assignments(args.assignments)  # before anything is made (the edge's folder, its lock)

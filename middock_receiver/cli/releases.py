@@ -15,6 +15,7 @@ from ..pipeline import kept_logs
 from ..push.follow import submit
 from ..push.hook import pusher
 from ..server import account
+from ..settings import BRANCH_MAX
 from ..state import apps, config, lock, previews, processes, releases
 from ..state.apps import App
 from ..state.lock import DeployLock, Request
@@ -64,7 +65,7 @@ def resolve_ref(app: App, ref: str | None) -> tuple[str, str]:
 
     repo = Repo(str(app.repo))
     name = apps.read_settings(app)["branch"] if ref is None else ref
-    if not (name.isprintable() and 0 < len(name) <= apps.BRANCH_MAX):  # UTF-8, one line, a file name's length
+    if not (name.isprintable() and 0 < len(name) <= BRANCH_MAX):  # UTF-8, one line, a file name's length
         raise MiddockError(f"{quoted(name)} is not a branch, tag or commit of {app.name}")
     for candidate in (f"refs/heads/{name}", f"refs/tags/{name}", name):
         if candidate.encode() in repo.refs:

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import MiddockError
+from ..settings import check_domain
 from ..state import apps, records
-from ..state.apps import App, check_domain, write_atomic
+from ..state.apps import App, write_atomic
 
 APP_PORTS = range(8000, 9000)  # the first free one is an app's public port
 SLOT_PORTS = range(20000, 30000)  # loopback ports of the slots' web containers

@@ -13,59 +13,41 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from .. import flock
 from ..errors import MiddockError
 from ..server import machine
+from ..settings import EDGE_SETTINGS
 from ..state.apps import middock_home, write_atomic
 
 SOCKET_PATH_MAX = 90  # sun_path holds 108 bytes, and HAProxy binds to "PATH.PID.tmp" first
-TLS_MODES = ("acme", "internal", "off")
 
 
 @dataclass(frozen=True)
 class EdgeSettings:
-    http_port: int = 80
-    https_port: int = 443
-    acme_email: str = ""
-    acme_ca: str = ""  # empty: Let's Encrypt
-    acme_ca_root: str = ""  # a CA file to trust for the ACME server's own TLS
-    tls: str = "acme"
+    http_port: int = EDGE_SETTINGS["http-port"].default
+    https_port: int = EDGE_SETTINGS["https-port"].default
+    acme_email: str = EDGE_SETTINGS["acme-email"].default
+    acme_ca: str = EDGE_SETTINGS["acme-ca"].default  # empty: Let's Encrypt
+    acme_ca_root: str = EDGE_SETTINGS["acme-ca-root"].default  # a CA file to trust for the ACME server's own TLS
+    tls: str = EDGE_SETTINGS["tls"].default
 
     def as_dict(self) -> dict:
         return {key.replace("_", "-"): value for key, value in asdict(self).items()}
 
 
 def parse_setting(key: str, value: str) -> tuple[str, str | int]:
-    """Validate one `edge:set KEY=VALUE`; returns the field name and its typed value."""
-    if key in ("http-port", "https-port"):
-        if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
-            raise MiddockError(f"{key} must be a port number (1-65535), not {value!r}")
-        return key.replace("-", "_"), int(value)
-    if key == "acme-email":
-        if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-            raise MiddockError(f"acme-email must be an email address, not {value!r}")
-        return "acme_email", value
-    if key == "acme-ca":
-        if value and urlsplit(value).scheme != "https":
-            raise MiddockError(f"acme-ca must be an https:// ACME directory URL, not {value!r}")
-        return "acme_ca", value
-    if key == "acme-ca-root":
-        if value and not (Path(value).is_absolute() and Path(value).is_file()):
-            raise MiddockError(f"acme-ca-root must be the absolute path of a CA certificate file, not {value!r}")
-        return "acme_ca_root", value
-    if key == "tls":
-        if value not in TLS_MODES:
-            raise MiddockError(f"tls must be one of {', '.join(TLS_MODES)}, not {value!r}")
-        return "tls", value
-    known = ", ".join(EdgeSettings().as_dict())
-    raise MiddockError(f"unknown edge setting {key!r}; settings are: {known}")
+    """Validate one `edge:set KEY=VALUE` (its check in the settings' table); returns the field name
+    and its typed value."""
+    setting = EDGE_SETTINGS.get(key)
+    if setting is None:
+        known = ", ".join(EdgeSettings().as_dict())
+        raise MiddockError(f"unknown edge setting {key!r}; settings are: {known}")
+    return key.replace("-", "_"), setting.check(key, value)
 
 
 class EdgePaths:

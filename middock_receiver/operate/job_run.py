@@ -17,20 +17,18 @@ import sys
 import docker
 import docker.errors
 
-from .. import process
+from .. import process, settings
 from ..errors import MiddockError
 from ..jobs import cronfile, runs
 from ..jobs.cronfile import Job
 from ..notify import announce as notify
 from ..output import Output, open_appending
-from ..pipeline import build, publish, stacks
+from ..pipeline import publish, stacks
 from ..runtime import compose, swarm
 from ..runtime.engine import docker_client
 from ..runtime.plan import without_git
 from ..state import config, releases
 from ..state.apps import App
-
-DEFAULT_TIMEOUT = 24 * 3600.0
 
 
 def job_named(app: App, name: str) -> tuple[releases.Release, Job]:
@@ -65,7 +63,7 @@ def run(app: App, name: str, scheduled: bool) -> int:
             out = Output(kept, *([] if scheduled else [sys.stdout.buffer]))
             out.mask(list(config.read_vars(app).values()))
             try:
-                timeout = build.seconds(stacks.release_env(app, live), "MIDDOCK_CRON_TIMEOUT", DEFAULT_TIMEOUT)
+                timeout = settings.env_value(stacks.release_env(app, live), "MIDDOCK_CRON_TIMEOUT")
                 code, timed_out = start(client, app, live, job, out, timeout)
             except MiddockError as error:
                 out.error(str(error))

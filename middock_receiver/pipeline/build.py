@@ -6,24 +6,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from .. import process
+from .. import process, settings
 from ..errors import MiddockError
 from ..output import Output
-
-DEFAULT_BUILD_TIMEOUT = 30 * 60
-
-
-def seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    value = env.get(name, "")
-    if not value:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise MiddockError(f"{name} must be a number of seconds, not {value!r}") from None
-    if number <= 0:
-        raise MiddockError(f"{name} must be a positive number of seconds, not {value!r}")
-    return number
 
 
 def check_script(checkout: Path, script: str, what: str = "build script") -> Path:
@@ -41,7 +26,7 @@ def run_scripts(
     scripts: list[str], checkout: Path, env: Mapping[str, str], out: Output, what: str = "build script"
 ) -> None:
     """Run each script on the host (a build script, or the post-deploy script: `what`)."""
-    timeout = seconds(env, "MIDDOCK_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT)
+    timeout = settings.env_value(env, "MIDDOCK_BUILD_TIMEOUT")
     paths = [check_script(checkout, script, what) for script in scripts]
     for script, path in zip(scripts, paths, strict=True):
         out.step(f"Running {script}")

@@ -23,6 +23,7 @@ import docker
 import docker.errors
 from dulwich.repo import Repo
 
+from .. import settings
 from ..edge.control import Edge
 from ..errors import FULL_DISK, MiddockError, os_error_line
 from ..jobs import cronfile, crontab
@@ -222,7 +223,7 @@ class Deploy:
             self.out.detail(f"{cronfile.FILE}: no jobs for a preview (unless MIDDOCK_PREVIEW_CRON=on)")
             self.jobs = []
         if self.jobs:
-            build.seconds(env, "MIDDOCK_CRON_TIMEOUT", 1.0)  # a bad value fails the deploy, not a run
+            settings.env_value(env, "MIDDOCK_CRON_TIMEOUT")  # a bad value fails the deploy, not a run
         cronfile.save(self.folder, self.jobs)
         refs = sorted({spec["image"] for spec in resolved["services"].values() if spec.get("image")})
         before = removal.image_ids(self.client, refs)
@@ -354,7 +355,7 @@ class Deploy:
         except MiddockError:
             self.restore_previous()
             raise
-        timeout = build.seconds(self.env, "MIDDOCK_HEALTH_TIMEOUT", health.DEFAULT_HEALTH_TIMEOUT)
+        timeout = settings.env_value(self.env, "MIDDOCK_HEALTH_TIMEOUT")
         self.enter("health")
         self.out.step(f"Waiting for the services to be healthy (up to {timeout:g}s)")
         services = health.running_services(self.resolved)

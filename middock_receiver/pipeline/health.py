@@ -16,7 +16,6 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 NUMBER_LABEL = "com.docker.compose.container-number"
-DEFAULT_HEALTH_TIMEOUT = 60.0
 
 
 def running_services(resolved: dict) -> list[str]:

@@ -19,15 +19,13 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from .. import process
+from .. import process, settings
 from ..errors import MiddockError
 from ..output import Output
 from ..runtime.plan import ComposeStack
 from ..state.apps import App
 from ..state.releases import Release
 from . import build, stacks
-
-DEFAULT_RELEASE_TIMEOUT = 30 * 60
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ def run_release_command(
         return False
     service, command = found
     text = env[one_off.variable].strip()
-    timeout = build.seconds(env, "MIDDOCK_RELEASE_TIMEOUT", DEFAULT_RELEASE_TIMEOUT)
+    timeout = settings.env_value(env, "MIDDOCK_RELEASE_TIMEOUT")
     release = int(env["MIDDOCK_RELEASE"])
     app = env["MIDDOCK_APP"]  # not the project: a release beside the live one has its own
     argv = stack.run(service, command, name=container_name(app, release))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import docker
 import docker.errors
 
+from .. import settings
 from ..edge import maintenance, routes
 from ..edge.control import Edge
 from ..errors import MiddockError
@@ -27,10 +28,9 @@ from ..runtime.side_by_side import Web
 from ..state import releases
 from ..state.apps import App
 from ..state.releases import Release
-from . import build, health, kept_logs, stacks
+from . import health, kept_logs, stacks
 from .places import ComposePlace, KeptPlace, SwarmPlace, place_of
 
-DEFAULT_DRAIN_TIMEOUT = 30.0
 PROJECT_LABEL = health.PROJECT_LABEL
 
 
@@ -102,7 +102,7 @@ def http_problem(endpoint: str, path: str, host: str | None) -> str | None:
 def drain(edge: Edge, app: App, slot: str, env: dict[str, str], out: Output, what: str) -> None:
     """Let a slot the edge no longer sends to finish the requests it is serving (up to
     MIDDOCK_DRAIN_TIMEOUT) before its containers go."""
-    timeout = build.seconds(env, "MIDDOCK_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT)
+    timeout = settings.env_value(env, "MIDDOCK_DRAIN_TIMEOUT")
     out.step(f"Draining {what} (up to {timeout:g}s)")
     took = edge.drain(app, slot, timeout)
     if took is None:
@@ -174,7 +174,7 @@ class Beside:
         self.new.start(self.services)
 
     def gate(self) -> None:
-        timeout = build.seconds(self.env, "MIDDOCK_HEALTH_TIMEOUT", health.DEFAULT_HEALTH_TIMEOUT)
+        timeout = settings.env_value(self.env, "MIDDOCK_HEALTH_TIMEOUT")
         deadline = time.monotonic() + timeout
         self.enter("health")
         self.out.step(f"Waiting for the services to be healthy (up to {timeout:g}s)")
@@ -218,7 +218,7 @@ class Beside:
             self.old.stop(self.first)
         self.out.step(f"Starting {', '.join(self.first)}")
         self.new.resume(self.first)
-        timeout = build.seconds(self.env, "MIDDOCK_HEALTH_TIMEOUT", health.DEFAULT_HEALTH_TIMEOUT)
+        timeout = settings.env_value(self.env, "MIDDOCK_HEALTH_TIMEOUT")
         self.wait(self.first, time.monotonic() + timeout)
 
     def switch(self) -> None:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
-from .. import flock
+from .. import flock, settings
 from ..edge import routes
 from ..errors import MiddockError
 from ..output import Output
@@ -40,10 +40,10 @@ def preview_patterns(parent: App, update: RefUpdate) -> list[str] | None:
     """For a push of a branch that may get a preview (previews on, not the deploy branch): the
     globs of MIDDOCK_PREVIEW_BRANCHES (default `*`) it must match; None for any other update."""
     branch = branch_of(update)
-    settings = apps.read_settings(parent)
-    if branch is None or branch == settings["branch"] or update.deleted or settings["previews"] != "on":
+    chosen = apps.read_settings(parent)
+    if branch is None or branch == chosen["branch"] or update.deleted or chosen["previews"] != "on":
         return None
-    return parent_env(parent).get("MIDDOCK_PREVIEW_BRANCHES", "*").split() or ["*"]
+    return list(settings.env_value(parent_env(parent), "MIDDOCK_PREVIEW_BRANCHES")) or ["*"]  # blank: as unset
 
 
 def matches(branch: str, patterns: list[str]) -> bool:
@@ -140,8 +140,8 @@ def make(parent: App, preview: App, branch: str, commit: str) -> None:
             raise MiddockError(f"no preview of {branch}: its domain {domain} is a domain of {owner.name}")
     preview.releases_dir.mkdir()
     previews.save(preview, Preview(parent.name, branch))
-    settings = {**apps.DEFAULT_SETTINGS, **{key: parent_settings[key] for key in COPIED_SETTINGS}, "branch": branch}
-    write_atomic(preview.settings_file, json.dumps(settings, indent=2) + "\n")
+    chosen = {**apps.DEFAULT_SETTINGS, **{key: parent_settings[key] for key in COPIED_SETTINGS}, "branch": branch}
+    write_atomic(preview.settings_file, json.dumps(chosen, indent=2) + "\n")
     config.write_vars(preview, values)
     if domain:
         routes.save(preview, routes.AppEdge(domains=[domain]))

@@ -13,13 +13,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .. import settings
 from ..errors import MiddockError
 from ..state.processes import MAX_SCALE
 
 RESTART_POLICY = "unless-stopped"
 ASSIGNMENT = re.compile(r"(?P<service>[A-Za-z0-9][A-Za-z0-9_.-]*)=(?P<count>.*)\Z")
-LOG_MAX = re.compile(r"(?P<size>[1-9][0-9]*[kmg])(\s+(?P<files>[1-9][0-9]*))?\Z", re.IGNORECASE)
-MAX_LOG_FILES = 100
 
 
 def parse_counts(assignments: list[str]) -> dict[str, int]:
@@ -87,8 +86,8 @@ class LogRotation:
     """Options of Docker's `local` log driver: the size of each log file, and how many files a
     container keeps (the oldest goes when the last is full)."""
 
-    size: str = "10m"
-    files: int = 5
+    size: str = settings.SETTINGS["MIDDOCK_LOG_MAX"].default[0]
+    files: int = settings.SETTINGS["MIDDOCK_LOG_MAX"].default[1]
 
     def logging(self) -> dict:
         return {"driver": "local", "options": {"max-size": self.size, "max-file": str(self.files)}}
@@ -100,14 +99,8 @@ def log_rotation(value: str | None) -> LogRotation:
     text = (value or "").strip()
     if not text:
         return LogRotation()
-    found = LOG_MAX.match(text)
-    if not found or int(found["files"] or 1) > MAX_LOG_FILES:
-        raise MiddockError(
-            "MIDDOCK_LOG_MAX must be the size of each log file in k, m or g, optionally followed by "
-            f"a number of files from 1 to {MAX_LOG_FILES} (20m, or 20m 3), not {text!r}"
-        )
-    size = found["size"].lower()
-    return LogRotation(size, int(found["files"])) if found["files"] else LogRotation(size)
+    size, files = settings.log_max("MIDDOCK_LOG_MAX", text)
+    return LogRotation(size, files) if files else LogRotation(size)
 
 
 def with_log_rotation(resolved: dict, rotation: LogRotation) -> dict:

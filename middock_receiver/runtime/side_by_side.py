@@ -14,14 +14,12 @@ functions of the resolved configuration, so the plan is read and tested without 
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .. import settings
 from ..errors import MiddockError
 from . import overrides
-
-WEB = re.compile(r"(?P<service>[A-Za-z0-9][A-Za-z0-9_.-]*):(?P<port>[0-9]{1,5})\Z")
 
 
 @dataclass(frozen=True)
@@ -34,25 +32,17 @@ class Web:
 
 def web_target(env: Mapping[str, str]) -> Web | None:
     """`MIDDOCK_WEB=SERVICE:PORT`, or None for an app served in place (no edge)."""
-    text = env.get("MIDDOCK_WEB", "").strip()
-    if not text:
-        return None
-    found = WEB.match(text)
-    if not found or not 0 < int(found["port"]) < 65536:
-        raise MiddockError(f"MIDDOCK_WEB must be SERVICE:PORT (the container port that serves HTTP), not {text!r}")
-    return Web(found["service"], int(found["port"]))
+    found = settings.env_value(env, "MIDDOCK_WEB")
+    return None if found is None else Web(*found)
 
 
 def health_path(env: Mapping[str, str]) -> str:
-    path = env.get("MIDDOCK_HEALTH_PATH", "").strip() or "/"
-    if not path.startswith("/") or any(c.isspace() for c in path):
-        raise MiddockError(f"MIDDOCK_HEALTH_PATH must be a path starting with '/', not {path!r}")
-    return path
+    return settings.env_value(env, "MIDDOCK_HEALTH_PATH")
 
 
 def stop_first(env: Mapping[str, str]) -> list[str]:
     """`MIDDOCK_STOP_FIRST="scheduler consumer"`: services that must never run twice."""
-    return env.get("MIDDOCK_STOP_FIRST", "").split()
+    return list(settings.env_value(env, "MIDDOCK_STOP_FIRST"))
 
 
 def other_slot(slot: str | None) -> str:

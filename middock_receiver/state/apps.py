@@ -13,27 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MiddockError, quoted
+from ..settings import APP_SETTINGS
 from . import records
 
 APP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
 PREVIEW_MARK = "--"  # APP--BRANCH is a preview app of APP (previews/); no app is created with it
 PREVIEW_RECORD = "preview.json"  # in a preview's state folder: what makes it one (state/previews.py)
-BRANCH_MAX = 255  # bytes: a file name's limit, as git keeps a branch as refs/heads/NAME
-BRANCH_CHARS = frozenset(" ~^:?*[\\\x7f") | {chr(code) for code in range(32)}  # git refuses these in a ref
 HOOKS = ("pre-receive", "post-receive")  # the bare repo's, from the files in hooks/
-DEFAULT_SETTINGS = {
-    "branch": "main",
-    "gate": "off",
-    "keep": 5,
-    "port": None,
-    "target": "compose",
-    "previews": "off",
-    "preview-domain": None,
-    "preview-max": 5,
-    "preview-ttl": None,
-}
-OPTIONAL_SETTINGS = frozenset({"port", "preview-domain", "preview-ttl"})  # None: not set
-DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+DEFAULT_SETTINGS = {key: setting.default for key, setting in APP_SETTINGS.items()}  # `apps:set`, in order
+OPTIONAL_SETTINGS = frozenset(key for key, value in DEFAULT_SETTINGS.items() if value is None)  # None: not set
 
 
 def middock_home() -> Path:
@@ -62,30 +50,6 @@ def check_new_name(name: str) -> str:
         raise MiddockError(f"invalid app name {name!r}: '{PREVIEW_MARK}' is kept for preview apps (APP--BRANCH)")
     if name.endswith("-"):
         raise MiddockError(f"invalid app name {name!r}: it cannot end with '-'")
-    return name
-
-
-def check_branch(name: str) -> str:
-    """A branch name git takes (the rules of `git check-ref-format --branch`), within a file name's length."""
-    try:
-        size = len(name.encode())
-    except UnicodeEncodeError:
-        size = 0  # bytes that are not UTF-8 (from the command line): refused below
-    parts = name.split("/")
-    if (
-        not 0 < size <= BRANCH_MAX
-        or BRANCH_CHARS.intersection(name)
-        or any(mark in name for mark in ("..", "@{", "//"))
-        or name in ("@", "HEAD")
-        or name.startswith(("-", "/"))
-        or name.endswith(("/", "."))
-        or any(part.startswith(".") or part.endswith(".lock") for part in parts)
-    ):
-        raise MiddockError(
-            f"invalid branch name {quoted(name)}: git refuses it (spaces, control characters, ~^:?*[\\, '..', '@{{', "
-            f"'//', a '-' or '/' first, a '.' or '/' last, a part starting with '.' or ending in '.lock', "
-            f"more than {BRANCH_MAX} bytes)"
-        )
     return name
 
 
@@ -202,49 +166,11 @@ def read_settings(app: App) -> dict:
 
 
 def parse_setting(key: str, value: str) -> str | int:
-    """Validate one `apps:set` value; returns it in its stored type."""
-    if key == "branch":
-        return check_branch(value)
-    if key in ("gate", "previews"):
-        if value not in ("on", "off"):
-            raise MiddockError(f"{key} must be 'on' or 'off', not {value!r}")
-        return value
-    if key == "keep":
-        return at_least_one(key, value)
-    if key == "target":
-        if value not in ("compose", "swarm"):
-            raise MiddockError(f"target must be 'compose' (this server) or 'swarm', not {value!r}")
-        return value
-    if key == "port":
-        if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
-            raise MiddockError(f"port must be a port number (1-65535), not {value!r}")
-        return int(value)
-    if key == "preview-domain":
-        return check_domain(value.lower().rstrip("."))
-    if key == "preview-max":
-        return at_least_one(key, value)
-    if key == "preview-ttl":
-        return at_least_one(key, value, " of days")
-    raise MiddockError(f"unknown setting {key!r}; settings are: {', '.join(DEFAULT_SETTINGS)}")
-
-
-def at_least_one(key: str, value: str, unit: str = "") -> int:
-    """A whole number (of `unit`) of at least 1."""
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        raise MiddockError(f"{key} must be a whole number{unit} of at least 1, not {value!r}")
-    return int(value)
-
-
-def check_domain(name: str) -> str:
-    """A host name the edge may answer for and get a certificate for (lowercase, with a dot)."""
-    labels = name.split(".")
-    if len(name) > 253 or len(labels) < 2 or not all(DOMAIN_LABEL.match(label) for label in labels):
-        raise MiddockError(
-            f"invalid domain {name!r}: use a lowercase host name such as www.example.org (letters, digits, '-', dots)"
-        )
-    if labels[-1].isdigit():
-        raise MiddockError(f"invalid domain {name!r}: an IP address is not a domain")
-    return name
+    """Validate one `apps:set` value (its check in the settings' table); returns it in its stored type."""
+    setting = APP_SETTINGS.get(key)
+    if setting is None:
+        raise MiddockError(f"unknown setting {key!r}; settings are: {', '.join(DEFAULT_SETTINGS)}")
+    return setting.check(key, value)
 
 
 def write_setting(app: App, key: str, value: str) -> dict:

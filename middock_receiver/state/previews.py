@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import MiddockError
+from ..settings import check_branch
 from . import records
-from .apps import APP_NAME, PREVIEW_MARK, PREVIEW_RECORD, App, all_apps, check_branch, write_atomic
+from .apps import APP_NAME, PREVIEW_MARK, PREVIEW_RECORD, App, all_apps, write_atomic
 
 MAX_NAME = 63  # an app's name, and the DNS label of a preview's domain
 HASH = 6
