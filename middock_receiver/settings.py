@@ -18,6 +18,7 @@ line for the user. `python3 -m middock_receiver.settings --markdown` prints the 
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -92,6 +93,15 @@ def log_max(name: str, value: str) -> tuple[str, int | None]:
 def words(name: str, value: str) -> list[str]:
     """Space-separated words (services, globs, scripts)."""
     return value.split()
+
+
+def command_words(name: str, value: str) -> list[str]:
+    """`SERVICE COMMAND…` split as a shell would split it (no shell runs it); what runs it checks
+    the service."""
+    try:
+        return shlex.split(value)
+    except ValueError as error:
+        raise MiddockError(f"{name} cannot be split into words ({error}): {value}") from None
 
 
 def text(name: str, value: str) -> str:
@@ -218,6 +228,11 @@ class Setting:
         return f"`{self.default:g}`" if isinstance(self.default, float) else f"`{self.default}`"
 
 
+def one_off_command(name: str, what: str) -> Setting:
+    """An app's command run in a one-off container of a release: `SERVICE COMMAND…`."""
+    return Setting(name, APP_ENV, None, command_words, what, strip=True)
+
+
 TABLE = (
     Setting(
         "MIDDOCK_WEB",
@@ -245,16 +260,15 @@ TABLE = (
         "every `docker/build*.sh`",
     ),
     Setting("MIDDOCK_BUILD_TIMEOUT", APP_ENV, 30 * 60, seconds, "seconds a build or post-deploy script may run"),
+    one_off_command("MIDDOCK_RELEASE_COMMAND", "`SERVICE COMMAND…` run in a one-off container before a release starts"),
+    Setting("MIDDOCK_RELEASE_TIMEOUT", APP_ENV, 30 * 60, seconds, "seconds the release command may run"),
     Setting(
-        "MIDDOCK_RELEASE_COMMAND",
+        "MIDDOCK_POST_DEPLOY",
         APP_ENV,
         "",
         text,
-        "`SERVICE COMMAND…` run in a one-off container before a release starts",
-    ),
-    Setting("MIDDOCK_RELEASE_TIMEOUT", APP_ENV, 30 * 60, seconds, "seconds the release command may run"),
-    Setting(
-        "MIDDOCK_POST_DEPLOY", APP_ENV, "", text, "a script of the repository run on the host once a release is live"
+        "a script of the repository run on the host once a release is live",
+        strip=True,
     ),
     Setting("MIDDOCK_CRON_TIMEOUT", APP_ENV, 24 * 3600.0, seconds, "seconds a scheduled job's run may take"),
     Setting(
@@ -269,8 +283,8 @@ TABLE = (
     Setting(
         "MIDDOCK_PREVIEW_BRANCHES", APP_ENV, ("*",), words, "the globs of the branches that get a preview app", "`*`"
     ),
-    Setting("MIDDOCK_PREVIEW_SETUP", APP_ENV, "", text, "`SERVICE COMMAND…` run once, in a preview's first release"),
-    Setting("MIDDOCK_PREVIEW_TEARDOWN", APP_ENV, "", text, "`SERVICE COMMAND…` run before a preview app is destroyed"),
+    one_off_command("MIDDOCK_PREVIEW_SETUP", "`SERVICE COMMAND…` run once, in a preview's first release"),
+    one_off_command("MIDDOCK_PREVIEW_TEARDOWN", "`SERVICE COMMAND…` run before a preview app is destroyed"),
     Setting("MIDDOCK_PREVIEW_CRON", APP_ENV, "off", text, "`on`: preview apps run the scheduled jobs too"),
     Setting("branch", APPS_SET, "main", branch, "the branch whose pushes deploy"),
     Setting("gate", APPS_SET, "off", on_off, "`on`: a push is accepted only once its release is live"),

@@ -219,7 +219,7 @@ class Deploy:
         resolved = compose.resolve(stack, env)
         self.choose_runtime(resolved)
         self.jobs = cronfile.read(self.checkout_dir, resolved["services"])
-        if self.jobs and self.preview and env.get("MIDDOCK_PREVIEW_CRON") != "on":
+        if self.jobs and self.preview and settings.env_value(env, "MIDDOCK_PREVIEW_CRON") != "on":
             self.out.detail(f"{cronfile.FILE}: no jobs for a preview (unless MIDDOCK_PREVIEW_CRON=on)")
             self.jobs = []
         if self.jobs:

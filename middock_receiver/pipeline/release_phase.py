@@ -11,7 +11,6 @@ only warn, since the release is already serving.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +47,10 @@ def release_command(
 
     An empty CMD runs the service's own command (a dedicated `migrate` service).
     """
-    text = env.get(one_off.variable, "").strip()
-    if not text:
+    words = settings.env_value(env, one_off.variable)
+    if not words:
         return None
-    try:
-        service, *command = shlex.split(text)
-    except ValueError as error:
-        raise MiddockError(f"{one_off.variable} cannot be split into words ({error}): {text}") from None
+    service, *command = words
     if service not in services:
         raise MiddockError(
             f"{one_off.variable} runs in service {service!r}, which the compose file does not define "
@@ -123,7 +119,7 @@ def note_rollback(app: App, release: Release, out: Output) -> None:
 def post_deploy(checkout: Path, env: Mapping[str, str], previous: int | None, out: Output) -> None:
     """Run `MIDDOCK_POST_DEPLOY` on the host, with the build scripts' environment plus
     `MIDDOCK_PREVIOUS_RELEASE`; a failure is a warning and the release stays live."""
-    script = env.get("MIDDOCK_POST_DEPLOY", "").strip()
+    script = settings.env_value(env, "MIDDOCK_POST_DEPLOY")
     if not script:
         return
     script_env = {**env, "MIDDOCK_PREVIOUS_RELEASE": "" if previous is None else str(previous)}
