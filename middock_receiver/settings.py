@@ -115,9 +115,15 @@ def on_off(name: str, value: str) -> str:
     return value
 
 
+def digits(text: str) -> bool:
+    """Whether `text` is a whole number in ASCII digits (`str.isdigit` also takes '²', which
+    `int` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def at_least_one(name: str, value: str, unit: str = "") -> int:
     """A whole number (of `unit`) of at least 1."""
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+    if not digits(value) or int(value) < 1:
         raise MiddockError(f"{name} must be a whole number{unit} of at least 1, not {value!r}")
     return int(value)
 
@@ -127,7 +133,7 @@ def days(name: str, value: str) -> int:
 
 
 def port(name: str, value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
+    if not digits(value) or not 0 < int(value) < 65536:
         raise MiddockError(f"{name} must be a port number (1-65535), not {value!r}")
     return int(value)
 

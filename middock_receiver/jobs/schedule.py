@@ -13,6 +13,8 @@ from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from typing import NamedTuple
 
+from ..settings import digits
+
 ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}
 MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -146,14 +148,14 @@ def _parse_item(field: _Field, item: str) -> tuple[str, range]:
         text = f"{low}-{high}" if dash else str(low)
     if not slash:
         return text, range(low, high + 1)
-    if not (step_text.isascii() and step_text.isdigit() and int(step_text) >= 1):
+    if not (digits(step_text) and int(step_text) >= 1):
         raise ScheduleError(f"{field.name}: the step in {item!r} must be a number of 1 or more")
     step = int(step_text)
     return f"{text}/{step}", range(low, high + 1, step)
 
 
 def _number(field: _Field, word: str, item: str) -> int:
-    if word.isascii() and word.isdigit():
+    if digits(word):
         value = int(word)
         if not field.low <= value <= field.high:
             raise ScheduleError(f"{field.name}: {value} is out of {field.low}-{field.high}")

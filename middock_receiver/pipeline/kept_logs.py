@@ -27,7 +27,7 @@ import docker.errors
 
 from ..runtime import swarm
 from ..state.apps import App
-from ..state.releases import Release
+from ..state.releases import Release, numbered
 from .health import NUMBER_LABEL, SERVICE_LABEL, project_containers
 
 KEPT_LINES = 10_000
@@ -78,9 +78,7 @@ def merge(kept: list[LogLine], live: list[LogLine], tail: int | None) -> list[Lo
 
 def kept_releases(app: App) -> list[int]:
     """The releases whose lines are kept, oldest first."""
-    if not folder(app).is_dir():
-        return []
-    return sorted(int(path.name) for path in folder(app).iterdir() if path.name.isascii() and path.name.isdigit())
+    return numbered(folder(app))
 
 
 def member(path: Path) -> tuple[str, str]:

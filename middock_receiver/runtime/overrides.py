@@ -29,7 +29,7 @@ def parse_counts(assignments: list[str]) -> dict[str, int]:
         if not found:
             raise MiddockError(f"expected SERVICE=COUNT, got {assignment!r}")
         count = found["count"]
-        if not (count.isascii() and count.isdigit()) or int(count) > MAX_SCALE:
+        if not settings.digits(count) or int(count) > MAX_SCALE:
             raise MiddockError(
                 f"{found['service']}: the count must be a whole number from 0 to {MAX_SCALE}, not {count!r}"
             )

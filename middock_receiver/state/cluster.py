@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import MiddockError
+from ..settings import digits
 from . import records
 from .apps import middock_home, write_atomic
 
@@ -40,7 +41,7 @@ ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*\Z")
 def check(record: Cluster, home: Path | None = None) -> Cluster:
     """As swarm:init writes it: addresses, and the registry's CA a file of the Swarm's folder."""
     host, _, port = record.registry.rpartition(":")
-    if not ADDRESS.match(record.advertise_addr) or not ADDRESS.match(host) or not (port.isascii() and port.isdigit()):
+    if not ADDRESS.match(record.advertise_addr) or not ADDRESS.match(host) or not digits(port):
         raise MiddockError("an address is not HOST or HOST:PORT")
     ca = Path(record.registry_ca)
     if record.registry_ca and (not ca.is_absolute() or folder(home) not in ca.parents or ".." in ca.parts):

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..settings import digits
 from . import records
 from .apps import App, write_atomic
 
@@ -87,9 +88,14 @@ def check(app: App, number: int, release: Release) -> None:
 
 
 def numbers(app: App) -> list[int]:
-    if not app.releases_dir.is_dir():
+    return numbered(app.releases_dir)
+
+
+def numbered(folder: Path) -> list[int]:
+    """The numbers of `folder`'s entries named by a release number, in order (none if it is missing)."""
+    if not folder.is_dir():
         return []
-    return sorted(int(p.name) for p in app.releases_dir.iterdir() if p.name.isascii() and p.name.isdigit())
+    return sorted(int(path.name) for path in folder.iterdir() if digits(path.name))
 
 
 def history(app: App) -> list[Release]:
@@ -134,7 +140,7 @@ def live_number(app: App) -> int | None:
     line = records.read_line(path)
     if line is None:
         return None
-    if not (line.isascii() and line.isdigit() and int(line) > 0):
+    if not (digits(line) and int(line) > 0):
         raise records.invalid(path, f"{line!r:.60} is not a release number")
     return int(line)
 
