@@ -16,7 +16,7 @@ setup(
     packages=find_packages(include=["middock_receiver", "middock_receiver.*"]),
     python_requires=">=3.10",
     install_requires=["dulwich>=0.21", "docker>=6.1", "python-dotenv>=1.0"],
-    extras_require={"test": ["pytest>=7", "ruff"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "ruff"]},
     data_files=[("share/middock/hooks", ["hooks/post-receive", "hooks/pre-receive"])],
     entry_points={"console_scripts": ["middock=middock_receiver.cli:main"]},
 )

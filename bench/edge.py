@@ -224,7 +224,6 @@ def server_with_edge(prefix: str) -> Iterator[tuple[Server, Path]]:
     ensure_busybox_image(docker.from_env(version="auto"))
     root = Path(tempfile.mkdtemp(prefix=prefix))
     server = Server(root / "home")
-    server.home.mkdir()
     try:
         server.start_edge()
         yield server, root

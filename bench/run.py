@@ -181,7 +181,6 @@ def bench_push(runs: int) -> dict[str, float]:
     ensure_busybox_image(client)
     with tempfile.TemporaryDirectory(prefix="middock-bench-") as tmp:
         server = Server(Path(tmp) / "home")
-        server.home.mkdir()
         work = Workdir(Path(tmp) / "work")
         (Path(tmp) / "by-hand").mkdir()
         app = server.create_app("bench")

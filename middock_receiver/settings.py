@@ -138,6 +138,20 @@ def port(name: str, value: str) -> int:
     return int(value)
 
 
+def port_range(name: str, value: str) -> str:
+    """FIRST-LAST, two port numbers, FIRST no greater than LAST."""
+    first, sep, last = value.partition("-")
+    if not (sep and digits(first) and digits(last) and 0 < int(first) <= int(last) < 65536):
+        raise MiddockError(f"{name} must be a range of ports FIRST-LAST (1-65535), not {value!r}")
+    return f"{int(first)}-{int(last)}"
+
+
+def ports_in(checked: str) -> range:
+    """The ports of a range `port_range` accepted."""
+    first, _, last = checked.partition("-")
+    return range(int(first), int(last) + 1)
+
+
 def target(name: str, value: str) -> str:
     if value not in ("compose", "swarm"):
         raise MiddockError(f"{name} must be 'compose' (this server) or 'swarm', not {value!r}")
@@ -295,7 +309,7 @@ TABLE = (
     Setting("branch", APPS_SET, "main", branch, "the branch whose pushes deploy"),
     Setting("gate", APPS_SET, "off", on_off, "`on`: a push is accepted only once its release is live"),
     Setting("keep", APPS_SET, 5, at_least_one, "how many releases are kept to roll back to"),
-    Setting("port", APPS_SET, None, port, "the app's port on the edge", "chosen at its first deploy, from 8000"),
+    Setting("port", APPS_SET, None, port, "the app's port on the edge", "chosen at its first deploy, from `app-ports`"),
     Setting("target", APPS_SET, "compose", target, "`compose` (this server) or `swarm`"),
     Setting("previews", APPS_SET, "off", on_off, "`on`: a push of another branch deploys a preview app"),
     Setting("preview-domain", APPS_SET, None, domain, "previews answer at BRANCH.DOMAIN (`off` unsets it)"),
@@ -309,6 +323,8 @@ TABLE = (
     Setting("acme-ca", EDGE_SET, "", https_url, "an ACME directory URL", "Let's Encrypt"),
     Setting("acme-ca-root", EDGE_SET, "", ca_file, "a CA certificate file to trust for the ACME server's own TLS"),
     Setting("tls", EDGE_SET, "acme", tls, "`acme`, `internal` (a local CA) or `off`"),
+    Setting("app-ports", EDGE_SET, "8000-8999", port_range, "where an app's port is chosen: the first free one"),
+    Setting("slot-ports", EDGE_SET, "20000-29999", port_range, "the loopback ports of the web containers it serves"),
     Setting(
         "MIDDOCK_HOME",
         SERVER_ENV,

@@ -48,5 +48,5 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # Python dependencies and the linter
-python3 -m pip install -q --disable-pip-version-check dulwich docker python-dotenv pytest ruff
+python3 -m pip install -q --disable-pip-version-check dulwich docker python-dotenv pytest pytest-xdist ruff
 log "ready: $(docker version --format 'engine {{.Server.Version}}'), $(docker compose version --short | sed 's/^/compose /')"

@@ -31,7 +31,6 @@ def docker_client() -> docker.DockerClient:
 @pytest.fixture
 def server(tmp_path: Path, docker_client: docker.DockerClient):
     srv = Server(tmp_path / "home")
-    srv.home.mkdir()
     yield srv
     srv.cleanup()
 

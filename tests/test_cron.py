@@ -19,7 +19,8 @@ from middock_receiver.jobs import runs as runs_record
 from middock_receiver.jobs.suspension import Suspension
 from middock_receiver.state.apps import App
 
-pytestmark = pytest.mark.docker  # its autouse fixture runs the machine's cron daemon and puts root's crontab back
+# Its tests share the cron daemon its autouse fixture starts: one worker runs them all.
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("cron")]
 
 CRON = """# the app's jobs
 tick   * * * * *   worker  sh -c 'echo tick from $HOSTNAME'
@@ -30,9 +31,9 @@ fail   0 3 * jan-mar mon-fri  worker  sh -c 'echo failing; exit 3'
 
 @pytest.fixture(scope="module", autouse=True)
 def cron_daemon():
-    """The server's cron daemon (started here where it does not run), and this user's crontab as
-    it was before the tests, put back after them."""
-    before = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
+    """The server's cron daemon, started here where it does not run. The tests touch only their
+    own homes' blocks of this user's crontab (and a line of their own, under middock's crontab
+    lock), so other tests writing theirs meanwhile lose nothing."""
     started = None
     if subprocess.run(["pgrep", "-x", "cron"], capture_output=True).returncode != 0:
         started = subprocess.Popen(["cron", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -40,10 +41,21 @@ def cron_daemon():
     if started:
         started.terminate()
         started.wait(10)
-    if before.returncode == 0:
-        subprocess.run(["crontab", "-"], input=before.stdout, text=True, check=True)
-    else:
-        subprocess.run(["crontab", "-r"], capture_output=True)
+
+
+def edit_crontab(change) -> None:  # noqa: ANN001
+    """Rewrite this user's crontab as middock does: under its lock, so no concurrent rewrite is lost."""
+    with crontab.locked():
+        crontab.write(change(crontab.read()))
+
+
+@pytest.fixture
+def foreign(tmp_path) -> str:
+    """Lines middock did not write (an admin's own), in this user's crontab while the test runs."""
+    lines = f"# the admin's own\n17 4 * * 1 /usr/local/bin/backup --quiet  # weekly %s {tmp_path}\n"
+    edit_crontab(lambda text: text + lines)
+    yield lines
+    edit_crontab(lambda text: text.replace(lines, ""))
 
 
 def current_crontab() -> str:
@@ -73,12 +85,10 @@ def runs(server, app: str, job: str | None = None) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_job_fires_by_itself_and_its_lines_leave_other_lines_alone(server, work, app, tmp_path):
+def test_a_job_fires_by_itself_and_its_lines_leave_other_lines_alone(server, work, app, tmp_path, foreign):
     """The crontab holds one line a job, written when the release goes live; the cron daemon
     runs `* * * * *` by itself; lines middock did not write, and another home's, stay byte for
     byte; apps:destroy takes the app's lines away."""
-    foreign = "# the admin's own\n17 4 * * 1 /usr/local/bin/backup --quiet  # weekly %s\n"
-    subprocess.run(["crontab", "-"], input=current_crontab() + foreign, text=True, check=True)
     other_home = tmp_path / "other"
     other = [cronfile.Job("nightly", "@daily", "0 0 * * *", "app", ["true"], 1)]
     crontab.install(other_home, "elsewhere", other, Suspension())
@@ -105,7 +115,7 @@ def test_a_job_fires_by_itself_and_its_lines_leave_other_lines_alone(server, wor
     begin, end = crontab.marks(other_home, "elsewhere")
     assert begin in text and end in text
     crontab.install(other_home, "elsewhere", [], Suspension())
-    assert current_crontab().endswith(foreign)
+    assert foreign in current_crontab() and begin not in current_crontab()
 
 
 def test_never_twice_at_once_and_a_deploy_leaves_a_running_job_alone(server, work, app):

@@ -1,5 +1,6 @@
 """A push while the Docker daemon is really stopped: one line, nothing changed, and everything back
-once the daemon starts again.
+once the daemon starts again; after a restart of the daemon, the live release is back by itself
+and a stopped app stays stopped.
 
 The daemon stopped here is a private one (tests/support/swarm_bed.py, one bare engine in a network
 namespace of its own, with its own data root, exec root, sockets and cgroup), never the machine's,
@@ -10,6 +11,7 @@ reach the server's own daemon.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from support.images import BUSYBOX_IMAGE
 from support.ports import free_port
 from support.swarm_bed import BedError, SwarmBed, missing_requirements, reap_stale_beds
 
-pytestmark = pytest.mark.bed
+pytestmark = [pytest.mark.bed, pytest.mark.xdist_group("private-dockerd")]
 
 
 @pytest.fixture
@@ -101,3 +103,28 @@ def test_a_push_while_the_daemon_is_stopped_changes_nothing_and_deploys_once_it_
     deployed = work.push()
     assert "-----> Release 2" in deployed.stderr and "is live" in deployed.stderr, deployed.stderr
     assert page(engine, port) == "v3"
+
+
+def test_the_live_release_comes_back_after_a_docker_restart_and_a_stopped_app_stays_stopped(
+    engine, server, work, app, tmp_path
+):
+    stopped = server.create_app("stopped")
+    other = type(work)(tmp_path / "other")
+    other.git("remote", "add", "production", str(server.repo_path(stopped)))
+    for env in (server.env, work.env, other.env):
+        env["DOCKER_HOST"] = engine.manager.docker_host
+    port, stopped_port = free_port(), free_port()
+    for tree, at, text in ((work, port, "v1"), (other, stopped_port, "s1")):
+        write_busybox_app(tree, at, text)
+        tree.commit(text)
+        assert "is live" in tree.push().stderr
+    server.middock("ps:stop", stopped)
+
+    engine.stop_node(1, kill=False)
+    engine.start_node(1, wait=False)
+    assert back(engine, port) == "v1"  # no middock command ran
+    with pytest.raises(BedError):
+        engine.http_get(f"http://127.0.0.1:{stopped_port}/", timeout=3)
+    assert all(row["state"] == "exited" for row in json.loads(server.middock("ps", stopped, "--json").stdout))
+    server.middock("ps:start", stopped)
+    assert page(engine, stopped_port) == "s1"

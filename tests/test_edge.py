@@ -17,7 +17,7 @@ import docker
 import pytest
 from support.apps import WEB_APP_COMPOSE, write_busybox_app, write_web_app
 from support.edge import assert_clean_switch, deploy
-from support.load import Load
+from support.load import ZERO_DROP, Load
 from support.ports import free_port
 from support.web import http_get
 
@@ -31,6 +31,7 @@ def project_names(client: docker.DockerClient, app: str) -> set[str]:
     }
 
 
+@ZERO_DROP
 @pytest.mark.slow
 def test_push_rollback_config_and_failed_gate_drop_no_request(server, work, app, docker_client):
     server.start_edge()
@@ -82,6 +83,7 @@ def project_states(client: docker.DockerClient, project: str) -> dict[str, str]:
     return {c.id: c.status for c in containers}
 
 
+@ZERO_DROP
 def test_the_replaced_release_is_kept_stopped_and_a_rollback_only_starts_it(server, work, app, docker_client):
     """After a switch the old release's containers stay, stopped (no request reaches them), until
     the app's next deploy; a rollback to it starts those very containers (no compose up, no
@@ -224,6 +226,7 @@ def switch_like_a_deploy_killed_right_after_it(server, app: str, number: int) ->
         ("switch", "MIDDOCK_HEALTH_PATH=/cgi-bin/slow\n", 1),  # killed at its gate, then flipped as the deploy would
     ],
 )
+@ZERO_DROP
 def test_a_deploy_killed_at_the_gate_or_mid_drain_leaves_exactly_one_release(
     server, work, app, docker_client, stage, settings, survivor
 ):
@@ -407,3 +410,26 @@ def deploy_tls(work) -> str:
     result = work.push()
     assert "is live at https://" in result.stderr, result.stderr
     return result.stderr
+
+
+def test_an_apps_port_and_its_slots_ports_come_from_the_edge_settings_ranges(server, work, app):
+    """`edge:set app-ports=FIRST-LAST slot-ports=FIRST-LAST`: an app's port is the first free one of
+    the first range, its web containers' loopback ports are free ones of the second; a range with no
+    free port left fails the deploy in one line naming the setting."""
+    first, last = free_port(), free_port()
+    server.start_edge(f"app-ports={first}-{first}")
+    write_web_app(work, "v1")
+    deploy(work, "v1")
+    assert server.app_port(app) == first
+    slots = json.loads((server.home / ".middock" / app / "edge.json").read_text())["slots"]
+    slot_range = json.loads(server.middock("edge", "--json").stdout)["settings"]["slot-ports"]
+    low, high = map(int, slot_range.split("-"))
+    assert all(low <= int(e.rpartition(":")[2]) <= high for e in slots["blue"]), slots
+
+    other = server.create_app("other")
+    work.git("remote", "add", "other", str(server.repo_path(other)))
+    server.middock("edge:set", f"app-ports={last}-{last}")
+    with socket.socket() as taken:  # the one port of the range is not free
+        taken.bind(("0.0.0.0", last))
+        pushed = work.git("push", "other", "main", check=False)
+    assert f"no free port for {other} in {last}-{last} (edge:set app-ports)" in pushed.stderr, pushed.stderr

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import pytest
 from support.apps import write_web_app
 from support.edge import DOMAIN, Site, assert_clean_switch, caddy_local_root, deploy
-from support.load import Load
+from support.load import ZERO_DROP, Load
 from support.middock import Server, Workdir
 from support.ports import free_port
 
@@ -137,6 +137,7 @@ def case(problems: list[str], name: str) -> Iterator[None]:
         problems.append(f"{name}: {str(error).splitlines()[0]}")
 
 
+@ZERO_DROP
 @pytest.mark.slow
 @pytest.mark.parametrize("tls", ["acme", "off"])
 def test_the_domain_path_drops_no_request(server, work, app, tmp_path, request, tls):

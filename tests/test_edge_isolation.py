@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from support.apps import write_web_app
 from support.edge import deploy
-from support.load import Load
+from support.load import ZERO_DROP, Load
 from support.middock import Server, Workdir
 from support.ports import free_port
 
@@ -159,6 +159,7 @@ PAGES: list[tuple[str, Callable[[Workdir], None], str | None]] = [
 ]
 
 
+@ZERO_DROP
 @pytest.mark.slow
 def test_one_apps_contributions_never_stop_another_apps_push_rollback_or_domains(
     server: Server, work: Workdir, app: str, tmp_path: Path

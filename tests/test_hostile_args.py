@@ -37,6 +37,8 @@ from middock_receiver.errors import one_line, quoted
 from middock_receiver.server.ssh import LOCAL_ONLY
 from middock_receiver.state.apps import DEFAULT_SETTINGS
 
+pytestmark = pytest.mark.xdist_group("hostile-args")  # its tests share one bed, made once
+
 NON_UTF8 = os.fsdecode(b"\xff\xfe")  # what Python makes of those bytes in argv (surrogateescape)
 HOSTILE = {
     "newline": "a\nb",
@@ -182,7 +184,6 @@ class Bed:
 def bed(tmp_path_factory, docker_client) -> Iterator[Bed]:
     root = tmp_path_factory.mktemp("hostile")
     server = Server(root / "home")
-    server.home.mkdir()
     cwd = root / "cwd" / "here"
     cwd.mkdir(parents=True)
     user = f"mdk-{uuid.uuid4().hex[:8]}"

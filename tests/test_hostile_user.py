@@ -23,6 +23,9 @@ from support.ssh_server import as_user, remove_user, run_install, unique_user, w
 
 from middock_receiver.cli.swarm import trust
 
+# A home of install.sh's deploy user takes middock's default ports: one worker runs these modules.
+pytestmark = pytest.mark.xdist_group("default-ports")
+
 
 @pytest.fixture(scope="module")
 def deploy():

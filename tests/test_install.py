@@ -15,6 +15,9 @@ from support.install import Installed, owned_by_root
 from support.middock import ROOT
 from support.ssh_server import Sshd, as_user, remove_user, run_install, unique_user, world_readable_dir
 
+# A home of install.sh's deploy user takes middock's default ports: one worker runs these modules.
+pytestmark = pytest.mark.xdist_group("default-ports")
+
 
 def snapshot(root: Path) -> dict[str, tuple]:
     """Every file, folder and link under `root`: its mode, owner and content (or target); the

@@ -10,7 +10,7 @@ import urllib.request
 
 from support.apps import write_web_app
 from support.edge import deploy
-from support.load import Load
+from support.load import ZERO_DROP, Load
 from support.middock import Server, Workdir
 from support.web import http_get
 
@@ -29,6 +29,7 @@ def maintenance_answer(port: int) -> tuple[int, str | None, str]:
         return error.code, error.headers.get("Retry-After"), error.read().decode()
 
 
+@ZERO_DROP
 def test_maintenance_toggled_under_load_fails_no_request_but_the_page_and_reloads_nothing(
     server: Server, work: Workdir, app: str
 ):

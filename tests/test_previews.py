@@ -10,7 +10,7 @@ import time
 
 from support.apps import WEB_APP_BUILD
 from support.edge import Site, caddy_local_root
-from support.load import Load
+from support.load import ZERO_DROP, Load
 from support.middock import Server, Workdir
 from support.previews import containers_of, last_step
 from support.web import http_get
@@ -53,6 +53,7 @@ def write_app(work: Workdir, compose: str = COMPOSE, settings: str = SETTINGS) -
     work.write("middock.env", settings)
 
 
+@ZERO_DROP
 def test_a_branch_gets_its_own_app_at_its_own_domain_and_goes_with_the_branch(
     server: Server, work: Workdir, app: str, tmp_path, docker_client
 ):
@@ -129,6 +130,7 @@ def test_a_branch_gets_its_own_app_at_its_own_domain_and_goes_with_the_branch(
     assert [r["number"] for r in server.releases(app)] == [1] and http_get(port) == "v1\n"
 
 
+@ZERO_DROP
 def test_previews_refuse_what_they_cannot_do_and_a_broken_branch_fails_alone(
     server: Server, work: Workdir, app: str, tmp_path, docker_client
 ):

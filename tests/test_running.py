@@ -1,22 +1,20 @@
-"""Running apps: ps, runtime logs, scale, stop/start/restart, and the app back by itself after a
-restart of the Docker daemon. Real Docker Engine, real git pushes, the real edge."""
+"""Running apps: ps, runtime logs, scale, stop/start/restart. (The app back by itself after a
+restart of the Docker daemon is in test_docker_down.py, on a private daemon.) Real Docker Engine,
+real git pushes, the real edge."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
 from pathlib import Path
 
 import docker
 import pytest
-import requests
 from support.apps import WEB_APP_COMPOSE, write_busybox_app, write_web_app
-from support.load import Load
+from support.load import ZERO_DROP, Load
 from support.ports import free_port
 from support.web import http_get
 
@@ -171,6 +169,7 @@ def live_starts(server, client: docker.DockerClient, app: str) -> dict[str, set[
     return {service: starts(client, project, service) for service in ("web", "worker")}
 
 
+@ZERO_DROP
 def test_restart_behind_the_edge_drops_no_request_and_scaled_web_gets_every_container(server, work, app, docker_client):
     server.start_edge()
     write_web_app(work, "v1")
@@ -207,57 +206,3 @@ def test_restart_behind_the_edge_drops_no_request_and_scaled_web_gets_every_cont
     assert {http_get(port, "/host.html").strip() for _ in range(30)} == {id_[:12] for id_, _ in again}
     previous = server.middock("rollback", app, check=False)
     assert "no earlier good release" in previous.stderr  # restarts and rescales are not releases to go back to
-
-
-def dockerd() -> tuple[int, list[str]]:
-    """The machine's main Docker daemon: its pid (from its pidfile) and command line."""
-    pid = int(Path("/var/run/docker.pid").read_text())
-    return pid, Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-
-
-def restart_dockerd(client: docker.DockerClient) -> None:
-    pid, argv = dockerd()
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    with open("/var/log/middock-test-dockerd.log", "ab") as log:
-        subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            client.ping()
-            return
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError):  # the socket is not there yet
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
-def get_or_none(port: int, timeout: float) -> str | None:
-    try:
-        return http_get(port, timeout=timeout)
-    except (OSError, urllib.error.URLError):
-        return None
-
-
-def test_the_live_release_comes_back_after_a_docker_restart_and_a_stopped_app_stays_stopped(
-    server, work, app, tmp_path, docker_client
-):
-    server.start_edge()
-    write_web_app(work, "v1")
-    deploy(work, "v1")
-    stopped = server.create_app("stopped")
-    other = type(work)(tmp_path / "other")
-    other.git("remote", "add", "production", str(server.repo_path(stopped)))
-    stopped_port = free_port()
-    write_busybox_app(other, stopped_port, "s1")
-    deploy(other, "s1")
-    server.middock("ps:stop", stopped)
-
-    restart_dockerd(docker_client)
-    assert http_get(server.app_port(app), timeout=60) == "v1\n"  # no middock command ran
-    assert get_or_none(stopped_port, timeout=3) is None
-    assert all(row["state"] == "exited" for row in json.loads(server.middock("ps", stopped, "--json").stdout))
-    server.middock("ps:start", stopped)
-    assert http_get(stopped_port) == "s1"

@@ -14,7 +14,7 @@ import time
 import docker
 import pytest
 from support.apps import WEB_APP_COMPOSE, write_web_app
-from support.load import Load
+from support.load import ZERO_DROP, Load
 from support.middock import Workdir
 from support.ports import free_port
 from support.web import http_get
@@ -30,6 +30,7 @@ def first_push(server, tmp_path, app: str, pushed: dict[str, str]) -> None:
     pushed[app] = work.push().stderr
 
 
+@ZERO_DROP
 @pytest.mark.slow
 def test_apps_deployed_at_once_go_live_on_networks_of_their_own_and_neighbours_lose_nothing(
     server, tmp_path, docker_client: docker.DockerClient

@@ -29,7 +29,7 @@ from support.server_bed import (
 )
 from support.waiting import wait_for
 
-pytestmark = pytest.mark.bed
+pytestmark = [pytest.mark.bed, pytest.mark.xdist_group("server-bed")]
 
 DOMAIN = "hello.example.test"
 APP_PORT_URL = "http://localhost:{port}/"

@@ -69,8 +69,22 @@ def test_apps_set_and_edge_set_keep_their_keys_order_and_defaults() -> None:
         "acme-ca": "",
         "acme-ca-root": "",
         "tls": "acme",
+        "app-ports": "8000-8999",
+        "slot-ports": "20000-29999",
     }
     assert list(EdgeSettings().as_dict()) == list(settings.EDGE_SETTINGS)
+
+
+@pytest.mark.parametrize("value", ["8000", "9000-8000", "0-10", "1-65536", "a-b", "8000-", "-8000", "８０-９０", ""])
+def test_a_port_range_is_first_last_within_1_to_65535(value: str) -> None:
+    with pytest.raises(MiddockError, match="must be a range of ports FIRST-LAST"):
+        settings.port_range("app-ports", value)
+
+
+def test_a_port_range_is_read_as_its_ports() -> None:
+    assert settings.port_range("slot-ports", "020000-20003") == "20000-20003"
+    assert list(settings.ports_in("20000-20003")) == [20000, 20001, 20002, 20003]
+    assert list(settings.ports_in("80-80")) == [80]
 
 
 @pytest.mark.parametrize(

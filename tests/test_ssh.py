@@ -36,6 +36,9 @@ from support.web import http_get
 from middock_receiver.errors import MiddockError
 from middock_receiver.server import keys, ssh
 
+# A home of install.sh's deploy user takes middock's default ports: one worker runs these modules.
+pytestmark = pytest.mark.xdist_group("default-ports")
+
 EXAMPLE = ROOT / "examples" / "hello"
 COMMANDS = {"apps", "apps:create", "status", "keys:add", "keys:list", "ssh-serve", "refresh"}
 

@@ -26,7 +26,7 @@ from support.middock import ROOT
 from support.swarm import COMPOSE, Load, SwarmServer, SwarmWork, start_middock
 from support.swarm_bed import SwarmBed, missing_requirements, reap_stale_beds
 
-pytestmark = pytest.mark.bed
+pytestmark = [pytest.mark.bed, pytest.mark.xdist_group("swarm-bed")]
 
 
 def assert_every_node_trusts(bed: SwarmBed, registry: str, ca: Path, reference: str, manager_config: Path) -> None:

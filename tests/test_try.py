@@ -11,7 +11,7 @@ from support.middock import ROOT
 from support.ports import free_port
 from support.server_bed import TRY_NAME
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [pytest.mark.bed, pytest.mark.slow, pytest.mark.xdist_group("try-bed")]
 
 TRY = str(ROOT / "scripts" / "try.sh")
 

@@ -17,12 +17,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import MiddockError
-from ..settings import check_domain
+from ..settings import check_domain, ports_in
 from ..state import apps, records
 from ..state.apps import App, write_atomic
+from .settings import EdgePaths, read_settings
 
-APP_PORTS = range(8000, 9000)  # the first free one is an app's public port
-SLOT_PORTS = range(20000, 30000)  # loopback ports of the slots' web containers
 LOOPBACK = "127.0.0.1:"
 
 
@@ -224,16 +223,17 @@ def taken_ports(among: list[App]) -> set[int]:
 
 
 def choose_app_port(app: App) -> int:
-    """The app's public port: its setting, else the first free one of APP_PORTS (then kept)."""
+    """The app's public port: its setting, else the first free one of the edge's `app-ports` (then kept)."""
     port = app_port(app)
     if port:
         return port
     taken = taken_ports(apps.all_apps(app.home))
-    for candidate in APP_PORTS:
+    choices = read_settings(EdgePaths(app.home)).app_ports
+    for candidate in ports_in(choices):
         if candidate not in taken and bindable(candidate):
             apps.write_setting(app, "port", str(candidate))
             return candidate
-    raise MiddockError(f"no free port for {app.name} in {APP_PORTS.start}-{APP_PORTS.stop - 1}: set one with apps:set")
+    raise MiddockError(f"no free port for {app.name} in {choices} (edge:set app-ports): set one with apps:set")
 
 
 def choose_slot_ports(app: App, record: AppEdge, slot: str, count: int) -> list[int]:
@@ -243,8 +243,9 @@ def choose_slot_ports(app: App, record: AppEdge, slot: str, count: int) -> list[
     if len(current) == count == len(record.slots.get(slot, [])) and all(bindable(p, "127.0.0.1") for p in current):
         return current
     taken = taken_ports(apps.all_apps(app.home)) - set(current)
-    start = SLOT_PORTS.start
-    while start + count <= SLOT_PORTS.stop:
+    choices = ports_in(read_settings(EdgePaths(app.home)).slot_ports)
+    start = choices.start
+    while start + count <= choices.stop:
         run = list(range(start, start + count))
         busy = [port for port in run if port in taken or not bindable(port, "127.0.0.1")]
         if not busy:
@@ -252,4 +253,7 @@ def choose_slot_ports(app: App, record: AppEdge, slot: str, count: int) -> list[
             save(app, record)
             return run
         start = busy[-1] + 1
-    raise MiddockError(f"no {count} free consecutive loopback ports for {app.name}'s web containers")
+    raise MiddockError(
+        f"no {count} free consecutive loopback ports for {app.name}'s web containers in {choices.start}-"
+        f"{choices.stop - 1} (edge:set slot-ports)"
+    )

@@ -35,6 +35,8 @@ class EdgeSettings:
     acme_ca: str = EDGE_SETTINGS["acme-ca"].default  # empty: Let's Encrypt
     acme_ca_root: str = EDGE_SETTINGS["acme-ca-root"].default  # a CA file to trust for the ACME server's own TLS
     tls: str = EDGE_SETTINGS["tls"].default
+    app_ports: str = EDGE_SETTINGS["app-ports"].default
+    slot_ports: str = EDGE_SETTINGS["slot-ports"].default
 
     def as_dict(self) -> dict:
         return {key.replace("_", "-"): value for key, value in asdict(self).items()}

@@ -12,17 +12,15 @@ Use it as the session fixture `debian_base` (a module that wants it says
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import docker
 import pytest
 
 from support.debian_rootfs import PRUNE, RECIPE_LABEL, SUITE, build_image, prune
+from support.images import built_once
 
 DEBIAN_IMAGE = "middock-test/debian"
 PACKAGES = ("python3", "python3-django", "gunicorn", "python3-psycopg2", "nginx-light", "ca-certificates")
@@ -43,14 +41,7 @@ def image_recipe(client: docker.DockerClient) -> str | None:
 
 def ensure_debian_base(client: docker.DockerClient) -> str:
     """The image's name, built first if it is missing or was built from another recipe."""
-    if image_recipe(client) == RECIPE:
-        return DEBIAN_IMAGE
-    # One build at a time on this Docker Engine (two test runs may share it).
-    with open(Path(tempfile.gettempdir()) / "middock-test-debian.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if image_recipe(client) != RECIPE:
-            build_debian_base(client)
-    return DEBIAN_IMAGE
+    return built_once(DEBIAN_IMAGE, lambda: image_recipe(client) == RECIPE, lambda: build_debian_base(client))
 
 
 def build_debian_base(client: docker.DockerClient) -> None:

@@ -1,24 +1,48 @@
-"""The tests' small images, built from the host's own binaries (no registry)."""
+"""The tests' small images, built from the host's own binaries (no registry), once per run:
+pytest-xdist's workers (and a second test run, or try.sh) share the machine's Docker Engine, so
+one builds an image while the others wait for it (`built_once`)."""
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
 
 BUSYBOX_IMAGE = "middock-test/busybox"
+PSQL_IMAGE = "middock-test/psql"
+
+
+def built_once(name: str, current: Callable[[], bool], build: Callable[[], None]) -> str:
+    """The image `name`: there already when `current()` says so, else built by `build`, one build at
+    a time on this machine (whoever waited finds it built)."""
+    if current():
+        return name
+    with open(Path(tempfile.gettempdir()) / f"{name.replace('/', '-')}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not current():
+            build()
+    return name
+
+
+def present(client: docker.DockerClient, name: str) -> bool:
+    try:
+        client.images.get(name)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
 
 
 def ensure_busybox_image(client: docker.DockerClient) -> None:
     """A 2 MB base image with a shell, wget and httpd: /bin/busybox from busybox-static."""
-    try:
-        client.images.get(BUSYBOX_IMAGE)
-        return
-    except docker.errors.ImageNotFound:
-        pass
+    built_once(BUSYBOX_IMAGE, lambda: present(client, BUSYBOX_IMAGE), build_busybox_image)
+
+
+def build_busybox_image() -> None:
     with tempfile.TemporaryDirectory() as ctx:
         shutil.copy("/bin/busybox", Path(ctx) / "busybox")
         (Path(ctx) / "Dockerfile").write_text(
@@ -28,16 +52,12 @@ def ensure_busybox_image(client: docker.DockerClient) -> None:
         subprocess.run(["docker", "build", "-q", "-t", BUSYBOX_IMAGE, ctx], check=True, capture_output=True)
 
 
-PSQL_IMAGE = "middock-test/psql"
-
-
 def ensure_psql_image(client: docker.DockerClient) -> None:
     """The busybox image plus the host's own psql binary and the libraries it links (no registry)."""
-    try:
-        client.images.get(PSQL_IMAGE)
-        return
-    except docker.errors.ImageNotFound:
-        pass
+    built_once(PSQL_IMAGE, lambda: present(client, PSQL_IMAGE), build_psql_image)
+
+
+def build_psql_image() -> None:
     psql = next(Path("/usr/lib/postgresql").glob("*/bin/psql"))
     libs = [
         line.split()[-2]

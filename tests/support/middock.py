@@ -11,7 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
-from support.ports import free_port
+from middock_receiver.edge.settings import EdgePaths, write_settings
+from support.ports import claim_block, free_port, release
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,12 +26,26 @@ GIT_IDENTITY = {
 
 
 class Server:
-    """middock's side: a MIDDOCK_HOME and the `middock` command run in it."""
+    """middock's side: a MIDDOCK_HOME and the `middock` command run in it. Its apps' ports and
+    slots' ports come from blocks of its own (`edge:set app-ports`, `slot-ports`), so homes
+    deploying at once on this machine never choose the same free port."""
+
+    APP_PORTS, SLOT_PORTS = 20, 60  # enough for the most apps and web containers a test runs
 
     def __init__(self, home: Path) -> None:
         self.home = home
         self.env = {**os.environ, "MIDDOCK_HOME": str(home)}
         self.apps: list[str] = []
+        home.mkdir(parents=True, exist_ok=True)
+        self.ports = claim_block(self.APP_PORTS + self.SLOT_PORTS)
+        app_ports, slot_ports = self.ports[: self.APP_PORTS], self.ports[self.APP_PORTS :]
+        write_settings(
+            EdgePaths(home),
+            {
+                "app_ports": f"{app_ports[0]}-{app_ports[-1]}",
+                "slot_ports": f"{slot_ports[0]}-{slot_ports[-1]}",
+            },
+        )
 
     def middock(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
         result = subprocess.run(
@@ -100,6 +115,7 @@ class Server:
             ).stdout.split()
             if volumes:
                 subprocess.run(["docker", "volume", "rm", *volumes], capture_output=True)
+        release(self.ports)
 
 
 class Workdir:

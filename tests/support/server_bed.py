@@ -28,7 +28,6 @@ Needs root (debootstrap), the docker CLI and a running Docker Engine.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import io
 import json
@@ -40,13 +39,13 @@ import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from support.debian_rootfs import RECIPE_LABEL, SUITE, apt_mirror, apt_proxy_env, build_image, prune
+from support.images import built_once
 
 SERVER_IMAGE = "middock-test/server"
 PACKAGES = (
@@ -132,14 +131,7 @@ def image_recipe() -> str | None:
 def ensure_server_image() -> str:
     """The image's name, built first (1.5 to 4 minutes) if it is missing or was built from another recipe."""
     wanted = recipe()
-    if image_recipe() == wanted:
-        return SERVER_IMAGE
-    # One build at a time on this Docker Engine (two test runs, or a test run and try.sh, may share it).
-    with open(Path(tempfile.gettempdir()) / "middock-test-server.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if image_recipe() != wanted:
-            build_server_image(wanted)
-    return SERVER_IMAGE
+    return built_once(SERVER_IMAGE, lambda: image_recipe() == wanted, lambda: build_server_image(wanted))
 
 
 def build_server_image(wanted: str) -> None:
