@@ -106,7 +106,6 @@ def start_middock(server: SwarmServer, *init_options: str) -> None:
     bed = server.bed
     assert not bed.with_swarm, "the admin makes the Swarm here: SwarmBed(swarm=False)"
     host_etc_docker = folder_state()
-    server.home.mkdir()
     init = ["swarm:init", "--advertise-addr", bed.manager.address, *init_options]
     server.init = server.middock(*init, admin=True).stdout
     bed.tune_swarm()  # a 1 s heartbeat: a dead node is noticed in seconds
