@@ -14,10 +14,11 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from support.server_bed import (
+    EDGE_UNITS,
     LAPTOP,
     ServerBed,
     add_laptop,
@@ -25,15 +26,19 @@ from support.server_bed import (
     create_hello,
     install,
     live_url,
+    not_owned_by,
+    over_ssh,
+    page,
+    page_soon,
     push,
+    push_greeting,
+    running,
 )
-from support.waiting import wait_for
 
 pytestmark = [pytest.mark.bed, pytest.mark.xdist_group("server-bed")]
 
 DOMAIN = "hello.example.test"
 APP_PORT_URL = "http://localhost:{port}/"
-EDGE_UNITS = ("middock-haproxy-deploy.service", "middock-caddy-deploy.service")
 
 
 def report(text: str) -> None:
@@ -61,41 +66,17 @@ def root(bed: ServerBed, *argv: str, **options) -> subprocess.CompletedProcess:
     return bed.exec(*argv, cwd="/root", **options)
 
 
-def over_ssh(bed: ServerBed, *words: str, check: bool = True) -> subprocess.CompletedProcess:
-    """`ssh deploy@SERVER WORDS…` from the laptop."""
-    return bed.exec("ssh", "deploy@localhost", *words, user=LAPTOP, timeout=300, check=check)
-
-
-def page(bed: ServerBed, url: str, *curl_options: str) -> str:
-    """The page at url, fetched on the server by the laptop user; else `failed: ` and why (a redirect too)."""
-    argv = ["curl", "-sS", "--max-time", "10", "--write-out", "\n%{http_code}", *curl_options, url]
-    fetched = bed.exec(*argv, user=LAPTOP, check=False)
-    body, _, code = fetched.stdout.rpartition("\n")
-    if fetched.returncode != 0:
-        return f"failed: curl exit {fetched.returncode}: {fetched.stderr.strip()}"
-    return body if code == "200" else f"failed: HTTP {code}: {body[:300]}"
-
-
 def page_by_domain(bed: ServerBed, scheme: str, *curl_options: str) -> str:
     """The page through Caddy on port 80 or 443, with the app's domain as Host (and SNI)."""
     port = 443 if scheme == "https" else 80
     return page(bed, f"{scheme}://{DOMAIN}/", "--resolve", f"{DOMAIN}:{port}:127.0.0.1", *curl_options)
 
 
-def push_greeting(bed: ServerBed, state: dict) -> tuple[str, float]:
-    """Commit a new greeting in the laptop's hello and push it; returns the greeting and the push's seconds."""
+def push_next_greeting(bed: ServerBed, state: dict) -> tuple[str, float]:
+    """Commit and push the next greeting (`push N`); returns it and the push's seconds."""
     state["pushes"] += 1
     greeting = f"Hello from middock, push {state['pushes']}"
-    hello = f"/home/{LAPTOP}/hello"
-    env = bed.exec("cat", "middock.env", user=LAPTOP, cwd=hello).stdout
-    env = re.sub(r"^GREETING=.*$", f"GREETING={greeting}", env, flags=re.MULTILINE)
-    bed.exec("tee", "middock.env", user=LAPTOP, cwd=hello, input=env)
-    bed.exec("git", "commit", "-q", "-am", f"push {state['pushes']}", user=LAPTOP, cwd=hello)
-    started = time.monotonic()
-    pushed = push(bed)
-    seconds = time.monotonic() - started
-    assert pushed.returncode == 0 and live_url(pushed.stderr), pushed.stderr
-    return greeting, seconds
+    return greeting, push_greeting(bed, greeting)
 
 
 def app_url(state: dict) -> str:
@@ -185,23 +166,19 @@ def test_root_edge_stop_start_and_status(bed: ServerBed, state: dict) -> None:
 
 
 def test_install_again_restarts_nothing(bed: ServerBed, state: dict) -> None:
-    def running() -> list[str]:
-        pids = root(bed, "systemctl", "show", "--property", "MainPID", "--value", *EDGE_UNITS).stdout.split()
-        return pids + root(bed, "docker", "ps", "--quiet", "--no-trunc").stdout.split()
-
-    before = running()
+    before = running(bed)
     again = install(bed)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert running() == before, "install.sh run again restarted a proxy or a container of the app"
+    assert running(bed) == before, "install.sh run again restarted a proxy or a container of the app"
     assert "Hello from middock" in page(bed, app_url(state))
 
 
 def test_push_after_root_commands_and_no_root_owned_files(bed: ServerBed, state: dict) -> None:
-    greeting, seconds = push_greeting(bed, state)
+    greeting, seconds = push_next_greeting(bed, state)
     report(f"push after root's commands: {seconds:.1f} s")
     assert greeting in page(bed, app_url(state))
     assert greeting in page_by_domain(bed, "http")  # the first request through the domain after a deploy
-    owned = root(bed, "find", "/home/deploy", "!", "-user", "deploy").stdout
+    owned = not_owned_by(bed)
     assert owned == "", f"files under /home/deploy not owned by deploy:\n{owned}"
 
 
@@ -215,7 +192,7 @@ def test_back_by_itself_after(event: str, bed: ServerBed, state: dict) -> None:
     assert "Hello from middock" in page(bed, app_url(state))
     assert "Hello from middock" in page_soon(lambda: page_by_domain(bed, "http"))
     before = page(bed, app_url(state))
-    greeting, _ = push_greeting(bed, state)
+    greeting, _ = push_next_greeting(bed, state)
     assert greeting in page(bed, app_url(state))
     assert greeting in page_by_domain(bed, "http")
     over_ssh(bed, "rollback", "hello")
@@ -227,9 +204,3 @@ def test_back_by_itself_after(event: str, bed: ServerBed, state: dict) -> None:
 def test_help_over_ssh(bed: ServerBed) -> None:
     shown = over_ssh(bed, "help").stdout
     assert "apps:create" in shown and "rollback" in shown, shown
-
-
-def page_soon(fetch: Callable[[], str], timeout: float = 30) -> str:
-    """What fetch returns once it is a page (a proxy just started or given a certificate may take a moment),
-    else its last answer."""
-    return wait_for(fetch, timeout, interval=0.5, until=lambda answer: not answer.startswith("failed: "), raises=False)

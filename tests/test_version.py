@@ -14,12 +14,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from support.releases import RELEASE, git, has_commit, released
 
 from middock_receiver import __version__
 from middock_receiver.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASE = re.compile(r"## (?P<version>\d+\.\d+\.\d+) — (?P<date>\d{4}-\d\d-\d\d) \(commit (?P<commit>[0-9a-f]{7,40})\)")
 VERSION = re.compile(r"(?P<release>\d+\.\d+\.\d+)(\.dev\d+)?")
 
 
@@ -28,18 +28,8 @@ def middock(*words: str, env: dict | None = None) -> subprocess.CompletedProcess
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
 
 
-def git(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
-
-
 def in_git_checkout() -> bool:
     return git("rev-parse", "--is-inside-work-tree").stdout.strip() == "true"
-
-
-def released() -> list[tuple[str, str, str]]:
-    """The CHANGELOG's releases (version, date, commit), as listed."""
-    text = (ROOT / "CHANGELOG.md").read_text()
-    return [(m["version"], m["date"], m["commit"]) for m in RELEASE.finditer(text)]
 
 
 def test_the_version_is_a_release_or_the_next_ones_dev_version():
@@ -110,8 +100,7 @@ def test_each_release_names_a_commit_of_this_repository_made_that_day():
     if not in_git_checkout() or git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
         pytest.skip("needs a full git clone of middock")
     for version, date, commit in released():
-        found = git("cat-file", "-e", f"{commit}^{{commit}}")
-        assert found.returncode == 0, f"{version}'s commit {commit} is not in this repository"
+        assert has_commit(commit), f"{version}'s commit {commit} is not in this repository"
         in_history = git("merge-base", "--is-ancestor", commit, "HEAD").returncode == 0
         assert in_history, f"{version}'s commit {commit} is not in HEAD's history"
         stamp = int(git("show", "-s", "--format=%ct", commit).stdout)

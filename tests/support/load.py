@@ -234,9 +234,9 @@ class Load:
 
 
 def main() -> None:
-    """Run the load as a program (inside a network namespace, say) until `--stop-file` appears;
-    print the report as JSON: total, failures, versions, and the slow requests in flight when
-    the version given by --new first answered."""
+    """Run the load as a program (inside a network namespace or a server bed, say) until
+    `--stop-file` appears or its bounds are reached; print the report as JSON: total, failures,
+    versions, and whether the stop file ended it (rather than the bounds)."""
     import argparse
     import json
     import os
@@ -246,14 +246,19 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--stop-file", required=True)
+    parser.add_argument("--host", help="the Host header (and SNI with TLS): an app's domain on the edge")
     parser.add_argument("--max-seconds", type=float, default=300)
+    parser.add_argument("--max-requests", type=int, default=300_000)
     args = parser.parse_args()
-    with Load(args.port, address=args.address, max_seconds=args.max_seconds) as load:
+    bounds = {"max_seconds": args.max_seconds, "max_requests": args.max_requests}
+    with Load(args.port, host=args.host, address=args.address, **bounds) as load:
         print("started", flush=True)
         while not os.path.exists(args.stop_file) and load.running():
             time.sleep(0.1)
+        stopped = os.path.exists(args.stop_file)
     report = load.report
-    json.dump({"total": report.total, "failures": report.failures, "versions": sorted(report.versions())}, sys.stdout)
+    found = {"total": report.total, "failures": report.failures, "versions": sorted(report.versions())}
+    json.dump({**found, "stopped": stopped}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -40,12 +40,13 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from support.debian_rootfs import RECIPE_LABEL, SUITE, apt_mirror, apt_proxy_env, build_image, prune
 from support.images import built_once
+from support.waiting import wait_for
 
 SERVER_IMAGE = "middock-test/server"
 PACKAGES = (
@@ -276,14 +277,8 @@ class ServerBed:
         check: bool = True,
     ) -> subprocess.CompletedProcess:
         """Run argv in the bed as `user` (in its home unless `cwd`); text output, unless `input` is bytes."""
-        home = "/root" if user == "root" else f"/home/{user}"
-        command = ["docker", "exec", "-u", user, "-w", cwd or home]
-        for name, value in self.environment.items():
-            command += ["-e", f"{name}={value}"]
-        if input is not None:
-            command.append("-i")
         result = subprocess.run(
-            [*command, self.name, *argv],
+            [*self._docker_exec(user, cwd, stdin=input is not None), *argv],
             input=input,
             capture_output=True,
             text=not isinstance(input, bytes),
@@ -292,6 +287,18 @@ class ServerBed:
         if check and result.returncode != 0:
             raise BedError(f"{' '.join(argv)} (as {user}) exited {result.returncode}:\n{result.stdout}{result.stderr}")
         return result
+
+    def spawn(self, *argv: str, user: str = "root", cwd: str | None = None) -> subprocess.Popen:
+        """Start argv in the bed as `user`, as `exec` runs it, without waiting: its stdout is a text pipe."""
+        return subprocess.Popen([*self._docker_exec(user, cwd), *argv], stdout=subprocess.PIPE, text=True)
+
+    def _docker_exec(self, user: str, cwd: str | None, stdin: bool = False) -> list[str]:
+        """`docker exec` into the bed as `user`, in its home unless `cwd`, with the bed's environment."""
+        home = "/root" if user == "root" else f"/home/{user}"
+        command = ["docker", "exec", "-u", user, "-w", cwd or home]
+        for name, value in self.environment.items():
+            command += ["-e", f"{name}={value}"]
+        return [*command, *(["-i"] if stdin else []), self.name]
 
     def reboot(self, probe: Sequence[str] | None = None) -> float | None:
         """A clean reboot: systemd shuts down on the stop signal, then the container starts again."""
@@ -400,6 +407,7 @@ def reap_stale_beds() -> list[str]:
 # --- the Quickstart ------------------------------------------------------------------------------------------------
 
 LAPTOP = "laptop"  # the client: a user of the server with its own key and git config, pushing to deploy@localhost
+EDGE_UNITS = ("middock-haproxy-deploy.service", "middock-caddy-deploy.service")  # the deploy user's edge
 
 
 def add_laptop(bed: ServerBed, user: str = LAPTOP) -> None:
@@ -416,10 +424,9 @@ def add_laptop(bed: ServerBed, user: str = LAPTOP) -> None:
     bed.exec("tee", "-a", "/root/.ssh/authorized_keys", input=public)
 
 
-def copy_middock(bed: ServerBed, user: str = LAPTOP) -> None:
+def copy_middock(bed: ServerBed, user: str = LAPTOP, source: Path = ROOT) -> None:
     """middock's source tree onto the laptop, then `scp -r middock ~/.ssh/id_ed25519.pub root@SERVER:`.
-    The tree is this checkout's work tree, or MIDDOCK_SOURCE (another tree, e.g. a `git archive` of a commit)."""
-    source = Path(os.environ.get("MIDDOCK_SOURCE") or ROOT)
+    The tree is this checkout's work tree, or `source` (another one, e.g. a `git archive` of a release)."""
     bed.copy_tree(source, f"/home/{user}/middock", user, exclude=NOT_COPIED)
     bed.exec("scp", "-q", "-r", "middock", ".ssh/id_ed25519.pub", "root@localhost:", user=user, timeout=120)
 
@@ -451,6 +458,85 @@ def live_url(output: str) -> str | None:
     steps = [line for line in output.splitlines() if "----->" in line]
     found = re.search(r"is live at (https?://[^\s,]+)", steps[-1]) if steps else None
     return found.group(1) if found else None
+
+
+def over_ssh(bed: ServerBed, *words: str, check: bool = True, user: str = LAPTOP) -> subprocess.CompletedProcess:
+    """`ssh deploy@SERVER WORDS…` from the laptop."""
+    return bed.exec("ssh", "deploy@localhost", *words, user=user, timeout=300, check=check)
+
+
+def push_greeting(bed: ServerBed, greeting: str, user: str = LAPTOP) -> float:
+    """Commit a new GREETING in the laptop's hello and push it, which must go live; returns the push's seconds."""
+    hello = f"/home/{user}/hello"
+    env = bed.exec("cat", "middock.env", user=user, cwd=hello).stdout
+    env = re.sub(r"^GREETING=.*$", f"GREETING={greeting}", env, flags=re.MULTILINE)
+    bed.exec("tee", "middock.env", user=user, cwd=hello, input=env)
+    bed.exec("git", "commit", "-q", "-am", greeting, user=user, cwd=hello)
+    started = time.monotonic()
+    pushed = push(bed, user)
+    seconds = time.monotonic() - started
+    assert pushed.returncode == 0 and live_url(pushed.stderr), pushed.stderr
+    return seconds
+
+
+def page(bed: ServerBed, url: str, *curl_options: str, user: str = LAPTOP) -> str:
+    """The page at url, fetched on the server by the laptop user; else `failed: ` and why (a redirect too)."""
+    argv = ["curl", "-sS", "--max-time", "10", "--write-out", "\n%{http_code}", *curl_options, url]
+    fetched = bed.exec(*argv, user=user, check=False)
+    body, _, code = fetched.stdout.rpartition("\n")
+    if fetched.returncode != 0:
+        return f"failed: curl exit {fetched.returncode}: {fetched.stderr.strip()}"
+    return body if code == "200" else f"failed: HTTP {code}: {body[:300]}"
+
+
+def page_soon(fetch: Callable[[], str], timeout: float = 30) -> str:
+    """What fetch returns once it is a page (a proxy just started or given a certificate may take a moment),
+    else its last answer."""
+    return wait_for(fetch, timeout, interval=0.5, until=lambda answer: not answer.startswith("failed: "), raises=False)
+
+
+def running(bed: ServerBed) -> list[str]:
+    """The edge units' main processes and the running containers: what running install.sh again restarts none of."""
+    pids = bed.exec("systemctl", "show", "--property", "MainPID", "--value", *EDGE_UNITS).stdout.split()
+    return pids + bed.exec("docker", "ps", "--quiet", "--no-trunc").stdout.split()
+
+
+def not_owned_by(bed: ServerBed, user: str = "deploy") -> str:
+    """The paths under the user's home that another account (root, say) owns, one a line: none should be."""
+    return bed.exec("find", f"/home/{user}", "!", "-user", user).stdout
+
+
+class BedLoad:
+    """tests/support/load.py, run in the bed by the laptop user with the server's python3, against a port of the
+    server's loopback (with `host`, an app's domain on the edge), until `stop()`, or its bounds in time and count
+    (the `docker exec` ends with the bed, whatever becomes of the test)."""
+
+    def __init__(
+        self,
+        bed: ServerBed,
+        port: int,
+        host: str | None = None,
+        max_seconds: float = 600,
+        max_requests: int = 1_000_000,
+        user: str = LAPTOP,
+    ) -> None:
+        self.bed, self.user = bed, user
+        self.stop_file = f"/home/{user}/load-stop-{secrets.token_hex(3)}"
+        bed.exec("tee", "load.py", user=user, input=(Path(__file__).parent / "load.py").read_text())
+        argv = ["python3", "load.py", "--port", str(port), "--stop-file", self.stop_file]
+        argv += ["--max-seconds", str(max_seconds), "--max-requests", str(max_requests)]
+        self.process = bed.spawn(*argv, *(["--host", host] if host else []), user=user)
+        started = self.process.stdout.readline()
+        if started != "started\n":
+            self.process.kill()
+            raise BedError(f"the load in {bed.name} did not start: {started!r}")
+
+    def stop(self) -> dict:
+        """Stop the clients; their report: total, failures, versions, and `stopped` (false: the bounds ended the
+        load before `stop()`, so part of what it was to cover went without)."""
+        self.bed.exec("touch", self.stop_file, user=self.user)
+        out, _ = self.process.communicate(timeout=120)
+        return json.loads(out)
 
 
 # --- scripts/try.sh ------------------------------------------------------------------------------------------------
