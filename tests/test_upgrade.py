@@ -34,7 +34,7 @@ from support.server_bed import (
 
 from middock_receiver import __version__
 
-pytestmark = [pytest.mark.bed, pytest.mark.slow]
+pytestmark = [pytest.mark.bed, pytest.mark.slow, pytest.mark.xdist_group("upgrade-bed")]
 
 DOMAIN = "hello.example.test"
 HOOKS = "/home/deploy/hello.git/hooks"
