@@ -1,4 +1,4 @@
-"""The edge's benchmarks (issue 9), printed as `name: value` lines.
+"""The edge's benchmarks, printed as `name: value` lines.
 
 - failed requests: 5 deploys and 2 rollbacks of the tests' web app behind the edge, under the
   load of the edge tests (3 keep-alive clients, 3 clients opening a connection per request, 2

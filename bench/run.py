@@ -1,4 +1,4 @@
-"""The benchmarks of issue 2, printed as `name: value` lines (seconds: 3 decimals, ratios: 2).
+"""The push and checkout benchmarks, printed as `name: value` lines (seconds: 3 decimals, ratios: 2).
 
 - push-to-live: the wall time of `git push` of a one-line change of the tests' busybox app
   (the push returns once the release is live), against the same steps run by hand in the same

@@ -1,4 +1,4 @@
-"""Speed at scale (issue 17), printed as `name: value` lines.
+"""Speed at scale, printed as `name: value` lines.
 
 - rollback: `middock rollback APP` timed as a whole command (the CLI, the deploy worker, the
   gate, the switch: until the command returns), median and p95 of --runs, alternating between the

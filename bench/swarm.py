@@ -1,4 +1,4 @@
-"""The Swarm's benchmarks (issue 11), printed as `name: value` lines.
+"""The Swarm's benchmarks, printed as `name: value` lines.
 
 On a 3-node Swarm made on this machine for the run (tests/support/swarm_bed.py: network namespaces, one
 dockerd per node, middock's own registry on the manager), with the edge of the tests:

@@ -1,9 +1,9 @@
 """Ports for the tests, handed out once across every process on this machine.
 
-`free_port()` used to ask the kernel for any free port and let it go at once, so two pytest-xdist
-workers could be handed the same one before either bound it. Here a port is claimed: a file named
-after it in CLAIMS holds the claiming process's pid, written under one lock, and nobody else is
-handed it while that process lives (a claim of a process gone is free again). The ports come from
+A port the kernel called free could be handed to two pytest-xdist workers before either bound it,
+so here a port is claimed: a file named after it in CLAIMS holds the claiming process's pid,
+written under one lock, and nobody else is handed it while that process lives (a claim of a
+process gone is free again). The ports come from
 TEST_PORTS, which neither the kernel (its ephemeral ports start at 32768) nor middock's own
 defaults (8000-8999, 20000-29999) hand out; each test home gets blocks of its own for middock's
 choices (`Server.own_ports`).
