@@ -4,6 +4,7 @@ containers on a real Docker Engine."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,7 +36,9 @@ def cron_daemon():
     own homes' blocks of this user's crontab (and a line of their own, under middock's crontab
     lock), so other tests writing theirs meanwhile lose nothing."""
     started = None
-    if subprocess.run(["pgrep", "-x", "cron"], capture_output=True).returncode != 0:
+    # A cron of this machine, not one in a container (a server bed's) that the host sees too.
+    this_machine = ["--ns", str(os.getpid()), "--nslist", "mnt,pid"]
+    if subprocess.run(["pgrep", "-x", "cron", *this_machine], capture_output=True).returncode != 0:
         started = subprocess.Popen(["cron", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     yield
     if started:

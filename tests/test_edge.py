@@ -17,7 +17,8 @@ import docker
 import pytest
 from support.apps import WEB_APP_COMPOSE, write_busybox_app, write_web_app
 from support.edge import assert_clean_switch, deploy
-from support.load import ZERO_DROP, Load
+from support.groups import ZERO_DROP
+from support.load import Load
 from support.ports import free_port
 from support.web import http_get
 

@@ -24,7 +24,8 @@ from collections.abc import Iterator
 import pytest
 from support.apps import write_web_app
 from support.edge import DOMAIN, Site, assert_clean_switch, caddy_local_root, deploy
-from support.load import ZERO_DROP, Load
+from support.groups import ZERO_DROP
+from support.load import Load
 from support.middock import Server, Workdir
 from support.ports import free_port
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from support.apps import write_web_app
 from support.edge import deploy
-from support.load import ZERO_DROP, Load
+from support.groups import ZERO_DROP
+from support.load import Load
 from support.middock import Server, Workdir
 from support.ports import free_port
 

@@ -10,7 +10,8 @@ import urllib.request
 
 from support.apps import write_web_app
 from support.edge import deploy
-from support.load import ZERO_DROP, Load
+from support.groups import ZERO_DROP
+from support.load import Load
 from support.middock import Server, Workdir
 from support.web import http_get
 

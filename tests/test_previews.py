@@ -10,7 +10,8 @@ import time
 
 from support.apps import WEB_APP_BUILD
 from support.edge import Site, caddy_local_root
-from support.load import ZERO_DROP, Load
+from support.groups import ZERO_DROP
+from support.load import Load
 from support.middock import Server, Workdir
 from support.previews import containers_of, last_step
 from support.web import http_get

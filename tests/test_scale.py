@@ -14,7 +14,8 @@ import time
 import docker
 import pytest
 from support.apps import WEB_APP_COMPOSE, write_web_app
-from support.load import ZERO_DROP, Load
+from support.groups import ZERO_DROP
+from support.load import Load
 from support.middock import Workdir
 from support.ports import free_port
 from support.web import http_get

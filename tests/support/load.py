@@ -22,12 +22,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import pytest
-
-# The tests that must see 0 failed requests under load run one after another on one worker
-# (`--dist loadgroup`), so two loads never compete for the machine's two cores.
-ZERO_DROP = pytest.mark.xdist_group("zero-drop")
-
 
 @dataclass
 class Answer:
