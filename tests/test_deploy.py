@@ -13,6 +13,7 @@ from support.ports import free_port
 from support.web import http_get
 
 from middock_receiver.pipeline import health
+from middock_receiver.runtime.compose import PROJECT_LABEL, SERVICE_LABEL
 
 
 def test_push_v1_then_v2_serves_each_and_lists_both(server, work, app):
@@ -331,7 +332,7 @@ def test_a_container_started_again_runs_its_healthcheck_at_once(docker_client):
         ["sleep", "1000000"],
         detach=True,
         init=True,
-        labels={health.PROJECT_LABEL: project, health.SERVICE_LABEL: "web"},
+        labels={PROJECT_LABEL: project, SERVICE_LABEL: "web"},
         healthcheck={"test": ["CMD-SHELL", "test -f /ok"], "interval": 600_000_000_000},
     )
     try:

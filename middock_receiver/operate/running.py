@@ -121,7 +121,7 @@ class LogWriter:
 def labels(containers: list) -> dict[str, str]:
     """`web.1`, `web.2`…: the service, and the container's number when the service is scaled."""
     members = [
-        (container.labels.get(health.SERVICE_LABEL, "?"), container.labels.get(health.NUMBER_LABEL, "1"))
+        (container.labels.get(compose.SERVICE_LABEL, "?"), container.labels.get(compose.NUMBER_LABEL, "1"))
         for container in containers
     ]
     return {container.id: label for container, label in zip(containers, kept_logs.labels(members), strict=True)}
@@ -140,7 +140,7 @@ def logs(app: App, out: BinaryIO, tail: int | None, follow: bool, service: str |
     containers = [
         c
         for c in health.project_containers(client, stacks.project(app, live))
-        if service is None or c.labels.get(health.SERVICE_LABEL) == service
+        if service is None or c.labels.get(compose.SERVICE_LABEL) == service
     ]
     if not containers:
         raise MiddockError(f"{app.name} has no containers of release {live.number} (ps:start starts them)")

@@ -11,11 +11,7 @@ import docker
 
 from .. import waiting
 from ..runtime import overrides
-
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
-ONEOFF_LABEL = "com.docker.compose.oneoff"
-NUMBER_LABEL = "com.docker.compose.container-number"
+from ..runtime.compose import NUMBER_LABEL, ONEOFF_LABEL, PROJECT_LABEL, SERVICE_LABEL
 
 
 def running_services(resolved: dict) -> list[str]:

@@ -26,9 +26,10 @@ import docker
 import docker.errors
 
 from ..runtime import swarm
+from ..runtime.compose import NUMBER_LABEL, SERVICE_LABEL
 from ..state.apps import App
 from ..state.releases import Release, numbered
-from .health import NUMBER_LABEL, SERVICE_LABEL, project_containers
+from .health import project_containers
 
 KEPT_LINES = 10_000
 KEPT_RELEASES = 20

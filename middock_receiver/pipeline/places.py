@@ -93,7 +93,7 @@ class KeptPlace(ComposePlace):
         starting = [
             threading.Thread(target=start, args=(container,))
             for container in health.project_containers(self.client, self.name)
-            if container.labels.get(health.SERVICE_LABEL) in wanted
+            if container.labels.get(compose.SERVICE_LABEL) in wanted
         ]
         for thread in starting:
             thread.start()

@@ -16,12 +16,13 @@ import docker.errors
 from ..edge import routes
 from ..errors import MiddockError
 from ..runtime import swarm
+from ..runtime.compose import PROJECT_LABEL, SERVICE_LABEL
 from ..runtime.plan import ComposeStack
 from ..state import config, records, releases
 from ..state.apps import App
 from ..state.releases import Release
 from . import kept_logs
-from .health import PROJECT_LABEL, SERVICE_LABEL, project_containers
+from .health import project_containers
 
 PINNED, BESIDE, SWARM = "compose.json", "stack.json", "swarm.json"
 

@@ -24,14 +24,13 @@ from ..edge.control import Edge
 from ..errors import MiddockError
 from ..output import Output
 from ..runtime import compose, networks, overrides, side_by_side
+from ..runtime.compose import NETWORK_LABEL, PROJECT_LABEL, VOLUME_LABEL
 from ..runtime.side_by_side import Web
 from ..state import releases
 from ..state.apps import App
 from ..state.releases import Release
 from . import health, kept_logs, stacks
 from .places import ComposePlace, KeptPlace, SwarmPlace, place_of
-
-PROJECT_LABEL = health.PROJECT_LABEL
 
 
 def prepare(
@@ -79,10 +78,10 @@ def ensure_shared(client: docker.DockerClient, app: App, resolved: dict) -> None
                 name,
                 driver=spec.get("driver") or "local",
                 driver_opts=spec.get("driver_opts") or {},
-                labels={**labels, "com.docker.compose.volume": spec["key"], **(spec.get("labels") or {})},
+                labels={**labels, VOLUME_LABEL: spec["key"], **(spec.get("labels") or {})},
             )
     for name, spec in side_by_side.shared_networks(resolved, app.name).items():
-        networks.create(client, name, spec, {**labels, networks.NETWORK_LABEL: spec["key"]})
+        networks.create(client, name, spec, {**labels, NETWORK_LABEL: spec["key"]})
 
 
 def http_problem(endpoint: str, path: str, host: str | None) -> str | None:

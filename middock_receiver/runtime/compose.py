@@ -1,5 +1,5 @@
 """The compose stage: find Compose v2, resolve the stack's configuration, pin its images to
-the release, and bring the stack up or down."""
+the release, and bring the stack up or down; and the labels by which Compose finds what it made."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ from .. import process
 from ..errors import MiddockError
 from ..output import Output
 from .plan import ComposeStack, release_tag
+
+# The labels Compose puts on what it creates: how a project's containers, networks and volumes
+# are found (and how middock labels those it creates for Compose).
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+NUMBER_LABEL = "com.docker.compose.container-number"
+NETWORK_LABEL = "com.docker.compose.network"
+VOLUME_LABEL = "com.docker.compose.volume"
 
 
 @cache

@@ -24,9 +24,8 @@ import docker.types
 from .. import flock
 from ..errors import MiddockError
 from ..server import machine
+from .compose import NETWORK_LABEL, PROJECT_LABEL
 
-PROJECT_LABEL = "com.docker.compose.project"
-NETWORK_LABEL = "com.docker.compose.network"
 PREFIX = 26
 RANGES = tuple(ipaddress.IPv4Network(f"10.{second}.0.0/16") for second in range(200, 255))
 LOCK = "networks.lock"
