@@ -75,7 +75,7 @@ def test_status_json_and_its_last_line_name_the_version(tmp_path, monkeypatch, c
     (tmp_path / "web.git").mkdir()
     (tmp_path / ".middock" / "web").mkdir(parents=True)
     monkeypatch.setenv("MIDDOCK_HOME", str(tmp_path))
-    monkeypatch.setattr("middock_receiver.pipeline.deploy.service_status", lambda app: [])
+    monkeypatch.setattr("middock_receiver.operate.running.service_status", lambda app: [])
     assert main(["status", "web", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == __version__
     assert main(["status", "web"]) == 0

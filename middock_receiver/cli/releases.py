@@ -160,7 +160,7 @@ def routes_of(app: App, live: releases.Release | None) -> list[dict]:
 
 @command("status", "live release, routes and services", json=True)
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..pipeline.deploy import service_status
+    from ..operate.running import service_status
 
     app = settled(App.named(args.app).require())
     live = releases.live(app)

@@ -46,15 +46,25 @@ def uptime(started: str | None) -> float | None:
     return max((datetime.now(timezone.utc) - moment).total_seconds(), 0.0)
 
 
+def container_rows(app: App, release: Release | None) -> list[dict]:
+    """The release's containers (on the Swarm: its tasks, each on its node); with no release,
+    whatever runs as the app's own project."""
+    if release and stacks.on_swarm(app, release):
+        return swarm.task_rows(docker_client(), stacks.project(app, release))
+    return health.service_status(docker_client(), stacks.project(app, release) if release else app.name)
+
+
+def service_status(app: App) -> list[dict]:
+    """The live release's containers, for `status`."""
+    return container_rows(app, releases.live(app))
+
+
 def ps(app: App) -> list[dict]:
     """Every container of the live release: service, state, health, uptime, restarts, and (behind
     the edge) the release, slot and route it serves."""
     live = live_release(app)
     urls = Edge(app.home).urls(app) if live.slot else []
-    if stacks.on_swarm(app, live):
-        rows = swarm.task_rows(docker_client(), stacks.project(app, live))
-    else:
-        rows = health.service_status(docker_client(), stacks.project(app, live))
+    rows = container_rows(app, live)
     for row in rows:
         row.update(uptime=uptime(row["started"]), release=live.number, slot=live.slot or None, routes=urls)
     return rows

@@ -29,7 +29,7 @@ from ..errors import FULL_DISK, MiddockError, os_error_line
 from ..jobs import cronfile, crontab
 from ..jobs.cronfile import Job
 from ..output import Output
-from ..runtime import compose, networks, overrides, side_by_side, stack_file, swarm
+from ..runtime import compose, networks, overrides, side_by_side, stack_file
 from ..runtime.engine import docker_client
 from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env
 from ..runtime.side_by_side import Web
@@ -473,11 +473,3 @@ class Deploy:
             self.out.detail(
                 f"pruned release{'s' if len(dropped) > 1 else ''} {', '.join(str(r.number) for r in dropped)}"
             )
-
-
-def service_status(app: App) -> list[dict]:
-    """The live release's containers (on the Swarm: its tasks, each on its node)."""
-    live = releases.live(app)
-    if live and stacks.on_swarm(app, live):
-        return swarm.task_rows(docker_client(), stacks.project(app, live))
-    return health.service_status(docker_client(), stacks.project(app, live) if live else app.name)
