@@ -1,16 +1,17 @@
-"""A deploy, stage by stage: checkout, build, release command, start and gate, record, prune.
+"""A deploy, stage by stage: checkout, build, pin, the place prepared, release command, start,
+gate and switch, record, prune.
 
-Called with the app's deploy lock held. A release starts beside the live one behind the edge
-(switch.py) when the app names its web service, else it replaces the stack in place. Every
-failure leaves the previous release serving: a failure before anything starts has touched
-nothing running, a failed gate behind the edge removes only the new containers, and a failed
-gate in place brings the previous release back (or stops the stack on a first deploy). What a
-crashed deploy left is settled first (recovery.py).
+Called with the app's deploy lock held. A release runs where its place is (places.py): beside
+the live one behind the edge (switch.py) when the app names its web service or runs on the
+Swarm, else it replaces the stack in place (in_place.py). Every failure leaves the previous
+release serving: a failure before anything starts has touched nothing running, a failed gate
+behind the edge removes only the new containers, and a failed gate in place brings the previous
+release back (or stops the stack on a first deploy). What a crashed deploy left is settled
+first (recovery.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import shutil
@@ -29,7 +30,7 @@ from ..errors import FULL_DISK, MiddockError, os_error_line
 from ..jobs import cronfile, crontab
 from ..jobs.cronfile import Job
 from ..output import Output
-from ..runtime import compose, networks, overrides, side_by_side, stack_file
+from ..runtime import compose, overrides, side_by_side, stack_file
 from ..runtime.engine import docker_client
 from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env
 from ..runtime.side_by_side import Web
@@ -37,8 +38,10 @@ from ..state import cluster, config, previews, processes, releases
 from ..state.apps import App, read_settings
 from ..state.lock import Request
 from ..state.releases import Release
-from . import build, gate, health, kept_logs, publish, release_phase, removal, stacks, switch
+from . import build, gate, publish, release_phase, removal, stacks, switch
 from .checkout import checkout
+from .in_place import InPlace
+from .places import ComposePlace, KeptPlace, SwarmPlace
 from .recovery import recover
 
 
@@ -87,10 +90,9 @@ class Deploy:
         self.client = docker_client()
         self.previous = releases.live(app)
         self.release: Release | None = None
-        self.restored: str | None = None  # what a failed health gate brought back
         self.web: Web | None = None  # the web service behind the edge (MIDDOCK_WEB), else in place
         self.on_swarm = False  # the release runs as a stack on the Swarm (apps:set APP target swarm)
-        self.revive: releases.Kept | None = None  # a rollback to the containers the last switch kept
+        self.place: ComposePlace | SwarmPlace | InPlace | None = None  # where the release runs
         self.beside: switch.Beside | None = None
         self.jobs: list[Job] = []  # the release's scheduled jobs (middock.cron)
         self.preview = previews.load(app)  # a preview app of a branch (previews/), else None
@@ -121,17 +123,12 @@ class Deploy:
             assert self.release is not None
             on_started(self.release)
             if self.request.restore is None:
-                self.prepare_from_repo()
-                stack = stacks.release_stack(self.app, self.program, self.release)
-                self.enter("release")
-                self.set_up_preview(stack)
-                release_phase.run_release_command(stack, self.resolved["services"], self.env, self.out, self.client)
-                if self.on_swarm:  # its one-off ran here, on the manager: its network must not shadow the stack's
-                    stacks.remove_project(self.client, stack.project)
+                resolved = self.prepare_from_repo()
             else:
-                self.prepare_from_release(self.request.restore)
-                if self.request.reason == "rollback":
-                    release_phase.note_rollback(self.app, self.release, self.out)
+                resolved = self.prepare_from_release(self.request.restore)
+            self.pin(resolved)
+            self.prepare_place()
+            self.release_phase()
             self.switch()
         except MiddockError as error:
             self.fail(str(error))
@@ -184,8 +181,8 @@ class Deploy:
         }.get(kind, f"{kind[0].upper()}{kind[1:]}:")
         self.out.step(f"{action} {self.app.name} release {self.release.number}, {self.request.short} {subject}")
 
-    def prepare_from_repo(self) -> None:
-        """Checkout, settings, env, compose config, build, then pin the images to the release."""
+    def prepare_from_repo(self) -> dict:
+        """Checkout, settings, env, compose config, build; returns the resolved configuration."""
         assert self.release is not None
         repo = gate.open_repo(self.app, self.request)
         self.enter("checkout")
@@ -236,10 +233,11 @@ class Deploy:
 
         after = removal.image_ids(self.client, refs)
         self.release.built = {ref: id_ for ref, id_ in after.items() if before.get(ref) != id_}
-        self.pin(resolved)
+        return resolved
 
-    def prepare_from_release(self, number: int) -> None:
-        """A rollback: the old release's checkout and pinned configuration, no build."""
+    def prepare_from_release(self, number: int) -> dict:
+        """A rollback: the old release's checkout and pinned configuration, no build; returns that
+        configuration."""
         old = releases.load(self.app, number)
         old_folder = releases.folder(self.app, number)
         if old is None or not old.good or not (old_folder / "compose.json").exists():
@@ -257,11 +255,7 @@ class Deploy:
         self.jobs = cronfile.load(old_folder)
         cronfile.save(self.folder, self.jobs)
         self.release.built = {}
-        if self.request.reason == "rollback" and self.web and not self.on_swarm:
-            scaled = overrides.apply(resolved, processes.read_scale(self.app), self.web.service)
-            counts = {name: overrides.replicas(spec) for name, spec in scaled["services"].items()}
-            self.revive = stacks.revivable(self.client, self.app, number, counts)
-        self.pin(resolved)
+        return resolved
 
     def choose_runtime(self, resolved: dict) -> None:
         """On the Swarm, behind the edge (MIDDOCK_WEB) or in place; refuse, before anything
@@ -291,19 +285,47 @@ class Deploy:
         self.resolved = resolved
         self.release.images = compose.pin_images(self.client, resolved, self.app.name, self.release.number)
         compose.write_config(resolved, self.folder / stacks.PINNED)
-        if self.on_swarm:
-            source = releases.load(self.app, self.request.restore) if self.request.restore else None
-            publish.publish(
-                self.client, self.app, self.release, self.previous, source, resolved, self.web, self.env, self.out
-            )
-        elif self.revive:
-            switch.revive(self.app, self.release, self.revive)
-        elif self.web:
-            switch.prepare(self.client, self.app, self.release, self.previous, resolved, self.web, self.env)
-        else:  # in place: the app's own project, on networks of middock's subnets
-            config = networks.prepared(self.client, resolved, self.app.name)
-            compose.write_config(config, self.folder / stacks.BESIDE)
+
+    def prepare_place(self) -> None:
+        """Choose where the release runs and prepare it there, before its release command runs
+        (its slot and ports, networks and volumes, the Swarm's registry), and record it."""
+        assert self.release is not None
+        self.place = self.choose_place()
+        self.place.prepare(self.resolved, self.previous, self.web)
         releases.save(self.app, self.release)
+
+    def choose_place(self) -> ComposePlace | SwarmPlace | InPlace:
+        """On the Swarm, a stack of its own; behind the edge, a project of its own beside the live
+        release (for a rollback to the containers the last switch kept: those, started again);
+        else the app's own project, replaced in place."""
+        assert self.release is not None
+        common = (self.app, self.release, self.client, self.env, self.out)
+        restore, reason = self.request.restore, self.request.reason
+        if self.on_swarm:  # a rollback or restart reuses the images its release pushed
+            return SwarmPlace(*common, source=releases.load(self.app, restore) if restore else None)
+        if not self.web:
+            return InPlace(*common, enter=self.enter, recreate=restore is not None and reason == "restart")
+        if restore is not None and reason == "rollback":
+            counts = {name: overrides.replicas(spec) for name, spec in self.resolved["services"].items()}
+            kept = stacks.revivable(self.client, self.app, restore, counts)
+            if kept:
+                return KeptPlace(*common, kept=kept)
+        return ComposePlace(*common)
+
+    def release_phase(self) -> None:
+        """A deploy runs its release command (a preview's first, its setup command before it); a
+        rollback says it runs neither again."""
+        assert self.release is not None
+        if self.request.restore is not None:
+            if self.request.reason == "rollback":
+                release_phase.note_rollback(self.app, self.release, self.out)
+            return
+        stack = stacks.release_stack(self.app, self.program, self.release)
+        self.enter("release")
+        self.set_up_preview(stack)
+        release_phase.run_release_command(stack, self.resolved["services"], self.env, self.out, self.client)
+        if self.on_swarm:  # its one-off ran here, on the manager: its network must not shadow the stack's
+            stacks.remove_project(self.client, stack.project)
 
     def set_up_preview(self, stack: ComposeStack) -> None:
         """A preview's first release runs MIDDOCK_PREVIEW_SETUP before its release command (its
@@ -322,82 +344,20 @@ class Deploy:
         self.release.stage = stage
         releases.save(self.app, self.release)
 
-    def stack(self, release: Release) -> ComposeStack:
-        return stacks.release_stack(self.app, self.program, release)
-
     def switch(self) -> None:
-        """Make the new release the one that serves, and gate it on health. The containers kept
-        from the last switch go first, unless this release is them, started again."""
-        assert self.release is not None
-        if not self.revive:
+        """Start the release where it runs, gate it on health and make it the one that serves. The
+        containers kept from the last switch go first, unless this release is them, started again."""
+        assert self.release is not None and self.place is not None
+        if not isinstance(self.place, KeptPlace):
             stacks.discard_kept(self.client, self.app, self.out.warn)
-        if self.web or self.on_swarm:
-            self.beside = switch.Beside(
-                self.app, self.release, self.previous, self.env, self.resolved, self.web, self.out, self.client,
-                self.enter, revive=self.revive is not None,
-            )  # fmt: skip
-            self.beside.run()
-        else:
-            self.replace_in_place()
-
-    def replace_in_place(self) -> None:
-        """`docker compose up` over the running stack, then the health gate; on failure, the
-        previous release is brought back."""
-        assert self.release is not None
-        self.enter("up")
-        self.out.step("Starting the stack: docker compose up")
-        stack = self.stack(self.release)
-        restart = self.request.restore is not None and self.request.reason == "restart"
-        started = time.time()
-        try:  # a restart recreates containers whose configuration did not change, too
-            with kept_logs.kept_when_replaced(self.client, self.app, self.previous, self.out.warn):
-                compose.run(stack.up(recreate=restart), self.env, stack.directory, self.out, "docker compose up")
-        except MiddockError:
-            self.restore_previous()
-            raise
-        timeout = settings.env_value(self.env, "MIDDOCK_HEALTH_TIMEOUT")
-        self.enter("health")
-        self.out.step(f"Waiting for the services to be healthy (up to {timeout:g}s)")
-        services = health.running_services(self.resolved)
-        problems = health.wait_healthy(self.client, self.app.name, services, timeout, self.out.detail, started)
-        if problems:
-            for problem in problems:
-                self.out.detail(problem)
-            self.restore_previous()
-            raise MiddockError(f"health check failed: {problems[0]}")
-        for service in services:
-            self.out.detail(f"{service}: ok")
-        if self.previous and self.previous.slot:
-            self.leave_edge(self.previous)
-
-    def leave_edge(self, previous: Release) -> None:
-        """The app ran behind the edge and now runs in place: retire that release and its routes."""
-        self.out.step(f"Stopping release {previous.number}, which ran behind the edge")
-        old = self.stack(previous)
-        kept_logs.keep(
-            self.client, self.app, previous.number, old.project, self.out.warn, stacks.on_swarm(self.app, previous)
-        )
-        with contextlib.suppress(MiddockError):
-            compose.run(old.down(), self.env, old.directory, self.out, "docker compose down")
-        stacks.remove_project(self.client, old.project)  # what down left: its networks (middock's own)
-        Edge(self.app.home).forget(self.app)
-
-    def restore_previous(self) -> None:
-        """Bring back the previous release after a failed start or health gate (or stop a first
-        deploy), keeping the last lines of the failed release's containers it removes."""
-        assert self.release is not None
-        new = self.stack(self.release)
-        if self.previous is None or self.previous.slot:
-            self.out.step("Stopping the failed stack")
-            with kept_logs.kept_when_replaced(self.client, self.app, self.release, self.out.warn):
-                compose.run(new.down(), self.env, new.directory, self.out, "docker compose down")
-            self.restored = describe(self.previous) if self.previous else "stopped the new stack; nothing is running"
+        if isinstance(self.place, InPlace):
+            self.place.run()
             return
-        self.out.step(f"Rolling back to release {self.previous.number}")
-        stack = self.stack(self.previous)
-        with kept_logs.kept_when_replaced(self.client, self.app, self.release, self.out.warn):
-            compose.run(stack.up(), self.env, stack.directory, self.out, "docker compose up")
-        self.restored = f"rolled back to release {self.previous.number} ({self.previous.commit[:7]}), which is serving"
+        self.beside = switch.Beside(
+            self.app, self.release, self.previous, self.env, self.resolved, self.web, self.out, self.client,
+            self.enter, self.place,
+        )  # fmt: skip
+        self.beside.run()
 
     def discard_checkout(self) -> None:
         """Remove the failed release's checkout (a full disk cut it short: nothing can use it)."""
@@ -408,7 +368,8 @@ class Deploy:
         if self.release is None:
             self.out.error(message)
             return
-        message = f"{message}; {self.restored or describe(self.previous)}"
+        restored = self.place.restored if isinstance(self.place, InPlace) else None
+        message = f"{message}; {restored or describe(self.previous)}"
         if self.release.project and releases.live_number(self.app) != self.release.number:
             try:  # what its release command (or a start cut short) left of its own project
                 stacks.remove_project(self.client, self.release.project)

@@ -1,6 +1,7 @@
 """Blue/green behind the edge: a release starts beside the live one (a Compose project on this
-server, or a stack on the Swarm: places.py), passes its gate, takes every new request in one
-atomic flip of the edge, and the old release drains and goes.
+server, the containers the last switch kept, or a stack on the Swarm: places.py, each prepared
+already), passes its gate, takes every new request in one atomic flip of the edge, and the old
+release drains and goes.
 
 Nothing the old release serves is touched until the new one has passed its gate, and a failed
 gate removes only the new containers, so a failed deploy never costs a request. Services listed
@@ -16,72 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import docker
-import docker.errors
 
 from .. import settings
 from ..edge import maintenance, routes
 from ..edge.control import Edge
 from ..errors import MiddockError
 from ..output import Output
-from ..runtime import compose, networks, overrides, side_by_side
-from ..runtime.compose import NETWORK_LABEL, PROJECT_LABEL, VOLUME_LABEL
+from ..runtime import overrides, side_by_side
 from ..runtime.side_by_side import Web
 from ..state import releases
 from ..state.apps import App
 from ..state.releases import Release
-from . import health, kept_logs, stacks
-from .places import ComposePlace, KeptPlace, SwarmPlace, place_of
-
-
-def prepare(
-    client: docker.DockerClient,
-    app: App,
-    release: Release,
-    previous: Release | None,
-    resolved: dict,
-    web: Web,
-    env: dict,
-) -> None:
-    """Give the release its project, its slot (the one not serving) and that slot's loopback
-    ports, create its networks and the app-wide volumes (its release command may mount them),
-    and write the configuration it runs beside the live one (`stack.json`)."""
-    side_by_side.check(resolved, web, side_by_side.stop_first(env))
-    release.slot = side_by_side.other_slot(previous.slot if previous else None)
-    release.project = side_by_side.project_name(app.name, release.number)
-    with Edge(app.home).paths.locked():  # two apps' deploys at once never take the same ports
-        record = routes.load(app)
-        ports = routes.choose_slot_ports(app, record, release.slot, side_by_side.web_replicas(resolved, web))
-    config = side_by_side.beside(resolved, app.name, release.project, web, ports)
-    config = networks.prepared(client, config, release.project)
-    ensure_shared(client, app, resolved)
-    compose.write_config(config, releases.folder(app, release.number) / stacks.BESIDE)
-
-
-def revive(app: App, release: Release, kept: releases.Kept) -> None:
-    """The new release runs as the kept containers of a replaced one: their project, their slot,
-    the very configuration they were created from (so Compose sees nothing to recreate)."""
-    old = releases.load(app, kept.release)
-    assert old is not None
-    release.slot, release.project = old.slot, kept.project
-    source = releases.folder(app, kept.release) / stacks.BESIDE
-    compose.write_private(releases.folder(app, release.number) / stacks.BESIDE, source.read_text())
-
-
-def ensure_shared(client: docker.DockerClient, app: App, resolved: dict) -> None:
-    """Create the app-wide volumes and user-named networks the release shares with others."""
-    labels = {PROJECT_LABEL: app.name}
-    for name, spec in side_by_side.shared_volumes(resolved, app.name).items():
-        try:
-            client.volumes.get(name)
-        except docker.errors.NotFound:
-            client.volumes.create(
-                name,
-                driver=spec.get("driver") or "local",
-                driver_opts=spec.get("driver_opts") or {},
-                labels={**labels, VOLUME_LABEL: spec["key"], **(spec.get("labels") or {})},
-            )
-    for name, spec in side_by_side.shared_networks(resolved, app.name).items():
-        networks.create(client, name, spec, {**labels, NETWORK_LABEL: spec["key"]})
+from . import health
+from .places import ComposePlace, SwarmPlace, place_of
 
 
 def http_problem(endpoint: str, path: str, host: str | None) -> str | None:
@@ -112,8 +60,9 @@ def drain(edge: Edge, app: App, slot: str, env: dict[str, str], out: Output, wha
 
 @dataclass
 class Beside:
-    """One release started beside the live one, and everything its switch needs. Without a web
-    service (an app on the Swarm that serves no HTTP) there is no edge: start, gate, retire."""
+    """One release started beside the live one (`new`, where it runs), and everything its switch
+    needs. Without a web service (an app on the Swarm that serves no HTTP) there is no edge:
+    start, gate, retire."""
 
     app: App
     release: Release
@@ -124,17 +73,13 @@ class Beside:
     out: Output
     client: docker.DockerClient
     enter: Callable[[str], None]
+    new: ComposePlace | SwarmPlace
     edge: Edge = field(init=False)
     stopped: list[str] = field(default_factory=list)  # the previous release's stop-first services we stopped
     replaced_in_place: bool = False  # the previous release ran in place and was stopped for the switch
-    revive: bool = False  # the new release is the replaced one's kept containers, started again
 
     def __post_init__(self) -> None:
         self.edge = Edge(self.app.home)
-        if self.revive:
-            self.new = KeptPlace(self.app, self.release, self.client, self.env, self.out)
-        else:
-            self.new = place_of(self.app, self.release, self.client, self.env, self.out)
         self.old = place_of(self.app, self.previous, self.client, self.env, self.out) if self.previous else None
         self.first = side_by_side.stop_first(self.env)
         self.counts = {name: overrides.replicas(spec) for name, spec in self.resolved["services"].items()}
@@ -162,14 +107,10 @@ class Beside:
     def start(self) -> None:
         if self.web:
             self.edge.require_running()
-        if self.web and self.previous and self.previous.slot and not isinstance(self.new, SwarmPlace):
-            self.edge.apply(self.app)  # the new slot's endpoints, if they changed
+            self.new.open_slot(self.edge, self.previous)
         self.enter("up")
         beside = f" beside release {self.previous.number}" if self.previous else ""
-        where = "docker stack deploy" if isinstance(self.new, SwarmPlace) else "docker compose up"
-        if self.revive:
-            where = f"its kept containers, started again, no compose up ({self.new.name})"
-        self.out.step(f"Starting release {self.release.number}{beside}: {where} ({self.release.slot})")
+        self.out.step(f"Starting release {self.release.number}{beside}: {self.new.started_by} ({self.release.slot})")
         self.new.start(self.services)
 
     def gate(self) -> None:
@@ -185,7 +126,7 @@ class Beside:
         expected = self.counts.get(self.web.service, 1)
         self.out.step(f"Checking GET {path} on {self.web.service} ({expected} container{'s' * (expected > 1)})")
         while True:  # the endpoints afresh each time: Swarm may replace a task that fails to start
-            endpoints = self.new.endpoints(self.app, self.release.slot, self.web)
+            endpoints = self.new.endpoints(self.web)
             problems = [p for e in endpoints if (p := http_problem(e, path, domains[0] if domains else None))]
             if len(endpoints) < expected:
                 problems.append(f"{self.web.service}: {len(endpoints)} of {expected} containers are up")
@@ -194,12 +135,11 @@ class Beside:
             if time.monotonic() >= deadline:
                 raise MiddockError(f"health check failed: {problems[0]}")
             time.sleep(0.25)
-        if isinstance(self.new, SwarmPlace):
-            routes.set_endpoints(self.app, self.release.slot, endpoints)
+        self.new.route(endpoints)
         self.out.detail(f"{self.web.service}: answers")
 
     def wait(self, services: list[str], deadline: float) -> None:
-        problems = self.new.problems(services, self.counts, max(deadline - time.monotonic(), 0))
+        problems = self.new.gate(services, self.counts, max(deadline - time.monotonic(), 0))
         if problems:
             for problem in problems:
                 self.out.detail(problem)
@@ -225,7 +165,7 @@ class Beside:
         self.enter("switch")
         if self.in_place_before:
             self.out.step(f"Stopping release {self.previous.number}, which ran in place")  # type: ignore[union-attr]
-            self.remove_old()
+            self.old.remove()  # type: ignore[union-attr]
             self.replaced_in_place = True
         if self.web:
             serving = routes.load(self.app).serving
@@ -249,29 +189,19 @@ class Beside:
         self.enter("drain")
         if self.web and self.previous.slot:
             drain(self.edge, self.app, self.previous.slot, self.env, self.out, f"release {self.previous.number}")
-        if self.web and isinstance(self.old, ComposePlace):
+        if self.web and self.old.keeps_when_retired:
             self.out.step(f"Stopping release {self.previous.number} (kept, stopped, for an instant rollback)")
             self.old.keep()
             releases.set_kept(self.app, releases.Kept(self.previous.number, self.old.name))
             return
         self.out.step(f"Stopping release {self.previous.number}")
-        self.remove_old()
-
-    def remove_old(self) -> None:
-        assert self.previous is not None and self.old is not None
-        self.remove(self.old, self.previous)
-
-    def remove(self, place: ComposePlace | SwarmPlace, release: Release) -> None:
-        """Remove a release's containers (its tasks, on the Swarm), keeping their last lines."""
-        on_swarm = isinstance(place, SwarmPlace)
-        kept_logs.keep(self.client, self.app, release.number, place.name, self.out.warn, on_swarm)
-        place.remove()
+        self.old.remove()
 
     def abandon(self) -> None:
         """After a failed gate: remove the new release's containers (their last lines kept: they
         say why it failed), restart what we stopped."""
         self.out.step(f"Removing release {self.release.number}'s containers")
-        self.remove(self.new, self.release)
+        self.new.remove()
         if self.replaced_in_place and self.old:
             self.out.step(f"Starting release {self.previous.number} again")  # type: ignore[union-attr]
             self.old.start([])
