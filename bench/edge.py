@@ -89,7 +89,7 @@ def failed_requests(server: Server, root: Path) -> None:
     work.git("remote", "add", "production", str(server.repo_path(app)))
     push(work, "v0", lambda v: write_web_app(work, v))
     port = server.app_port(app)
-    with Load(port, max_seconds=900) as load:
+    with Load(port, max_seconds=900, pace=0) as load:
         time.sleep(1)
         for number in range(1, 6):
             push(work, f"v{number}", lambda v: write_web_app(work, v))

@@ -65,7 +65,7 @@ def rollbacks(server: Server, app: str, port: int, runs: int, name: str, slow_pa
     """Time `rollback` `runs` times under each load, each back to the release the last switch kept."""
     for load_name, options in LOADS.items():
         times = []
-        with Load(port, slow_path=slow_path, max_seconds=600, **options) as load:
+        with Load(port, slow_path=slow_path, max_seconds=600, pace=0, **options) as load:
             for _ in range(runs):
                 server.wait_idle(app)
                 time.sleep(1)  # the load settles on the new release, as a user's would
@@ -178,7 +178,9 @@ def apps_bench(server: Server, root: Path, count: int, runs: int) -> None:
     print(f"status_command_s: {statistics.median(timed(server, 'status', subject) for _ in range(5)):.3f}")
     print(f"edge_memory_mib: {edge_memory(server):.1f}")
 
-    neighbours = [Load(server.app_port(name), keepalive=1, fresh=1, slow=1, max_seconds=600) for name in live[:5]]
+    neighbours = [
+        Load(server.app_port(name), keepalive=1, fresh=1, slow=1, max_seconds=600, pace=0) for name in live[:5]
+    ]
     for load in neighbours:
         load.start()
     for i in range(3):

@@ -197,7 +197,7 @@ def test_one_apps_contributions_never_stop_another_apps_push_rollback_or_domains
             domains.append(f"d{turn}.example.test")
             assert domains[-1] in server.middock("domains:add", other, domains[-1]).stdout
 
-    with Load(b_port, slow=0, pace=0.005) as load:
+    with Load(b_port, slow=0) as load:
         for turn, (name, plant, warning) in enumerate(PAGES):
             plant(work)
             pushed = deploy(work, f"A's page: {name}")

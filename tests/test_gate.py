@@ -90,7 +90,7 @@ def wait_until_idle(server, app: str) -> list[dict]:
         if row["state"] != "deploying" and history and history[-1]["result"] != "deploying":
             return history
         assert time.monotonic() < deadline, "the deploy never finished"
-        time.sleep(0.2)
+        time.sleep(0.5)
 
 
 def test_good_push_is_accepted_and_live_and_status_shows_gate_mode(server, work, gate_app):

@@ -42,7 +42,7 @@ def test_maintenance_toggled_under_load_fails_no_request_but_the_page_and_reload
     master = haproxy.Master(EdgePaths(server.home).haproxy_master_socket)
     worker = master.workers()[0]
 
-    with Load(port, slow=0, pace=0.005) as load:
+    with Load(port, slow=0) as load:
         for _ in range(3):
             time.sleep(0.4)
             server.middock("maintenance:on", app)

@@ -75,7 +75,7 @@ def test_vanished_pusher_does_not_stop_the_deploy(server, work, app, tmp_path):
     push.wait()
 
     release = wait_for(
-        lambda: [r for r in server.releases(app) if r["result"] != "deploying"], what="the deploy to end"
+        lambda: [r for r in server.releases(app) if r["result"] != "deploying"], what="the deploy to end", interval=0.5
     )[0]
     assert release["result"] == "succeeded" and release["live"]
     assert http_get(port) == "v1"
@@ -156,7 +156,7 @@ def hold_mid_recreate(work, app, server, client) -> tuple:
 def hold_at_health(work, app, server) -> None:
     """Push a web whose first health check takes 30 s; kill the deploy while it waits for it."""
     push = work.start_push()
-    wait_for(lambda: server.releases(app)[-1]["stage"] == "health", what="the health gate")
+    wait_for(lambda: server.releases(app)[-1]["stage"] == "health", what="the health gate", interval=0.5)
     kill_deploy_at(server, app, "health")
     finish_killed_push(push)
 

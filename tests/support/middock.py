@@ -72,7 +72,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while json.loads(self.middock("status", app, "--json").stdout)["state"] == "deploying":
             assert time.monotonic() < deadline, f"{app} is still deploying after {timeout}s"
-            time.sleep(0.1)
+            time.sleep(0.5)  # each ask is a middock process: asking no faster leaves the cores to the tests
 
     def create_app(self, prefix: str = "t", *options: str) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
