@@ -14,9 +14,6 @@ from __future__ import annotations
 import os
 import sys
 
-import docker
-import docker.errors
-
 from .. import process, settings
 from ..errors import MiddockError
 from ..jobs import cronfile, runs
@@ -25,7 +22,7 @@ from ..notify import announce as notify
 from ..output import Output, open_appending
 from ..pipeline import publish, stacks
 from ..runtime import compose, swarm
-from ..runtime.engine import docker_client
+from ..runtime.engine import docker, docker_client
 from ..runtime.plan import without_git
 from ..state import config, releases
 from ..state.apps import App

@@ -15,14 +15,12 @@ import time
 from datetime import datetime, timezone
 from typing import BinaryIO
 
-import docker
-
 from .. import process
 from ..edge.control import Edge
 from ..errors import MiddockError
 from ..pipeline import health, kept_logs, stacks
 from ..runtime import compose, swarm
-from ..runtime.engine import docker_client
+from ..runtime.engine import docker, docker_client
 from ..runtime.plan import without_git
 from ..state import processes, releases
 from ..state.apps import App

@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import docker
-import docker.errors
 from dulwich.repo import Repo
 
 from .. import settings
@@ -31,7 +29,7 @@ from ..jobs import cronfile, crontab
 from ..jobs.cronfile import Job
 from ..output import Output
 from ..runtime import compose, overrides, side_by_side, stack_file
-from ..runtime.engine import docker_client
+from ..runtime.engine import docker, docker_client
 from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env
 from ..runtime.side_by_side import Web
 from ..state import cluster, config, previews, processes, releases

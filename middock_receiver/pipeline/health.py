@@ -7,11 +7,10 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-import docker
-
 from .. import waiting
 from ..runtime import overrides
 from ..runtime.compose import NUMBER_LABEL, ONEOFF_LABEL, PROJECT_LABEL, SERVICE_LABEL
+from ..runtime.engine import docker
 
 
 def running_services(resolved: dict) -> list[str]:

@@ -22,11 +22,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-import docker.errors
-
 from ..runtime import swarm
 from ..runtime.compose import NUMBER_LABEL, SERVICE_LABEL
+from ..runtime.engine import docker
 from ..state.apps import App
 from ..state.releases import Release, numbered
 from .health import project_containers

@@ -17,9 +17,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker
-import docker.errors
-
 from .. import process
 from ..edge import routes
 from ..edge.control import Edge
@@ -27,6 +24,7 @@ from ..errors import MiddockError
 from ..output import Output
 from ..runtime import compose, networks, overrides, registry, side_by_side, swarm
 from ..runtime.compose import NETWORK_LABEL, PROJECT_LABEL, SERVICE_LABEL, VOLUME_LABEL
+from ..runtime.engine import docker
 from ..runtime.plan import ComposeStack, without_git
 from ..runtime.side_by_side import Web
 from ..state import cluster, releases

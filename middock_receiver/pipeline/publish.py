@@ -7,11 +7,10 @@ registry, and its stack file is written from the same references.
 
 from __future__ import annotations
 
-import docker
-
 from ..errors import MiddockError
 from ..output import Output
 from ..runtime import compose, registry, side_by_side, stack_file
+from ..runtime.engine import docker
 from ..runtime.side_by_side import Web
 from ..state import cluster, releases
 from ..state.apps import App

@@ -7,15 +7,13 @@ from __future__ import annotations
 import os
 from collections.abc import Set as AbstractSet
 
-import docker
-
 from ..edge import routes
 from ..edge.control import Edge
 from ..errors import MiddockError
 from ..jobs import cronfile, crontab
 from ..output import Output
 from ..runtime import compose
-from ..runtime.engine import docker_client
+from ..runtime.engine import docker, docker_client
 from ..runtime.plan import ComposeStack, without_git
 from ..state import processes, releases
 from ..state.apps import App

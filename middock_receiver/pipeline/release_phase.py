@@ -15,12 +15,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-import docker.errors
-
 from .. import process, settings
 from ..errors import MiddockError
 from ..output import Output
+from ..runtime.engine import docker
 from ..runtime.plan import ComposeStack
 from ..state.apps import App
 from ..state.releases import Release

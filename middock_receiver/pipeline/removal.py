@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
 
-import docker
-import docker.errors
-
 from ..edge import routes
 from ..edge.control import Edge
 from ..jobs.runs import JOB_LABEL
-from ..runtime.engine import docker_client
+from ..runtime.engine import docker, docker_client
 from ..runtime.plan import release_tag
 from ..state import releases
 from ..state.apps import App

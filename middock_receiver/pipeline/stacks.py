@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import re
 
-import docker
-import docker.errors
-
 from ..edge import routes
 from ..errors import MiddockError
 from ..runtime import swarm
 from ..runtime.compose import PROJECT_LABEL, SERVICE_LABEL
+from ..runtime.engine import docker
 from ..runtime.plan import ComposeStack
 from ..state import config, records, releases
 from ..state.apps import App

@@ -16,14 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import docker
-
 from .. import settings
 from ..edge import maintenance, routes
 from ..edge.control import Edge
 from ..errors import MiddockError
 from ..output import Output
 from ..runtime import overrides, side_by_side
+from ..runtime.engine import docker
 from ..runtime.side_by_side import Web
 from ..state import releases
 from ..state.apps import App

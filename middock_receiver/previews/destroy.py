@@ -8,8 +8,6 @@ import os
 import time
 from collections.abc import Collection
 
-import docker
-
 from ..edge import caddy, routes
 from ..edge.control import Edge
 from ..errors import MiddockError, os_error_line
@@ -17,7 +15,7 @@ from ..jobs import crontab
 from ..output import Output
 from ..pipeline import release_phase, removal, stacks
 from ..runtime import compose
-from ..runtime.engine import docker_client
+from ..runtime.engine import docker, docker_client
 from ..runtime.plan import Target, deploy_env
 from ..state import apps, config, previews, releases
 from ..state.apps import App

@@ -10,10 +10,8 @@ import ipaddress
 import socket
 import struct
 
-import docker
-import docker.errors
-
 from . import networks
+from .engine import docker
 
 SIOCGIFADDR = 0x8915  # Linux's ioctl for an interface's IPv4 address
 BRIDGE_NAME = "com.docker.network.bridge.name"

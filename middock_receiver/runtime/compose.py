@@ -9,13 +9,10 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
-import docker
-import docker.errors
-import docker.models.images
-
 from .. import process
 from ..errors import MiddockError
 from ..output import Output
+from .engine import docker
 from .plan import ComposeStack, release_tag
 
 # The labels Compose puts on what it creates: how a project's containers, networks and volumes

@@ -1,11 +1,34 @@
-"""The Docker Engine of this server, as the SDK reaches it: one clear line when it is not there."""
+"""The Docker Engine of this server, as the SDK reaches it: one clear line when it is not there.
+
+Every module reaches the SDK as `from ..runtime.engine import docker`, imported on first use
+(importlib's LazyLoader): the SDK, with requests and urllib3, is most of what a middock process
+would import, and many never talk to the daemon (`version`, `help`, an argument refused, a push's
+hook waiting for its deploy).
+"""
 
 from __future__ import annotations
 
-import docker
-import docker.errors
+import importlib.util
+import sys
+from types import ModuleType
 
 from ..errors import MiddockError
+
+
+def imported_on_first_use(name: str) -> ModuleType:
+    """The module `name`, loaded when one of its attributes is first read (Python's documented recipe)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+docker = imported_on_first_use("docker")
 
 
 def docker_client() -> docker.DockerClient:

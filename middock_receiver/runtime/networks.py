@@ -17,14 +17,11 @@ import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
-import docker.errors
-import docker.types
-
 from .. import flock
 from ..errors import MiddockError
 from ..server import machine
 from .compose import NETWORK_LABEL, PROJECT_LABEL
+from .engine import docker
 
 PREFIX = 26
 RANGES = tuple(ipaddress.IPv4Network(f"10.{second}.0.0/16") for second in range(200, 255))

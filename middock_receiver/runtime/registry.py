@@ -27,13 +27,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-import docker.errors
-
 from .. import flock, process
 from ..errors import MiddockError
 from ..server.daemons import Daemon
 from ..state import records
+from .engine import docker
 
 PROGRAM = "/usr/bin/docker-registry"
 DEFAULT_PORT = 5000

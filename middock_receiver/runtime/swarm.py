@@ -16,12 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import docker
-import docker.errors
-import docker.types
-
 from .. import process, waiting
 from ..errors import MiddockError
+from .engine import docker
 
 STACK_LABEL = "com.docker.stack.namespace"
 RUNNING = "running"
