@@ -88,13 +88,14 @@ def runs(server, app: str, job: str | None = None) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_job_fires_by_itself_and_its_lines_leave_other_lines_alone(server, work, app, tmp_path, foreign):
+def test_a_job_fires_by_itself_and_its_lines_leave_other_lines_alone(server, work, app, tmp_path, foreign, request):
     """The crontab holds one line a job, written when the release goes live; the cron daemon
     runs `* * * * *` by itself; lines middock did not write, and another home's, stay byte for
     byte; apps:destroy takes the app's lines away."""
     other_home = tmp_path / "other"
     other = [cronfile.Job("nightly", "@daily", "0 0 * * *", "app", ["true"], 1)]
     crontab.install(other_home, "elsewhere", other, Suspension())
+    request.addfinalizer(lambda: crontab.install(other_home, "elsewhere", [], Suspension()))
 
     result = deploy_with_jobs(work, free_port())
     assert "scheduled jobs: tick, slow, fail" in result.stderr, result.stderr
