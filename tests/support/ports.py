@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from middock_receiver.jobs.runs import alive
+
 TEST_PORTS = range(10000, 20000)
 CLAIMS = Path("/tmp/middock-test-ports")
 
@@ -30,22 +32,12 @@ def _claims_locked() -> Iterator[None]:
         yield
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _claimed(port: int) -> bool:
     try:
         pid = int((CLAIMS / str(port)).read_text() or 0)
     except (FileNotFoundError, ValueError):
         return False
-    return pid > 0 and _alive(pid)
+    return alive(pid)
 
 
 def _bindable(port: int) -> bool:
