@@ -12,6 +12,7 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import BinaryIO
 
@@ -178,23 +179,25 @@ def follow_logs(containers: list, release: int, names: dict[str, str], writer: L
     """Stream every container's output; return when the reader goes away, on Ctrl-C, or when
     every container has stopped. The streams are threads of this one process: nothing stays
     behind it."""
+    streams = (
+        (pump, (container.logs(stream=True, follow=True, timestamps=True, tail=tail), release, names[container.id]))
+        for container in containers
+    )
+    return follow_streams(streams, writer)
+
+
+def follow_streams(streams: Iterator[tuple[Callable, tuple]], writer: LogWriter) -> int:
+    """Open each stream (`streams` opens one as it is read) and pump it on a thread of its own
+    (`target(*args, writer)`), until the reader goes away or every stream has ended; Ctrl-C at any
+    moment, even while the first streams already print and others still open, ends it too."""
     running = []
-    try:  # Ctrl-C may come while the first streams already print and the others still start
-        for container in containers:
-            stream = container.logs(stream=True, follow=True, timestamps=True, tail=tail)
-            thread = threading.Thread(target=pump, args=(stream, release, names[container.id], writer), daemon=True)
+    try:
+        for target, args in streams:
+            thread = threading.Thread(target=target, args=(*args, writer), daemon=True)
             thread.start()
             running.append(thread)
-    except KeyboardInterrupt:
-        return 0
-    return wait_followed(running, writer)
-
-
-def wait_followed(threads: list[threading.Thread], writer: LogWriter) -> int:
-    """Until the reader goes away, Ctrl-C, or every stream has ended."""
-    fd = writer.out.fileno()
-    try:
-        while any(t.is_alive() for t in threads) and not writer.broken.is_set() and not client_gone(fd):
+        fd = writer.out.fileno()
+        while any(t.is_alive() for t in running) and not writer.broken.is_set() and not client_gone(fd):
             time.sleep(FOLLOW_POLL)
     except KeyboardInterrupt:
         pass
@@ -232,13 +235,11 @@ def swarm_logs(
                 _, label, shown = lines.split(name, raw)
                 found.append(kept_logs.LogLine(live.number, label, shown))
         return write_across_releases(app, writer, found, tail, service)
-    threads = []
-    for name, source in sources.items():
-        stream = source.logs(follow=True, tail=10 if tail is None else tail, **options)
-        thread = threading.Thread(target=pump_swarm, args=(name, stream, live.number, lines, writer), daemon=True)
-        thread.start()
-        threads.append(thread)
-    return wait_followed(threads, writer)
+    streams = (
+        (pump_swarm, (name, source.logs(follow=True, tail=10 if tail is None else tail, **options), live.number, lines))
+        for name, source in sources.items()
+    )
+    return follow_streams(streams, writer)
 
 
 def pump_swarm(name: str, stream, release: int, lines: swarm.LogLines, writer: LogWriter) -> None:  # noqa: ANN001
