@@ -1,5 +1,6 @@
 """middock's releases as CHANGELOG.md lists them (`## VERSION — DATE (commit COMMIT)`, newest first), and a
-release's files as `git archive COMMIT` gives them from this repository's own history."""
+release's files as `git archive COMMIT` gives them from this repository's own history. The release commit
+itself lists its release without a commit (it cannot name itself); the next commit adds the name."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from pathlib import Path
 
 from support.middock import ROOT
 
-RELEASE = re.compile(r"## (?P<version>\d+\.\d+\.\d+) — (?P<date>\d{4}-\d\d-\d\d) \(commit (?P<commit>[0-9a-f]{7,40})\)")
+RELEASE = re.compile(
+    r"## (?P<version>\d+\.\d+\.\d+) — (?P<date>\d{4}-\d\d-\d\d)(?: \(commit (?P<commit>[0-9a-f]{7,40})\))?"
+)
 
 
-def released() -> list[tuple[str, str, str]]:
-    """The CHANGELOG's releases (version, date, commit), as listed."""
+def released() -> list[tuple[str, str, str | None]]:
+    """The CHANGELOG's releases (version, date, commit), as listed (commit None: this is the release commit)."""
     text = (ROOT / "CHANGELOG.md").read_text()
     return [(m["version"], m["date"], m["commit"]) for m in RELEASE.finditer(text)]
 
