@@ -73,11 +73,14 @@ def test_ps_and_runtime_logs(server, work, app):
 
 
 def follow(server, app: str) -> subprocess.Popen:
+    """`middock logs APP -t` as in a terminal, where Ctrl-C reaches it (a test run in the background
+    inherits SIGINT ignored, and Python then never raises KeyboardInterrupt)."""
     return subprocess.Popen(
         [sys.executable, "-m", "middock_receiver", "logs", app, "-t", "--service", "worker"],
         env=server.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
