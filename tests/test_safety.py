@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+import docker
 import pytest
 from support.apps import BUILD_WEB, write_busybox_app
 from support.images import BUSYBOX_IMAGE
@@ -140,6 +141,15 @@ def hold_at_build(work, app, server, pid_file: Path) -> int:
     return child
 
 
+def containers_named(client, name: str) -> list:  # noqa: ANN001
+    """The containers whose name holds `name`; none while one listed is gone before it is read
+    (the SDK reads each listed container in turn, and Compose may remove one in between)."""
+    try:
+        return client.containers.list(all=True, filters={"name": name})
+    except docker.errors.NotFound:
+        return []
+
+
 def hold_mid_recreate(work, app, server, client) -> tuple:
     """Push and kill the deploy while its `docker compose up` recreates web: its replacement is
     created under the temporary name `<old id>_<name>` and the old container is being stopped
@@ -147,7 +157,7 @@ def hold_mid_recreate(work, app, server, client) -> tuple:
     old = client.containers.get(f"{app}-web-1")
     push = work.start_push()
     temporary = f"{old.id[:12]}_{app}-web-1"
-    replacement = wait_for(lambda: client.containers.list(all=True, filters={"name": temporary}), what=temporary)[0]
+    replacement = wait_for(lambda: containers_named(client, temporary), what=temporary)[0]
     kill_deploy_at(server, app, "up")
     finish_killed_push(push)
     return old, replacement
