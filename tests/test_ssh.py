@@ -34,13 +34,14 @@ from support.ssh_server import (
 from support.web import http_get
 
 from middock_receiver.errors import MiddockError
-from middock_receiver.server import keys, ssh
+from middock_receiver.server import keys, roles, ssh
 
 # A home of install.sh's deploy user takes middock's default ports: one worker runs these modules.
 pytestmark = pytest.mark.xdist_group("default-ports")
 
 EXAMPLE = ROOT / "examples" / "hello"
 COMMANDS = {"apps", "apps:create", "status", "keys:add", "keys:list", "ssh-serve", "refresh"}
+ADMIN = roles.Grant("alice")  # a key added before roles, or with --role admin
 
 # --- the dispatcher's rules ------------------------------------------------------------------
 
@@ -75,23 +76,39 @@ def test_repo_app_refuses_anything_outside_the_apps(path):
 )
 def test_route_refuses(tmp_path, request_, says):
     with pytest.raises(MiddockError, match=says):
-        ssh.route(request_, tmp_path, COMMANDS)
+        ssh.route(request_, tmp_path, COMMANDS, ADMIN)
 
 
 def test_route_runs_git_on_an_existing_app_and_middock_commands(tmp_path):
     (tmp_path / "web.git").mkdir()
     (tmp_path / ".middock" / "web").mkdir(parents=True)
-    assert ssh.route("git-receive-pack '/web.git'", tmp_path, COMMANDS) == [
+    assert ssh.route("git-receive-pack '/web.git'", tmp_path, COMMANDS, ADMIN) == [
         "git",
         "receive-pack",
         str(tmp_path / "web.git"),
     ]
-    assert ssh.route("git-upload-pack 'web'", tmp_path, COMMANDS) == ["git", "upload-pack", str(tmp_path / "web.git")]
-    assert ssh.route("status web --json", tmp_path, COMMANDS) == ["status", "web", "--json"]
-    assert ssh.route("help", tmp_path, COMMANDS) == ["help", "--over-ssh"]
-    assert ssh.route("help deploy", tmp_path, COMMANDS) == ["help", "--over-ssh", "deploy"]
+    fetch = ["git", "upload-pack", str(tmp_path / "web.git")]
+    assert ssh.route("git-upload-pack 'web'", tmp_path, COMMANDS, ADMIN) == fetch
+    assert ssh.route("status web --json", tmp_path, COMMANDS, ADMIN) == ["status", "web", "--json"]
+    assert ssh.route("help", tmp_path, COMMANDS, ADMIN) == ["help", "--over-ssh"]
+    assert ssh.route("help deploy", tmp_path, COMMANDS, ADMIN) == ["help", "--over-ssh", "deploy"]
     with pytest.raises(MiddockError, match="create it with: apps:create nope"):
-        ssh.route("git-receive-pack 'nope.git'", tmp_path, COMMANDS)
+        ssh.route("git-receive-pack 'nope.git'", tmp_path, COMMANDS, ADMIN)
+
+
+def test_a_fetch_needs_read_and_a_push_needs_deploy_on_the_app(tmp_path):
+    """A read key may clone its app and not push it; a deploy key of another app may do neither."""
+    for name in ("web", "shop"):
+        (tmp_path / f"{name}.git").mkdir()
+        (tmp_path / ".middock" / name).mkdir(parents=True)
+    reader, shop_deployer = roles.Grant("rita", roles.READ), roles.Grant("dan", roles.DEPLOY, ("shop",))
+    assert ssh.route("git-upload-pack 'web.git'", tmp_path, COMMANDS, reader)[:2] == ["git", "upload-pack"]
+    with pytest.raises(MiddockError, match="^refused: key rita has role read; git push needs deploy$"):
+        ssh.route("git-receive-pack 'web.git'", tmp_path, COMMANDS, reader)
+    assert ssh.route("git-receive-pack 'shop.git'", tmp_path, COMMANDS, shop_deployer)[:2] == ["git", "receive-pack"]
+    elsewhere = "^refused: key dan has role deploy on shop; git fetch on web needs that app$"
+    with pytest.raises(MiddockError, match=elsewhere):
+        ssh.route("git-upload-pack 'web.git'", tmp_path, COMMANDS, shop_deployer)
 
 
 # --- keys ----------------------------------------------------------------------------------

@@ -20,7 +20,10 @@ from .releases import app_state
 @command("apps", "list apps with their live release, state and routes", app=False, json=True)
 def cmd_apps(args: argparse.Namespace) -> int:
     rows = []
+    grant = args.grant  # over SSH, a key of some apps sees only those (and their previews)
     for app in apps.all_apps():
+        if grant and not (grant.holds(app.name) or (app.parent and grant.holds(app.parent))):
+            continue
         live = releases.live(app)
         rows.append(
             {

@@ -1,5 +1,5 @@
-"""The server's deploy account, managed by root: SSH keys, refresh after an upgrade, and the
-SSH dispatcher every key runs."""
+"""The server's deploy account, managed by root: SSH keys and their roles, refresh after an
+upgrade, the SSH dispatcher every key runs, and the audit log of who did what."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import argparse
 import sys
 
 from ..errors import MiddockError
-from ..server import account, keys, privileges, ssh
-from .commands import COMMANDS, argument, command, emit_json
+from ..server import account, keys, privileges, roles, ssh
+from ..state import audit
+from ..state.apps import middock_home
+from .commands import COMMANDS, argument, command, emit_json, when
 
 
 def read_key(file: str) -> str:
@@ -23,13 +25,28 @@ def read_key(file: str) -> str:
 @command("keys:add", "authorize an SSH public key for pushes and commands (as root)", app=False, privileges="own")
 @argument("name", help="who the key is: recorded as the pusher")
 @argument("file", help="the .pub file, or - to read it from stdin")
+@argument("--role", default=roles.ADMIN, help="read, deploy or admin (default: admin, everything a key can do)")
+@argument("--apps", metavar="APP,APP", help="read and deploy: only these apps (default: every app)")
 def cmd_keys_add(args: argparse.Namespace) -> int:
     user = privileges.target(args.user)
-    key = keys.parse_public_key(read_key(args.file), args.name)  # a file the admin named: read before the drop
+    # a file the admin named: read before the drop
+    key = keys.parse_public_key(read_key(args.file), args.name, args.role, keys.parse_apps(args.apps))
     privileges.become(user)
     added = keys.add(account.authorized_keys(user), key)
     state = "Authorized" if added else "Already authorized:"
-    print(f"-----> {state} key {key.name} ({key.type} {key.fingerprint}) for {user.pw_name}")
+    role = key.grant.describe()
+    print(f"-----> {state} key {key.name} ({key.type} {key.fingerprint}) for {user.pw_name}, role {role}")
+    return 0
+
+
+@command("keys:set", "change a key's role and apps (as root)", app=False)
+@argument("name")
+@argument("--role", required=True, help="read, deploy or admin")
+@argument("--apps", metavar="APP,APP", help="read and deploy: only these apps (default: every app)")
+def cmd_keys_set(args: argparse.Namespace) -> int:
+    user = privileges.target(args.user)
+    key = keys.set_grant(account.authorized_keys(user), args.name, args.role, keys.parse_apps(args.apps))
+    print(f"-----> Key {key.name} of {user.pw_name} has role {key.grant.describe()}")
     return 0
 
 
@@ -47,7 +64,9 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
             warning = "   ! unrestricted (not added by middock): remove this line"
         elif not key.restricted:
             warning = "   ! not as middock writes it: `middock refresh` rewrites it restricted, or remove it"
-        print(f"{key.name or '(no name)':<20} {key.type:<20} {key.fingerprint}  {key.comment}{warning}")
+        apps = ",".join(key.apps) if key.apps else "all apps"
+        line = f"{key.name or '(no name)':<20} {key.role:<7} {apps:<20} {key.type:<12} {key.fingerprint}  {key.comment}"
+        print(f"{line}{warning}")
     return 0
 
 
@@ -79,7 +98,27 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 @command("ssh-serve", "the forced command of every key (sshd runs it)", app=False)
 @argument("--key", required=True)
+@argument("--role", default=roles.ADMIN, choices=roles.ROLES)
+@argument("--apps")
 def cmd_ssh_serve(args: argparse.Namespace) -> int:
     from . import main  # the dispatcher runs the words it allows as this very command
 
-    return ssh.serve(args.key, COMMANDS, main)
+    grant = roles.Grant(keys.check_name(args.key), *keys.check_grant(args.role, keys.parse_apps(args.apps)))
+    named = [key for key in keys.listed(account.authorized_keys(privileges.target(None))) if key.name == grant.key]
+    fingerprint = named[0].fingerprint if named else ""
+    return ssh.serve(grant, fingerprint, COMMANDS, lambda argv: main(argv, grant))
+
+
+@command("audit", "who changed what: the audit log's last lines (of APP)", app=False, json=True)
+@argument("app", nargs="?")
+@argument("-n", type=int, default=20, metavar="N", help="how many lines (default 20)")
+def cmd_audit(args: argparse.Namespace) -> int:
+    found = audit.read(middock_home(), args.app, args.n)
+    if args.json:
+        return emit_json([vars(line) for line in found])
+    if not found:
+        print("nothing recorded yet" + (f" for {args.app}" if args.app else ""))
+    for line in found:
+        who = f"{line.actor} ({line.fingerprint})" if line.fingerprint else line.actor
+        print(f"{when(line.time)}  {who}  {line.command}  {line.app or '-'}  {line.result}")
+    return 0

@@ -8,12 +8,13 @@ import pwd
 import sys
 from pathlib import Path
 
-from ..errors import MiddockError, os_error_line
+from ..errors import MiddockError, one_line, os_error_line
 from ..output import Output
 from ..pipeline import gate
 from ..pipeline.refs import RefUpdate, parse_updates, verdict
 from ..previews import create, destroy
 from ..server import privileges
+from ..state import audit
 from ..state.apps import App, read_settings
 from ..state.lock import Request
 from ..state.previews import find as find_preview
@@ -65,14 +66,21 @@ def receive(repo: Path, stdin: str, hook: str, say: Output) -> int:
     branch = settings["branch"]
     code = expire_previews(app, pushed, say)
     for update in updates:
+        result = "ok"
         try:
-            code = receive_update(app, update, branch, gated, say) or code
+            updated = receive_update(app, update, branch, gated, say)
+            result = f"failed: exit {updated}" if updated else result
+            code = updated or code
         except MiddockError as error:
             say.error(str(error))
-            code = 1
+            result, code = f"failed: {one_line(str(error))}", 1
         except OSError as error:
             say.error(f"{os_error_line(error)}; nothing was deployed")
-            code = 1
+            result, code = f"failed: {one_line(os_error_line(error))}", 1
+        try:
+            audit.append(app.home, audit.entry(f"push {update.ref} {update.new[:7]}", app.name, result))
+        except (MiddockError, OSError) as error:
+            say.error(f"the audit log was not written: {error}")
     return code
 
 

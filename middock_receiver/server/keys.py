@@ -6,8 +6,10 @@
     ssh-ed25519 AAAA… alice@laptop      (all on one line)
 
 so sshd hands every session of that key to the dispatcher (ssh.py) with the key's name, and
-the name is recorded as the pusher. Lines middock did not write are kept as they are and
-listed as unrestricted, so an admin sees them.
+the name is recorded as the pusher. A key of role read or deploy carries it there too
+(`--key bob --role deploy --apps shop,blog`, roles.py); a line without `--role` (a key added
+before roles) is admin. Lines middock did not write are kept as they are and listed as
+unrestricted, so an admin sees them.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import MiddockError
-from ..state.apps import write_atomic
+from ..errors import MiddockError, quoted
+from ..state.apps import APP_NAME, write_atomic
+from .roles import ADMIN, ROLES, Grant
 
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}\Z")
 RESTRICTIONS = "no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-user-rc"
@@ -52,6 +55,8 @@ class Key:
     blob: str
     comment: str = ""
     restricted: bool = False
+    role: str = ADMIN
+    apps: tuple[str, ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -66,7 +71,13 @@ class Key:
             "fingerprint": self.fingerprint,
             "comment": self.comment,
             "restricted": self.restricted,
+            "role": self.role,
+            "apps": list(self.apps),
         }
+
+    @property
+    def grant(self) -> Grant:
+        return Grant(self.name or "(no name)", self.role, self.apps)
 
 
 @dataclass(frozen=True)
@@ -86,9 +97,29 @@ def check_name(name: str) -> str:
     return name
 
 
-def forced_command(name: str) -> str:
-    """The command sshd runs for every session of key `name`: this installation's dispatcher."""
-    command = shlex.join([sys.executable, "-I", "-m", "middock_receiver", "ssh-serve", "--key", check_name(name)])
+def check_grant(role: str, apps: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """A role and its apps as keys:add and keys:set take them (an admin holds every app)."""
+    if role not in ROLES:
+        raise MiddockError(f"unknown role {quoted(role)}: use one of {', '.join(ROLES)}")
+    if role == ADMIN and apps:
+        raise MiddockError("an admin key holds every app: give --apps only with --role read or deploy")
+    for app in apps:
+        if not APP_NAME.match(app):
+            raise MiddockError(f"invalid app name {quoted(app)} in --apps: give APP,APP")
+    return role, tuple(dict.fromkeys(apps))
+
+
+def parse_apps(text: str | None) -> tuple[str, ...]:
+    """`--apps shop,blog` as a tuple; None (not given) is every app."""
+    return tuple(text.split(",")) if text is not None else ()
+
+
+def forced_command(key: Key) -> str:
+    """The command sshd runs for every session of `key`: this installation's dispatcher, told
+    the key's name, role and apps."""
+    argv = [sys.executable, "-I", "-m", "middock_receiver", "ssh-serve", "--key", check_name(key.name or "")]
+    argv += ["--role", key.role] + (["--apps", ",".join(key.apps)] if key.apps else [])
+    command = shlex.join(argv)
     if '"' in command:
         raise MiddockError(f"middock's interpreter path {sys.executable!r} cannot be put in authorized_keys")
     return command
@@ -113,8 +144,9 @@ def split_options(line: str) -> tuple[str, str]:
     return line, ""
 
 
-def key_name(options: str) -> str | None:
-    """The NAME of `ssh-serve --key NAME` in a line's forced command, if it is middock's."""
+def forced_grant(options: str) -> tuple[str, str, tuple[str, ...]] | None:
+    """(name, role, apps) of `ssh-serve --key NAME [--role ROLE] [--apps APP,APP]` in a line's
+    forced command, if it is middock's; a role or apps it cannot read make the line foreign."""
     match = COMMAND_OPTION.search(options)
     if not match:
         return None
@@ -124,7 +156,12 @@ def key_name(options: str) -> str | None:
         return None
     for i, word in enumerate(words[:-2]):
         if word == "ssh-serve" and words[i + 1] == "--key" and KEY_NAME.match(words[i + 2]):
-            return words[i + 2]
+            given = dict(zip(words[i + 3 :: 2], words[i + 4 :: 2], strict=False))
+            try:
+                role, apps = check_grant(given.get("--role", ADMIN), parse_apps(given.get("--apps")))
+            except MiddockError:
+                return None
+            return words[i + 2], role, apps
     return None
 
 
@@ -148,11 +185,12 @@ def parse_line(text: str) -> Line:
     if len(fields) < 2 or fields[0] not in KEY_TYPES:
         return Line(text, None)
     comment = fields[2] if len(fields) > 2 else ""
-    key = Key(key_name(options), fields[0], fields[1], comment)
+    name, role, apps = forced_grant(options) or (None, ADMIN, ())
+    key = Key(name, fields[0], fields[1], comment, role=role, apps=apps)
     return Line(text, replace(key, restricted=bool(key.name) and text == render(key)))
 
 
-def parse_public_key(text: str, name: str) -> Key:
+def parse_public_key(text: str, name: str, role: str = ADMIN, apps: tuple[str, ...] = ()) -> Key:
     """The one public key in `text` (a .pub file, or an authorized_keys line whose options are dropped)."""
     if "PRIVATE KEY" in text:
         raise MiddockError("that is a private key: give the public one (the .pub file)")
@@ -164,13 +202,14 @@ def parse_public_key(text: str, name: str) -> Key:
     if len(fields) < 2 or fields[0] not in KEY_TYPES:
         raise MiddockError("not an SSH public key: expected a line like 'ssh-ed25519 AAAA… comment'")
     check_blob(fields[0], fields[1])
-    return Key(check_name(name), fields[0], fields[1], fields[2] if len(fields) > 2 else "")
+    role, apps = check_grant(role, apps)
+    return Key(check_name(name), fields[0], fields[1], fields[2] if len(fields) > 2 else "", role=role, apps=apps)
 
 
 def render(key: Key) -> str:
     """The authorized_keys line of a named key: forced command and every restriction."""
     assert key.name is not None
-    line = f'command="{forced_command(key.name)}",{RESTRICTIONS} {key.type} {key.blob}'
+    line = f'command="{forced_command(key)}",{RESTRICTIONS} {key.type} {key.blob}'
     return f"{line} {key.comment}" if key.comment else line
 
 
@@ -211,6 +250,18 @@ def add(path: Path, key: Key) -> bool:
             raise MiddockError(f"a different key is named {key.name!r}; remove it first: keys:remove {key.name}")
     write(path, [*lines, Line("", key)])
     return True
+
+
+def set_grant(path: Path, name: str, role: str, apps: tuple[str, ...]) -> Key:
+    """Give the key named `name` this role and these apps (none: every app); returns it."""
+    role, apps = check_grant(role, apps)
+    lines = read(path)
+    for i, line in enumerate(lines):
+        if line.key and line.key.name == name:
+            lines[i] = Line(line.text, replace(line.key, role=role, apps=apps))
+            write(path, lines)
+            return lines[i].key  # type: ignore[return-value]
+    raise MiddockError(f"no key is named {name!r}; see keys:list")
 
 
 def remove(path: Path, name: str) -> None:

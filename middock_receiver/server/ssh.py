@@ -3,7 +3,9 @@
 Whatever the client asks for, sshd runs `… ssh-serve --key NAME` and puts the request in
 SSH_ORIGINAL_COMMAND. The request is split into words the way a shell would (shlex), and never
 given to one. It may be git's pack program for an app's repository (push, fetch, clone), or a
-middock command; anything else is refused with one line and nothing runs.
+middock command; anything else is refused with one line and nothing runs. What the key's role
+allows (roles.py) is checked here for git, and by the command line (cli/) for a command, once
+its words are parsed.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from pathlib import Path
 
 from ..errors import MiddockError, quoted
 from ..state.apps import APP_NAME, App, middock_home
-from . import keys
+from . import keys, roles
 
 GIT_PROGRAMS = {"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}
+GIT_ROLES = {"git-receive-pack": roles.GIT_PUSH, "git-upload-pack": roles.GIT_FETCH}
 LOCAL_ONLY = frozenset(
     {
-        *("keys:add", "keys:list", "keys:remove", "refresh", "ssh-serve"),
+        *("keys:add", "keys:list", "keys:set", "keys:remove", "refresh", "ssh-serve"),
         *("edge", "edge:start", "edge:stop", "edge:set"),
         *("swarm:init", "nodes:join-script", "nodes:drain", "nodes:activate", "nodes:remove"),
     }
@@ -43,7 +46,7 @@ def repo_app(path: str, home: Path) -> str:
     return name
 
 
-def route(request: str | None, home: Path, commands: Collection[str]) -> list[str]:
+def route(request: str | None, home: Path, commands: Collection[str], grant: roles.Grant) -> list[str]:
     """The argument list to run for an SSH request: `git …`, `help`, or a middock command's words.
 
     Raises MiddockError (a refusal) for anything else: a shell, another program, a path outside
@@ -62,6 +65,9 @@ def route(request: str | None, home: Path, commands: Collection[str]) -> list[st
         app = App(repo_app(words[1], home), home).require()
         if app.parent:
             raise MiddockError(f"refused: {app.name} is a preview of {app.parent}; push its branch to {app.parent}.git")
+        refused = roles.refusal(grant, GIT_ROLES[program], (app.name,))
+        if refused:
+            raise MiddockError(refused)
         return ["git", GIT_PROGRAMS[program], str(app.repo)]
     if program in HELP_WORDS:
         return ["help", "--over-ssh", *words[1:2]]
@@ -72,10 +78,12 @@ def route(request: str | None, home: Path, commands: Collection[str]) -> list[st
     raise MiddockError(f"refused: {quoted(program)} is not a middock command; run: ssh USER@HOST help")
 
 
-def serve(key: str, commands: Collection[str], run: Callable[[Sequence[str]], int]) -> int:
-    """Serve one SSH session of key `key`: it is recorded as the pusher of what this session deploys."""
-    os.environ["MIDDOCK_PUSHER"] = keys.check_name(key)
-    argv = route(os.environ.get("SSH_ORIGINAL_COMMAND"), middock_home(), commands)
+def serve(grant: roles.Grant, fingerprint: str, commands: Collection[str], run: Callable[[Sequence[str]], int]) -> int:
+    """Serve one SSH session of the key `grant` names: it is recorded as the pusher of what this
+    session deploys, and in the audit log with its fingerprint."""
+    os.environ["MIDDOCK_PUSHER"] = keys.check_name(grant.key)
+    os.environ["MIDDOCK_KEY_FINGERPRINT"] = fingerprint
+    argv = route(os.environ.get("SSH_ORIGINAL_COMMAND"), middock_home(), commands, grant)
     if argv[0] == "git":
         sys.stdout.flush()
         os.execvp("git", argv)
