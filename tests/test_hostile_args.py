@@ -60,6 +60,7 @@ TABLE: dict[str, list[tuple[str, ...]]] = {
     "apps": [("--user", "{H}")],
     "apps:create": [("{H}",)],
     "apps:destroy": [("{H}", "--force")],
+    "audit": [("{H}",), ("-n", "{H}")],
     "apps:set": [
         ("{H}", "keep", "3"),
         ("{A}", "{H}", "on"),
@@ -90,6 +91,7 @@ TABLE: dict[str, list[tuple[str, ...]]] = {
     "keys:add": [("{H}", "{K}"), ("alice", "{H}")],
     "keys:list": [("--user", "{H}")],
     "keys:remove": [("{H}",)],
+    "keys:set": [("{H}", "--role", "read"), ("alice", "--role", "{H}"), ("alice", "--role", "read", "--apps", "{H}")],
     "lock": [("{H}",)],
     "logs": [("{H}",), ("{L}", "--service", "{H}"), ("{L}", "-n", "{H}"), ("{L}", "--release", "{H}")],
     "maintenance": [("{H}",)],
@@ -135,7 +137,8 @@ TABLE: dict[str, list[tuple[str, ...]]] = {
     "unlock": [("{H}",)],
     "version": [("{H}",)],
 }
-ROOTS_OWN = frozenset({"keys:add", "keys:list", "keys:remove", "refresh"})  # run in the throwaway user's home
+# run in the throwaway user's home
+ROOTS_OWN = frozenset({"keys:add", "keys:list", "keys:set", "keys:remove", "refresh"})
 
 # Values that may legitimately hold anything: only a crash is wrong.
 FREE_TEXT: list[tuple[str, ...]] = [
@@ -200,13 +203,18 @@ def bed(tmp_path_factory, docker_client) -> Iterator[Bed]:
         work.commit("v1")
         assert "is live" in work.push().stderr
         server.wait_idle(live)
+        user_env = {**os.environ, "MIDDOCK_HOME": str(user_home)}
+        # its audit log, made before any snapshot: each attempted change adds a line there
+        subprocess.run(
+            [sys.executable, "-m", "middock_receiver", "keys:remove", "nobody"], env=user_env, capture_output=True
+        )
         yield Bed(
             server,
             root,
             cwd,
             bare,
             live,
-            {**os.environ, "MIDDOCK_HOME": str(user_home)},
+            user_env,
             make_key(root, "alice").with_suffix(".pub"),
         )
     finally:
@@ -217,11 +225,14 @@ def bed(tmp_path_factory, docker_client) -> Iterator[Bed]:
 
 def file_tree(*tops: Path) -> dict[str, tuple[int, int]]:
     """Every path under `tops` with its size and mtime (a folder's mtime moves when an entry
-    comes or goes); symlinks are not followed."""
+    comes or goes); symlinks are not followed. The audit log is left out: it records each
+    attempt to change something, refused by the command or not."""
     found = {}
     for top in tops:
         for folder, dirs, files in os.walk(top):
             for name in [".", *dirs, *files]:
+                if name.startswith("audit."):
+                    continue
                 path = os.path.join(folder, name)
                 info = os.lstat(path)
                 found[path] = (info.st_size, info.st_mtime_ns)

@@ -9,7 +9,7 @@ import sys
 from ..errors import MiddockError
 from ..server import account, keys, privileges, roles, ssh
 from ..state import audit
-from ..state.apps import middock_home
+from ..state.apps import check_name, middock_home
 from .commands import COMMANDS, argument, command, emit_json, when
 
 
@@ -113,7 +113,8 @@ def cmd_ssh_serve(args: argparse.Namespace) -> int:
 @argument("app", nargs="?")
 @argument("-n", type=int, default=20, metavar="N", help="how many lines (default 20)")
 def cmd_audit(args: argparse.Namespace) -> int:
-    found = audit.read(middock_home(), args.app, args.n)
+    app = check_name(args.app) if args.app else None  # an app destroyed since is still asked for
+    found = audit.read(middock_home(), app, args.n)
     if args.json:
         return emit_json([vars(line) for line in found])
     if not found:
