@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from support.ssh_server import remove_user, unique_user, world_readable_dir
 
 from middock_receiver.state import audit
 
@@ -124,3 +127,23 @@ def test_a_key_of_some_apps_lists_only_those(home):
     listed = home.over_ssh("apps --json", "dan", "--role", "read", "--apps", "shop")
     assert (listed.returncode, json.loads(listed.stdout)) == (0, [])
     assert [row["app"] for row in json.loads(home.over_ssh("apps --json", "alice").stdout)] == [home.app]
+
+
+def test_roots_command_for_the_deploy_user_is_recorded_as_root_in_that_users_log():
+    """root's `keys:remove … --user NAME` runs as NAME, but the line says root did it."""
+    user, folder = unique_user(), world_readable_dir("middock-audit-")
+    subprocess.run(["useradd", "--create-home", "--home-dir", str(folder / "h"), user], check=True)
+    try:
+        env = {key: value for key, value in os.environ.items() if key != "MIDDOCK_HOME"}
+        argv = [sys.executable, "-m", "middock_receiver", "keys:remove", "nobody", "--user", user]
+        assert subprocess.run(argv, env=env, capture_output=True, timeout=60).returncode == 1
+        [line] = audit.read(folder / "h")
+        assert (line.actor, line.command, line.result) == (
+            "root",
+            "keys:remove",
+            "failed: no key is named 'nobody'; see keys:list",
+        )
+        assert audit.log_path(folder / "h").stat().st_uid == pwd.getpwnam(user).pw_uid
+    finally:
+        remove_user(user)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -583,3 +583,143 @@ def test_logs_follow_over_ssh_ends_when_the_client_goes_away(deployment, pushed)
     while serving_processes(deployment.user) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert serving_processes(deployment.user) == []
+
+
+# --- roles and the audit log, over a real sshd ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def role_keys(deployment, pushed, tmp_path_factory):
+    """rita: a read key of every app; dan: a deploy key of the pushed app only."""
+    folder = tmp_path_factory.mktemp("role-keys")
+    app = pushed[0]
+    made = {name: make_key(folder, name) for name in ("rita", "dan")}
+    deployment.root_middock("keys:add", "rita", str(made["rita"].with_suffix(".pub")), "--role", "read")
+    deployment.root_middock("keys:add", "dan", str(made["dan"].with_suffix(".pub")), "--role", "deploy", "--apps", app)
+    return {name: SshClient(deployment.sshd, deployment.user, path) for name, path in made.items()}
+
+
+def audit_lines(deployment) -> list[dict]:
+    return json.loads(deployment.alice.run("audit", "-n", "1000", "--json").stdout)
+
+
+def fingerprint(key: Path) -> str:
+    return subprocess.run(["ssh-keygen", "-lf", str(key)], capture_output=True, text=True, check=True).stdout.split()[1]
+
+
+def clone(client: SshClient, app: str, into: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["git", "clone", "-q", client.url(f"{app}.git"), str(into)],
+        env={**os.environ, "GIT_SSH_COMMAND": client.git_ssh_command},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+READ_KEY_MAY = ["apps", "status {app}", "releases {app}", "releases:output {app}", "logs {app} -n 5", "ps {app}"]
+READ_KEY_MAY += ["cron {app}", "cron:runs {app}", "previews {app}", "notify {app}", "domains {app}", "config {app}"]
+READ_KEY_MAY_NOT = {
+    "config {app} --reveal": "config --reveal needs deploy",
+    "lock {app}": "lock needs deploy",
+    "rollback {app}": "rollback needs deploy",
+    "ps:stop {app}": "ps:stop needs deploy",
+    "config:set {app} X=1": "config:set needs deploy",
+    "maintenance:on {app}": "maintenance:on needs deploy",
+    "apps:create r-nope": "apps:create needs admin",
+    "apps:destroy {app} --force": "apps:destroy needs admin",
+    "domains:add {app} www.example.org": "domains:add needs admin",
+    "audit": "audit needs admin",
+}
+
+
+def test_a_read_key_looks_and_clones_and_is_refused_the_rest_leaving_no_audit_line(
+    deployment, pushed, role_keys, tmp_path
+):
+    """rita (read) sees everything of the app and clones it; whatever would change something
+    is refused in one line naming her key, her role and the role it needs, and her whole
+    session leaves the audit log and the app as they were."""
+    app, port = pushed[0], pushed[1]
+    rita = role_keys["rita"]
+    before, releases = audit_lines(deployment), deployment.alice.run("releases", app, "--json").stdout
+    for request in READ_KEY_MAY:
+        looked = rita.run(request.format(app=app))
+        assert looked.returncode == 0, f"{request}: {looked.stderr}"
+    assert clone(rita, app, tmp_path / "c").returncode == 0
+    assert (tmp_path / "c" / "compose.yaml").is_file()
+    for request, needs in READ_KEY_MAY_NOT.items():
+        refused = rita.run(request.format(app=app))
+        assert (refused.returncode, refused.stdout) == (1, ""), request
+        assert refused.stderr == f" !     refused: key rita has role read; {needs}\n", request
+    work = Workdir(tmp_path / "rita")
+    work.write("README.md", "rita was here\n")
+    work.commit("rita's change")
+    work.env["GIT_SSH_COMMAND"] = rita.git_ssh_command
+    work.git("remote", "add", "production", rita.url(f"{app}.git"))
+    push = work.push()
+    assert push.returncode != 0 and "refused: key rita has role read; git push needs deploy" in push.stderr
+    assert audit_lines(deployment) == before
+    assert deployment.alice.run("releases", app, "--json").stdout == releases
+    assert "Hello from middock" in http_get(port)
+
+
+def test_a_deploy_key_pushes_its_app_and_is_refused_another(deployment, pushed, role_keys, tmp_path):
+    """dan (deploy on one app) pushes a one-line change that goes live as his release, sets a
+    config var; another app is refused to him, to push and to look at; the audit log names him
+    with his key's fingerprint."""
+    app, port, work, _ = pushed
+    dan = role_keys["dan"]
+    other = deployment.new_app()
+    refused = dan.run("status", other)
+    assert refused.stderr == f" !     refused: key dan has role deploy on {app}; status on {other} needs that app\n"
+    assert [row["app"] for row in json.loads(dan.run("apps", "--json").stdout)] == [app]
+    theirs = Workdir(tmp_path / "dan")
+    shutil.copytree(work.path, theirs.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git"))
+    theirs.commit("dan's copy")
+    theirs.env["GIT_SSH_COMMAND"] = dan.git_ssh_command
+    theirs.git("remote", "add", "production", dan.url(f"{other}.git"))
+    denied = theirs.push()
+    assert denied.returncode != 0
+    assert f"refused: key dan has role deploy on {app}; git push on {other} needs that app" in denied.stderr
+    assert json.loads(deployment.alice.run("releases", other, "--json").stdout) == []
+
+    work.env["GIT_SSH_COMMAND"] = dan.git_ssh_command
+    work.git("remote", "set-url", "production", dan.url(f"{app}.git"))
+    work.write("README.md", "one line from dan\n")
+    commit = work.commit("dan's one-line change")
+    pushed_by_dan = work.push()
+    work.git("remote", "set-url", "production", deployment.alice.url(f"{app}.git"))
+    work.env["GIT_SSH_COMMAND"] = deployment.alice.git_ssh_command
+    assert pushed_by_dan.returncode == 0 and "is live" in pushed_by_dan.stderr, pushed_by_dan.stderr
+    assert json.loads(dan.run("releases", app, "--json").stdout)[-1]["pusher"] == "dan"
+    assert dan.run("config:set", app, "--no-deploy", "SET_BY=dan").returncode == 0
+    assert "Hello from middock" in http_get(port)
+
+    lines = [line for line in audit_lines(deployment) if line["actor"] == "dan"]
+    dans = fingerprint(Path(str(dan.key) + ".pub"))
+    assert [(line["command"], line["app"], line["result"], line["fingerprint"]) for line in lines] == [
+        (f"push refs/heads/main {commit[:7]}", app, "ok", dans),
+        ("config:set", app, "ok", dans),
+    ]
+    shown = deployment.alice.run("audit", app).stdout
+    assert f"dan ({dans})  config:set  {app}  ok" in shown
+
+
+def test_keys_list_shows_roles_and_keys_set_changes_them(deployment, role_keys, pushed):
+    """keys:list: alice (added before, by install.sh) admin; rita read; dan deploy on one app.
+    keys:set takes dan's deploy role away at once, and is in the audit log as root's."""
+    app = pushed[0]
+    listed = {
+        key["name"]: (key["role"], key["apps"])
+        for key in json.loads(deployment.root_middock("keys:list", "--json").stdout)
+    }
+    assert listed["alice"] == ("admin", []) and listed["rita"] == ("read", []) and listed["dan"] == ("deploy", [app])
+    deployment.root_middock("keys:set", "dan", "--role", "read", "--apps", app)
+    try:
+        assert role_keys["dan"].run("lock", app).stderr == (
+            f" !     refused: key dan has role read on {app}; lock needs deploy\n"
+        )
+    finally:
+        deployment.root_middock("keys:set", "dan", "--role", "deploy", "--apps", app)
+    last = audit_lines(deployment)[-2:]
+    assert [(line["actor"], line["command"], line["result"]) for line in last] == [("root", "keys:set", "ok")] * 2

@@ -36,10 +36,10 @@ def check_role(grant: roles.Grant, args: argparse.Namespace) -> None:
         raise MiddockError(refused)
 
 
-def record(user: pwd.struct_passwd, args: argparse.Namespace, result: str) -> None:
+def record(user: pwd.struct_passwd, args: argparse.Namespace, who: tuple[str, str], result: str) -> None:
     """The audit line of a command that changed something, written as the deploy user."""
     try:
-        line = audit.entry(args.command, getattr(args, "app", None), result)
+        line = audit.entry(args.command, getattr(args, "app", None), result, who)
         privileges.as_user(user, audit.append, privileges.home_of(user), line)
     except (MiddockError, OSError) as error:
         sys.stderr.write(f" !     the audit log was not written: {one_line(str(error))}\n")
@@ -48,7 +48,7 @@ def record(user: pwd.struct_passwd, args: argparse.Namespace, result: str) -> No
 def main(argv: Sequence[str] | None = None, grant: roles.Grant | None = None) -> int:
     """Run a command; `grant`: the SSH key it came from (its role decides), None locally."""
     sys.stdout.reconfigure(line_buffering=True)  # our lines before a deploy's streamed output
-    audited: tuple[pwd.struct_passwd, argparse.Namespace] | None = None  # whose log records it
+    audited: tuple[pwd.struct_passwd, argparse.Namespace, tuple[str, str]] | None = None  # whose log, what, who
     try:
         args = parser().parse_args(text_words(sys.argv[1:] if argv is None else argv))
         command = COMMANDS[args.command]
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None, grant: roles.Grant | None = None) ->
         args.grant = grant
         changes = roles.changes(args.command)
         user = privileges.target(args.user) if changes or command.privileges == "user" else None
-        audited = (user, args) if user and changes else None
+        audited = (user, args, audit.actor()) if user and changes else None  # who: before becoming the user
         if user and command.privileges == "user":
             privileges.become(user)
         code = command.run(args)
