@@ -8,7 +8,7 @@
 # packages (git, python3-venv, Docker Engine, Compose v2, sshd, and the edge's HAProxy and
 # Caddy), installs middock from this folder into its own virtualenv with `middock` on PATH,
 # creates the deploy user (in the docker group, no password, every SSH key restricted to
-# middock), authorizes the keys given and starts the edge.
+# middock, the keys file root's), authorizes the keys given and starts the edge.
 set -euo pipefail
 umask 022 # the deploy user runs what is installed here
 
@@ -21,6 +21,7 @@ adopt_user=0
 edge=1
 ACCOUNT_COMMENT="middock deploy user" # marks an account install.sh made (and so manages)
 edge_settings=()
+sshd_config_dir=/etc/ssh/sshd_config.d
 keys=()
 arguments=("$@")
 
@@ -41,6 +42,9 @@ usage: sudo ./install.sh [options]
   --https-port N             the edge's HTTPS port (default: 443)
   --prefix DIR               middock's virtualenv (default: /opt/middock)
   --bin-dir DIR              where the `middock` command is linked (default: /usr/local/bin)
+  --sshd-config-dir DIR      where sshd's setting for the deploy user's keys file goes (default:
+                             /etc/ssh/sshd_config.d; another folder: the machine's sshd is neither
+                             checked nor reloaded, e.g. for an sshd of your own that includes it)
 EOF
 }
 
@@ -53,13 +57,14 @@ die() {
 
 while [ $# -gt 0 ]; do
     case "$1" in
-    --user | --key | --prefix | --bin-dir | --acme-email | --http-port | --https-port)
+    --user | --key | --prefix | --bin-dir | --acme-email | --http-port | --https-port | --sshd-config-dir)
         [ $# -ge 2 ] || { usage >&2 && exit 2; }
         case "$1" in
         --user) user=$2 ;;
         --key) keys+=("$2") ;;
         --prefix) prefix=$2 ;;
         --bin-dir) bin_dir=$2 ;;
+        --sshd-config-dir) sshd_config_dir=$2 ;;
         --acme-email | --http-port | --https-port) edge_settings+=("${1#--}=$2") ;;
         esac
         shift 2
@@ -262,7 +267,32 @@ else
         install -d -m "$mode" -o "$owner" -g "$group" "$path"
     done
 fi
-"$prefix/bin/middock" refresh --user "$user" | sed 's/^-----> /       /'
+"$prefix/bin/middock" refresh --user "$user" --root-keys | sed 's/^-----> /       /'
+
+# The deploy user's SSH keys are root's: sshd reads /etc/middock/authorized_keys/USER (root-owned,
+# 0644, made by `refresh --root-keys` from the user's own file above) instead of the user's
+# ~/.ssh/authorized_keys, so no key, not even an app's build script running as the user, can add
+# a key or change a key's role. Written before sshd is reloaded, so no key is ever locked out.
+sshd_setting="$sshd_config_dir/middock-$user.conf"
+mkdir -p "$sshd_config_dir"
+{
+    echo "# middock (install.sh): the SSH keys of $user are root's, written by \`middock keys:*\`"
+    echo "Match User $user"
+    echo "    AuthorizedKeysFile /etc/middock/authorized_keys/%u"
+} >"$sshd_setting.new"
+mv -f "$sshd_setting.new" "$sshd_setting"
+if [ "$sshd_config_dir" = /etc/ssh/sshd_config.d ]; then
+    grep -Eqs '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\.d/\*\.conf' /etc/ssh/sshd_config ||
+        die "/etc/ssh/sshd_config does not include /etc/ssh/sshd_config.d/*.conf: add that line at its top, then run install.sh again"
+    sshd_out=$(/usr/sbin/sshd -t 2>&1) || { rm -f "$sshd_setting" && die "sshd refuses its configuration with $sshd_setting: $sshd_out"; }
+    if [ -d /run/systemd/system ] && systemctl is-active --quiet ssh 2>/dev/null; then
+        systemctl reload ssh
+    elif [ -d /run/systemd/system ] && systemctl is-active --quiet sshd 2>/dev/null; then
+        systemctl reload sshd
+    elif [ -s /run/sshd.pid ]; then
+        kill -HUP "$(cat /run/sshd.pid)"
+    fi
+fi
 
 # --- 4. The edge ------------------------------------------------------------------------------
 

@@ -241,8 +241,10 @@ def file_tree(*tops: Path) -> dict[str, tuple[int, int]]:
 
 def watched_keys() -> list[Path]:
     """The real machine's keys files, which no test may ever touch."""
-    homes = [Path(entry.pw_dir) for entry in (pwd.getpwnam("root"), *deploy_user())]
-    return [home / ".ssh" / "authorized_keys" for home in homes]
+    users = [pwd.getpwnam("root"), *deploy_user()]
+    return [Path(user.pw_dir) / ".ssh" / "authorized_keys" for user in users] + [
+        Path("/etc/middock/authorized_keys") / user.pw_name for user in users
+    ]
 
 
 def deploy_user() -> list[pwd.struct_passwd]:

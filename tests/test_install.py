@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support.install import Installed, owned_by_root
 from support.middock import ROOT
-from support.ssh_server import Sshd, as_user, remove_user, run_install, unique_user, world_readable_dir
+from support.ssh_server import Sshd, as_user, remove_user, run_install, sshd_settings, unique_user, world_readable_dir
 
 # A home of install.sh's deploy user takes middock's default ports: one worker runs these modules.
 pytestmark = pytest.mark.xdist_group("default-ports")
@@ -72,8 +72,13 @@ def test_first_install_sets_up_middock_the_user_and_the_key(installed):
     assert "docker" in groups and password == "*"
     listed = subprocess.run([installed.middock, "keys:list", "--user", installed.user], capture_output=True, text=True)
     assert listed.stdout.startswith("alice@laptop ")
-    line = (installed.home / ".ssh" / "authorized_keys").read_text()
+    keys_file = Path("/etc/middock/authorized_keys") / installed.user  # root's: no key can change it
+    line = keys_file.read_text()
     assert line.startswith(f'command="{installed.base}/venv/bin/python3 -I -m middock_receiver ssh-serve')
+    assert (keys_file.stat().st_uid, oct(keys_file.stat().st_mode & 0o777)) == (0, "0o644")
+    assert not (installed.home / ".ssh" / "authorized_keys").exists()
+    setting = (sshd_settings(installed.base) / f"middock-{installed.user}.conf").read_text()
+    assert f"Match User {installed.user}\n    AuthorizedKeysFile /etc/middock/authorized_keys/%u\n" in setting
     assert owned_by_root(installed.home) == []
 
 
@@ -153,7 +158,13 @@ def test_without_the_edge_nothing_of_it_starts(installed):
 def test_the_deploy_user_has_no_password_that_logs_in(installed):
     """Even with password logins on in sshd, no password logs the deploy user in; a real
     password set afterwards does, which shows the attempts were real ones."""
-    sshd = Sshd(installed.base / "sshd", installed.user, "PasswordAuthentication yes", "PermitEmptyPasswords yes")
+    sshd = Sshd(
+        installed.base / "sshd",
+        installed.user,
+        "PasswordAuthentication yes",
+        "PermitEmptyPasswords yes",
+        include=sshd_settings(installed.base),
+    )
     askpass = installed.base / "askpass"
     askpass.write_text('#!/bin/sh\nprintf "%s\\n" "$TEST_PASSWORD"\n')
     askpass.chmod(0o755)

@@ -28,13 +28,14 @@ from support.ssh_server import (
     make_key,
     remove_user,
     run_install,
+    sshd_settings,
     unique_user,
     world_readable_dir,
 )
 from support.web import http_get
 
 from middock_receiver.errors import MiddockError
-from middock_receiver.server import keys, roles, ssh
+from middock_receiver.server import account, keys, roles, ssh
 
 # A home of install.sh's deploy user takes middock's default ports: one worker runs these modules.
 pytestmark = pytest.mark.xdist_group("default-ports")
@@ -178,6 +179,54 @@ def test_add_is_idempotent_refuses_clashes_and_keeps_foreign_lines(tmp_path, key
         keys.remove(path, "alice")
 
 
+@pytest.fixture
+def throwaway_user(tmp_path):
+    """A user with a home of its own, gone afterwards."""
+    user = unique_user()
+    home = world_readable_dir("middock-keys-") / user
+    subprocess.run(["useradd", "--create-home", "--home-dir", str(home), user], check=True)
+    yield pwd.getpwnam(user)
+    remove_user(user)
+    shutil.rmtree(home.parent, ignore_errors=True)
+
+
+def test_root_takes_the_users_keys_into_a_file_the_user_may_read_and_not_write(
+    throwaway_user, keypair, tmp_path, monkeypatch
+):
+    """`refresh --root-keys` (install.sh): root's copy of the user's keys, root-owned and 0644
+    in a root folder; from then on it is the record keys:* write and the dispatcher reads."""
+    monkeypatch.setattr(keys, "ROOT_KEYS", tmp_path / "etc" / "authorized_keys")
+    own = account.home_keys(throwaway_user)
+    own.parent.mkdir(mode=0o700)
+    os.chown(own.parent, throwaway_user.pw_uid, throwaway_user.pw_gid)
+    dan = keys.parse_public_key(keypair.with_suffix(".pub").read_text(), "dan", roles.DEPLOY, ("shop",))
+    own.write_text(f"# the user's comment\n{keys.render(dan)}\n")
+    os.chown(own, throwaway_user.pw_uid, throwaway_user.pw_gid)
+    assert account.authorized_keys(throwaway_user) == own
+    assert account.take_keys(throwaway_user) is True
+    root = account.root_keys(throwaway_user)
+    assert account.authorized_keys(throwaway_user) == root
+    assert (root.stat().st_uid, oct(root.stat().st_mode & 0o777)) == (0, "0o644")
+    assert [(k.name, k.role, k.apps, k.restricted) for k in keys.listed(root)] == [("dan", "deploy", ("shop",), True)]
+    assert account.take_keys(throwaway_user) is False  # once: root's file is the record now
+    keys.set_grant(root, "dan", roles.READ, ())
+    assert (root.stat().st_uid, oct(root.stat().st_mode & 0o777)) == (0, "0o644")
+
+
+def test_root_never_copies_what_a_symlink_in_the_home_points_at(throwaway_user, tmp_path, monkeypatch):
+    """The user's keys file is read as the user: a link to a root-only file is not followed by root."""
+    monkeypatch.setattr(keys, "ROOT_KEYS", tmp_path / "etc" / "authorized_keys")
+    secret = tmp_path / "root-only"
+    secret.write_text("a secret of root's\n")
+    secret.chmod(0o600)
+    account.home_keys(throwaway_user).parent.mkdir()
+    os.chown(account.home_keys(throwaway_user).parent, throwaway_user.pw_uid, throwaway_user.pw_gid)
+    account.home_keys(throwaway_user).symlink_to(secret)
+    with pytest.raises(MiddockError, match="Permission denied"):
+        account.take_keys(throwaway_user)
+    assert not account.root_keys(throwaway_user).exists()
+
+
 # --- over a real sshd ------------------------------------------------------------------------
 
 
@@ -198,7 +247,7 @@ class Deployment:
         assert installed.returncode == 0, installed.stdout + installed.stderr
         self.middock = str(base / "venv" / "bin" / "middock")
         self.root_middock("keys:add", "bob", str(self.keys["bob"].with_suffix(".pub")))
-        self.sshd = Sshd(base / "sshd", self.user)
+        self.sshd = Sshd(base / "sshd", self.user, include=sshd_settings(base))
         self.alice = SshClient(self.sshd, self.user, self.keys["alice"])
         self.bob = SshClient(self.sshd, self.user, self.keys["bob"])
 

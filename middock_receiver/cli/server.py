@@ -4,7 +4,10 @@ upgrade, the SSH dispatcher every key runs, and the audit log of who did what.""
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
 import sys
+from pathlib import Path
 
 from ..errors import MiddockError
 from ..server import account, keys, privileges, roles, ssh
@@ -22,6 +25,17 @@ def read_key(file: str) -> str:
         raise MiddockError(f"cannot read the key file {file}: {getattr(error, 'strerror', None) or error}") from None
 
 
+def keys_file(user: pwd.struct_passwd) -> Path:
+    """The user's keys file, this process ready to write it: root's file (account.py) as root;
+    the user's own, of an install of before, as the user."""
+    path = account.authorized_keys(user)
+    if path != account.root_keys(user):
+        privileges.become(user)
+    elif os.geteuid() != 0:
+        raise MiddockError(f"the keys of {user.pw_name} are root's ({path}): run this with sudo")
+    return path
+
+
 @command("keys:add", "authorize an SSH public key for pushes and commands (as root)", app=False, privileges="own")
 @argument("name", help="who the key is: recorded as the pusher")
 @argument("file", help="the .pub file, or - to read it from stdin")
@@ -31,21 +45,20 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
     user = privileges.target(args.user)
     # a file the admin named: read before the drop
     key = keys.parse_public_key(read_key(args.file), args.name, args.role, keys.parse_apps(args.apps))
-    privileges.become(user)
-    added = keys.add(account.authorized_keys(user), key)
+    added = keys.add(keys_file(user), key)
     state = "Authorized" if added else "Already authorized:"
     role = key.grant.describe()
     print(f"-----> {state} key {key.name} ({key.type} {key.fingerprint}) for {user.pw_name}, role {role}")
     return 0
 
 
-@command("keys:set", "change a key's role and apps (as root)", app=False)
+@command("keys:set", "change a key's role and apps (as root)", app=False, privileges="own")
 @argument("name")
 @argument("--role", required=True, help="read, deploy or admin")
 @argument("--apps", metavar="APP,APP", help="read and deploy: only these apps (default: every app)")
 def cmd_keys_set(args: argparse.Namespace) -> int:
     user = privileges.target(args.user)
-    key = keys.set_grant(account.authorized_keys(user), args.name, args.role, keys.parse_apps(args.apps))
+    key = keys.set_grant(keys_file(user), args.name, args.role, keys.parse_apps(args.apps))
     print(f"-----> Key {key.name} of {user.pw_name} has role {key.grant.describe()}")
     return 0
 
@@ -70,11 +83,11 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("keys:remove", "remove a key", app=False)
+@command("keys:remove", "remove a key (as root)", app=False, privileges="own")
 @argument("name")
 def cmd_keys_remove(args: argparse.Namespace) -> int:
     user = privileges.target(args.user)
-    keys.remove(account.authorized_keys(user), args.name)
+    keys.remove(keys_file(user), args.name)
     print(f"-----> Removed key {args.name} of {user.pw_name}")
     return 0
 
@@ -83,6 +96,7 @@ def cmd_keys_remove(args: argparse.Namespace) -> int:
     "refresh", "point apps' hooks and keys at this installation, give back root's files (install.sh)",
     app=False, privileges="own",
 )  # fmt: skip
+@argument("--root-keys", action="store_true", help="make root's keys file of the user from its own (install.sh)")
 def cmd_refresh(args: argparse.Namespace) -> int:
     user = privileges.target(args.user)
     home = privileges.home_of(user)
@@ -90,8 +104,12 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         reowned = account.reown(user, home)
         if reowned:
             print(f"-----> Gave {user.pw_name} back {reowned} file(s) of {home} that an earlier middock left to root")
+    if args.root_keys and account.take_keys(user):
+        print(f"-----> The keys of {user.pw_name} are now root's: {account.root_keys(user)}")
+    if os.geteuid() == 0 or account.authorized_keys(user) != account.root_keys(user):
+        keys.refresh(keys_file(user))
     privileges.become(user)
-    refreshed = account.refresh(user, home)
+    refreshed = account.refresh(home)
     print(f"-----> Hooks of {len(refreshed)} app(s) and the keys of {user.pw_name} point at {sys.executable}")
     return 0
 

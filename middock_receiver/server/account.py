@@ -1,6 +1,13 @@
-"""The deploy user's home as root manages it: its keys file, refreshing its apps after an
-upgrade, and the files in it that its user does not own (which an earlier middock, running
-commands as root, could leave behind).
+"""The deploy user's account as root manages it: its keys file, refreshing its apps after an
+upgrade, and the files in its home that its user does not own (which an earlier middock,
+running commands as root, could leave behind).
+
+The keys file is root's: `/etc/middock/authorized_keys/USER`, root-owned, 0644, which sshd is
+told to read for that user (install.sh's `Match User` in sshd_config.d). The user may read it,
+never write it, so no key, not even a build script running as the user, can add a key or change
+a key's role. It lives outside the home because the user owns the home: a root-owned file in it
+could still be renamed away and replaced. Until install.sh has made it (an install of before),
+the record is the user's own `~/.ssh/authorized_keys`.
 """
 
 from __future__ import annotations
@@ -13,21 +20,51 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..state import apps
-from . import keys
+from . import keys, privileges
 
 
-def authorized_keys(user: pwd.struct_passwd) -> Path:
+def root_keys(user: pwd.struct_passwd) -> Path:
+    return keys.ROOT_KEYS / user.pw_name
+
+
+def home_keys(user: pwd.struct_passwd) -> Path:
     return Path(user.pw_dir) / ".ssh" / "authorized_keys"
 
 
-def refresh(user: pwd.struct_passwd, home: Path) -> list[str]:
-    """Point every app's hooks and every key's forced command at this installation (install.sh
-    runs this after an upgrade); returns the apps refreshed. Run as the user."""
+def authorized_keys(user: pwd.struct_passwd) -> Path:
+    """The keys file sshd reads for the user: root's once install.sh made it, else the user's own."""
+    root = root_keys(user)
+    return root if root.exists() else home_keys(user)
+
+
+def home_keys_text(user_name: str) -> str:
+    """The user's own keys file as text ('' if none); run as the user (a symlink there leads
+    only where the user could go)."""
+    try:
+        return home_keys(pwd.getpwnam(user_name)).read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def take_keys(user: pwd.struct_passwd) -> bool:
+    """As root: make root's keys file of the user from its own (once), every middock key in it
+    re-rendered; the user's file stays, unread by sshd once it is told. False: root's was there."""
+    root = root_keys(user)
+    if root.exists():
+        return False
+    text = privileges.as_user(user, home_keys_text, user.pw_name)
+    root.parent.mkdir(mode=0o755, parents=True, exist_ok=True)  # /etc/middock: root's, 0755
+    keys.write(root, [keys.parse_line(line) for line in text.splitlines()])
+    return True
+
+
+def refresh(home: Path) -> list[str]:
+    """Point every app's hooks at this installation (install.sh runs this after an upgrade);
+    returns the apps refreshed. Run as the user."""
     found = apps.all_apps(home)
     for app in found:
         if app.parent is None:  # a preview's repository is its parent's
             apps.install_hooks(app, sys.executable)
-    keys.refresh(authorized_keys(user))
     return [app.name for app in found]
 
 

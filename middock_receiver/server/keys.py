@@ -1,6 +1,8 @@
 """The deploy user's SSH keys: each one named, each restricted to middock's forced command.
 
-`~/.ssh/authorized_keys` is the only record. A line middock writes reads
+The keys file is the only record: root's `/etc/middock/authorized_keys/USER` (ROOT_KEYS), or the
+user's own `~/.ssh/authorized_keys` on an install of before (which one: account.py). A line
+middock writes reads
 
     command="/opt/middock/bin/python3 -I -m middock_receiver ssh-serve --key alice",no-pty,…
     ssh-ed25519 AAAA… alice@laptop      (all on one line)
@@ -28,6 +30,7 @@ from ..errors import MiddockError, quoted
 from ..state.apps import APP_NAME, write_atomic
 from .roles import ADMIN, ROLES, Grant
 
+ROOT_KEYS = Path("/etc/middock/authorized_keys")  # root's keys files, one a user (server/account.py)
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}\Z")
 RESTRICTIONS = "no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-user-rc"
 KEY_TYPES = frozenset(
@@ -223,10 +226,12 @@ def read(path: Path) -> list[Line]:
 
 
 def write(path: Path, lines: list[Line]) -> None:
-    """Write the file with every middock key re-rendered (so each points at this installation)."""
-    path.parent.mkdir(mode=0o700, exist_ok=True)
+    """Write the file with every middock key re-rendered (so each points at this installation):
+    0644 in ROOT_KEYS (sshd reads it as the user), else 0600, the user's own."""
+    shared = path.parent == ROOT_KEYS
+    path.parent.mkdir(mode=0o755 if shared else 0o700, exist_ok=True)
     text = "".join((render(line.key) if line.key and line.key.name else line.text) + "\n" for line in lines)
-    write_atomic(path, text, mode=0o600)
+    write_atomic(path, text, mode=0o644 if shared else 0o600)
 
 
 def listed(path: Path) -> list[Key]:

@@ -4,7 +4,8 @@ the apps it holds.
 The table is plain data: for every command, the least role that may run it and whether it
 changes something (what the audit log records). `refusal` decides, from nothing but its
 arguments, whether a key's request goes ahead. A key's role and apps are written in its line of
-authorized_keys (keys.py), beside its name, so they are exactly as safe as the key itself.
+the keys file (keys.py), beside its name: root's file, which the deploy user may read and never
+write (account.py), so no key can change who holds which role.
 """
 
 from __future__ import annotations

@@ -32,12 +32,18 @@ def make_key(folder: Path, name: str) -> Path:
     return path
 
 
+def sshd_settings(prefix: Path) -> Path:
+    """Where install.sh, run by a test, writes its sshd setting (the deploy user's keys file is
+    root's): never the machine's /etc/ssh, whose sshd it would reload. `Sshd(…, include=…)` reads it."""
+    return prefix / "sshd_config.d"
+
+
 def run_install(
     user: str, prefix: Path, *options: str, source: Path = ROOT, env: dict | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
     """`install.sh` as a user runs it, into `prefix` (venv and bin) instead of /opt and /usr/local."""
     argv = [str(source / "install.sh"), "--user", user, "--prefix", str(prefix / "venv")]
-    argv += ["--bin-dir", str(prefix / "bin"), *options]
+    argv += ["--bin-dir", str(prefix / "bin"), "--sshd-config-dir", str(sshd_settings(prefix)), *options]
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
 
 
@@ -49,13 +55,16 @@ def as_user(user: str, *argv: str, check: bool = True) -> subprocess.CompletedPr
 
 
 def remove_user(user: str) -> None:
+    """The user, its home, and root's keys file of it (install.sh's)."""
     subprocess.run(["userdel", "--force", "--remove", user], capture_output=True)
+    (Path("/etc/middock/authorized_keys") / user).unlink(missing_ok=True)
 
 
 class Sshd:
-    """sshd as root on a free loopback port, with its own config and host key, letting in one user."""
+    """sshd as root on a free loopback port, with its own config and host key, letting in one
+    user; `include`: install.sh's sshd settings (sshd_settings), so the user's keys are root's file."""
 
-    def __init__(self, folder: Path, user: str, *extra_config: str) -> None:
+    def __init__(self, folder: Path, user: str, *extra_config: str, include: Path | None = None) -> None:
         self.folder = folder
         self.port = free_port()
         folder.mkdir(exist_ok=True)
@@ -78,6 +87,7 @@ class Sshd:
             "LogLevel VERBOSE",
             "Subsystem sftp internal-sftp",
             *extra_config,
+            *([f"Include {include}/*.conf"] if include else []),
         ]
         if not any(line.startswith("PasswordAuthentication") for line in extra_config):
             lines.append("PasswordAuthentication no")
