@@ -168,7 +168,8 @@ def test_deploy_and_failed_events_arrive_signed_and_the_secret_shows_once(server
     failed = verified(everything.wait(2)[1], secret)
     assert (failed["event"], failed["release"], failed["commit"], failed["result"]) == ("failed", 2, broken, "failed")
     assert failed["error"].startswith("build script docker/build-web.sh failed with exit code 3")
-    assert failed["text"] == f"{app}: release 2 ({broken[:7]} broken build) deploy failed: {failed['error']}"
+    by = f"by {failed['pusher']}"
+    assert failed["text"] == f"{app}: release 2 ({broken[:7]} broken build) deploy {by} failed: {failed['error']}"
     assert [verified(post, secret)["event"] for post in failures.wait(1)] == ["failed"]
 
     last = last_outcome(server, app, failures.url)

@@ -72,11 +72,11 @@ def test_rollbacks_restarts_and_failures():
     message = "build script docker/build-web.sh failed with exit code 3; release 11 (1234567) is still serving"
     failed = events.release_event("shop", release(result=FAILED, message=message), "https://shop.example.org/")
     assert (failed["event"], failed["result"], failed["error"], failed["url"]) == ("failed", "failed", message, None)
-    assert failed["text"] == f"shop: release 12 (4f2a9c1 Fix login) deploy failed: {message}"
+    assert failed["text"] == f"shop: release 12 (4f2a9c1 Fix login) deploy by alice failed: {message}"
 
     failed_rollback = events.release_event("shop", release(kind="rollback to 10", result=FAILED, message="x"), None)
     assert failed_rollback["event"] == "failed"
-    assert failed_rollback["text"] == "shop: release 12 (4f2a9c1 Fix login) rollback to release 10 failed: x"
+    assert failed_rollback["text"] == "shop: release 12 (4f2a9c1 Fix login) rollback to release 10 by alice failed: x"
 
 
 def test_the_text_line_is_inert_in_chat_and_short():

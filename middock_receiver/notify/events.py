@@ -114,7 +114,10 @@ def live_text(app: str, release: Release, url: str | None) -> str:
 
 
 def failed_text(app: str, release: Release) -> str:
-    return f"{app}: release {release.number} ({described(release)}) {action(release)} failed: {chat(release.message)}"
+    by = f"by {chat(release.pusher)}"
+    return (
+        f"{app}: release {release.number} ({described(release)}) {action(release)} {by} failed: {chat(release.message)}"
+    )
 
 
 def job_text(app: str, run: Run, error: str | None) -> str:
