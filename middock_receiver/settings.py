@@ -349,6 +349,7 @@ PROVIDED = {  # set for the build scripts and compose (the README's table of wha
 }
 INTERNAL = {
     "MIDDOCK_PUSHER": "the key's name, set by the SSH dispatcher for the deploy records",
+    "MIDDOCK_KEY_FINGERPRINT": "the key's fingerprint, set by the SSH dispatcher for the audit log",
     "MIDDOCK_PYTHON": "the interpreter written into an app's hooks",
 }
 
