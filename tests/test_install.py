@@ -21,13 +21,17 @@ pytestmark = pytest.mark.xdist_group("default-ports")
 
 def snapshot(root: Path) -> dict[str, tuple]:
     """Every file, folder and link under `root`: its mode, owner and content (or target); the
-    edge's logs aside (a reload writes a line)."""
+    edge's logs (a reload writes a line) and the audit log's content (install.sh's commands are
+    recorded) aside."""
     found = {}
     for folder, dirs, files in os.walk(root):
         if folder.endswith("_edge/logs"):
             continue
         for name in dirs + files:
             path = Path(folder, name)
+            if name == "audit.log":
+                found[str(path.relative_to(root))] = (path.lstat().st_mode, path.lstat().st_uid)
+                continue
             info = path.lstat()
             if path.is_symlink():
                 content = os.readlink(path)
