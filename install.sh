@@ -267,13 +267,19 @@ else
         install -d -m "$mode" -o "$owner" -g "$group" "$path"
     done
 fi
-"$prefix/bin/middock" refresh --user "$user" --root-keys | sed 's/^-----> /       /'
-
 # The deploy user's SSH keys are root's: sshd reads /etc/middock/authorized_keys/USER (root-owned,
-# 0644, made by `refresh --root-keys` from the user's own file above) instead of the user's
+# 0644, made by `refresh --root-keys` from the user's own file) instead of the user's
 # ~/.ssh/authorized_keys, so no key, not even an app's build script running as the user, can add
-# a key or change a key's role. Written before sshd is reloaded, so no key is ever locked out.
+# a key or change a key's role. In this order, so that no key is ever locked out: sshd's setting
+# is written and checked (and taken back if sshd refuses it) before root's file exists, and sshd
+# is reloaded only once the keys are in root's file.
 sshd_setting="$sshd_config_dir/middock-$user.conf"
+system_sshd=0
+[ "$sshd_config_dir" != /etc/ssh/sshd_config.d ] || system_sshd=1
+if [ "$system_sshd" = 1 ]; then
+    grep -Eqs '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\.d/\*\.conf' /etc/ssh/sshd_config ||
+        die "/etc/ssh/sshd_config does not include /etc/ssh/sshd_config.d/*.conf: add that line at its top, then run install.sh again"
+fi
 mkdir -p "$sshd_config_dir"
 {
     echo "# middock (install.sh): the SSH keys of $user are root's, written by \`middock keys:*\`"
@@ -281,10 +287,11 @@ mkdir -p "$sshd_config_dir"
     echo "    AuthorizedKeysFile /etc/middock/authorized_keys/%u"
 } >"$sshd_setting.new"
 mv -f "$sshd_setting.new" "$sshd_setting"
-if [ "$sshd_config_dir" = /etc/ssh/sshd_config.d ]; then
-    grep -Eqs '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\.d/\*\.conf' /etc/ssh/sshd_config ||
-        die "/etc/ssh/sshd_config does not include /etc/ssh/sshd_config.d/*.conf: add that line at its top, then run install.sh again"
+if [ "$system_sshd" = 1 ]; then
     sshd_out=$(/usr/sbin/sshd -t 2>&1) || { rm -f "$sshd_setting" && die "sshd refuses its configuration with $sshd_setting: $sshd_out"; }
+fi
+"$prefix/bin/middock" refresh --user "$user" --root-keys | sed 's/^-----> /       /'
+if [ "$system_sshd" = 1 ]; then
     if [ -d /run/systemd/system ] && systemctl is-active --quiet ssh 2>/dev/null; then
         systemctl reload ssh
     elif [ -d /run/systemd/system ] && systemctl is-active --quiet sshd 2>/dev/null; then
