@@ -58,7 +58,8 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 @argument("--apps", metavar="APP,APP", help="read and deploy: only these apps (default: every app)")
 def cmd_keys_set(args: argparse.Namespace) -> int:
     user = privileges.target(args.user)
-    key = keys.set_grant(keys_file(user), args.name, args.role, keys.parse_apps(args.apps))
+    role, apps = keys.check_grant(args.role, keys.parse_apps(args.apps))  # checked before the drop
+    key = keys.set_grant(keys_file(user), args.name, role, apps)
     print(f"-----> Key {key.name} of {user.pw_name} has role {key.grant.describe()}")
     return 0
 
@@ -131,7 +132,7 @@ def cmd_ssh_serve(args: argparse.Namespace) -> int:
 @argument("app", nargs="?")
 @argument("-n", type=int, default=20, metavar="N", help="how many lines (default 20)")
 def cmd_audit(args: argparse.Namespace) -> int:
-    app = check_name(args.app) if args.app else None  # an app destroyed since is still asked for
+    app = check_name(args.app) if args.app is not None else None  # a destroyed app's lines too
     found = audit.read(middock_home(), app, args.n)
     if args.json:
         return emit_json([vars(line) for line in found])
