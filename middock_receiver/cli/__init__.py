@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import MiddockError, one_line, os_error_line
-from ..server import privileges, roles
+from ..server import privileges, roles, rootless
 from ..state import audit
 from ..state.apps import APP_NAME, App, middock_home
 from . import apps, cron, edge, help, maintenance, networks, notify, previews, releases, running, server, swarm  # noqa: F401 (each registers its commands)
@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None, grant: roles.Grant | None = None) ->
         audited = (user, args, audit.actor()) if user and changes else None  # who: before becoming the user
         if user and command.privileges == "user":
             privileges.become(user)
+        rootless.use_own_daemon()
         code = command.run(args)
         if audited:
             record(*audited, "ok" if code == 0 else f"failed: exit {code}")

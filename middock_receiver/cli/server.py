@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import MiddockError
-from ..server import account, keys, privileges, roles, ssh
+from ..server import account, keys, privileges, roles, rootless, ssh
 from ..state import audit
 from ..state.apps import check_name, middock_home
 from .commands import COMMANDS, argument, command, emit_json, when
@@ -109,10 +109,24 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         print(f"-----> The keys of {user.pw_name} are now root's: {account.root_keys(user)}")
     if os.geteuid() == 0 or account.authorized_keys(user) != account.root_keys(user):
         keys.refresh(keys_file(user))
+    if privileges.dropping(user):
+        start_own_docker(user)
     privileges.become(user)
     refreshed = account.refresh(home)
     print(f"-----> Hooks of {len(refreshed)} app(s) and the keys of {user.pw_name} point at {sys.executable}")
     return 0
+
+
+def start_own_docker(user: pwd.struct_passwd) -> None:
+    """The user's own rootless daemon, unless it uses the root daemon (the docker group)."""
+    if rootless.on_root_daemon(user.pw_name):
+        print(
+            f"-----> {user.pw_name} uses the root Docker daemon (the docker group), so its deploy keys are "
+            "root-equivalent; see the README's 'A deploy key is not root'"
+        )
+        return
+    rootless.start(user)
+    print(f"-----> The own Docker daemon of {user.pw_name} (rootless) answers on {rootless.socket_path(user.pw_uid)}")
 
 
 @command("ssh-serve", "the forced command of every key (sshd runs it)", app=False)

@@ -13,7 +13,7 @@ from ..output import Output
 from ..pipeline import gate
 from ..pipeline.refs import RefUpdate, parse_updates, verdict
 from ..previews import create, destroy
-from ..server import privileges
+from ..server import privileges, rootless
 from ..state import audit
 from ..state.apps import App, read_settings
 from ..state.lock import Request
@@ -117,6 +117,7 @@ def main(argv: list[str]) -> int:
     repo = Path(os.environ.get("GIT_DIR", ".")).resolve()
     # root pushing straight into the deploy user's repository: the deploy runs as that user
     privileges.become(pwd.getpwuid(repo.stat().st_uid))
+    rootless.use_own_daemon()
     if argv[:1] not in (["post-receive"], ["pre-receive"]):
         print(f" !     unknown hook {argv[:1]}", file=sys.stderr)
         return 1

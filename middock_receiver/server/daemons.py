@@ -53,10 +53,20 @@ class Daemon:
     notify: bool = False  # under systemd: Type=notify
     reload_signal: str = ""  # under systemd: ExecReload sends it
     prepare: str = ""  # under systemd: a folder to create before the start (its sockets')
+    user_namespace: bool = False  # it maps ids with the setuid newuidmap (rootless Docker): no capability bound
 
     @property
     def pidfile(self) -> Path:
         return self.folder / f"{self.name}.pid"
+
+
+# A proxy may bind ports below 1024 and nothing more of root's.
+LOW_PORTS_ONLY = (
+    "AmbientCapabilities=CAP_NET_BIND_SERVICE\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nNoNewPrivileges=true\n"
+)
+# rootlesskit needs the setuid newuidmap and newgidmap to map the user's subordinate ids, and
+# systemd to leave the processes of its namespace (the containers) in its cgroup until they end.
+NAMESPACES = "Delegate=yes\nKillMode=mixed\nTasksMax=infinity\nTimeoutStopSec=60\n"
 
 
 def unit_name(daemon: Daemon, owner: Owner) -> str:
@@ -81,10 +91,8 @@ def render_unit(daemon: Daemon, owner: Owner) -> str:
         + (f"ExecStartPre=/usr/bin/install -d -m 0700 {daemon.prepare}\n" if daemon.prepare else "")
         + f"ExecStart={' '.join(daemon.foreground)}\n"
         + (f"ExecReload=/bin/kill -{daemon.reload_signal} $MAINPID\n" if daemon.reload_signal else "")
-        + "AmbientCapabilities=CAP_NET_BIND_SERVICE\n"
-        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"
-        "NoNewPrivileges=true\n"
-        "Restart=always\n"
+        + (NAMESPACES if daemon.user_namespace else LOW_PORTS_ONLY)
+        + "Restart=always\n"
         "RestartSec=2\n"
         "LimitNOFILE=65536\n\n"
         "[Install]\n"
@@ -159,16 +167,16 @@ def write_pid(daemon: Daemon, pid: int) -> None:
         f.write(f"{pid}\n")
 
 
-def wait_started(daemon: Daemon, answers: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
+def wait_started(daemon: Daemon, answers: Callable[[], bool], timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if answers():
             return
         time.sleep(0.1)
-    raise MiddockError(f"{daemon.name} did not start within {START_TIMEOUT:g}s: {last_line(daemon.log)}")
+    raise MiddockError(f"{daemon.name} did not start within {timeout:g}s: {last_line(daemon.log)}")
 
 
-def stop(daemon: Daemon, owner: Owner) -> None:
+def stop(daemon: Daemon, owner: Owner, timeout: float = 10.0) -> None:
     if uses_systemd(owner):
         if (UNIT_DIR / unit_name(daemon, owner)).exists():
             systemctl("disable", "--now", unit_name(daemon, owner))
@@ -177,7 +185,7 @@ def stop(daemon: Daemon, owner: Owner) -> None:
     if pid is None:
         return
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while pid_of(daemon) == pid and time.monotonic() < deadline:
         time.sleep(0.1)
     if pid_of(daemon) == pid:
