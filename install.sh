@@ -7,8 +7,9 @@
 # On Debian 12/13 and Ubuntu 22.04/24.04 it installs what is missing from the distribution's
 # packages (git, python3-venv, Docker Engine, Compose v2, sshd, and the edge's HAProxy and
 # Caddy), installs middock from this folder into its own virtualenv with `middock` on PATH,
-# creates the deploy user (in the docker group, no password, every SSH key restricted to
-# middock, the keys file root's), authorizes the keys given and starts the edge.
+# creates the deploy user (no password, every SSH key restricted to middock, the keys file root's)
+# with a Docker daemon of its own in Docker's rootless mode (not the docker group: a deploy key is
+# not root), authorizes the keys given and starts the edge.
 set -euo pipefail
 umask 022 # the deploy user runs what is installed here
 
@@ -30,8 +31,8 @@ usage() {
 usage: sudo ./install.sh [options]
   --user NAME                the deploy user, created if missing (default: deploy)
   --adopt-user               make an existing account that install.sh did not create the deploy
-                             user: it joins the docker group, its home loses world access; its
-                             password is kept
+                             user: it gets a rootless Docker daemon of its own and leaves the
+                             docker group, its home loses world access; its password is kept
   --key FILE                 authorize this SSH public key for the deploy user (repeatable)
   --compose-from-debian-13   on Debian 12, which has no Compose v2, install Debian 13's
                              docker-compose package (a static binary; needs only libc6)
@@ -89,7 +90,7 @@ if id -u "$user" >/dev/null 2>&1; then
     made_here=0
     [ "$(getent passwd "$user" | cut -d: -f5)" = "$ACCOUNT_COMMENT" ] && made_here=1
     [ "$made_here" = 1 ] || [ "$adopt_user" = 1 ] ||
-        die "the account '$user' exists and install.sh did not create it, so it changes nothing of it: give another --user, or add --adopt-user to make it the deploy user (it joins the docker group, its password is kept)"
+        die "the account '$user' exists and install.sh did not create it, so it changes nothing of it: give another --user, or add --adopt-user to make it the deploy user (it leaves the docker group for a rootless Docker daemon of its own, its password is kept)"
 fi
 for key in "${keys[@]}"; do
     [ -r "$key" ] || die "cannot read the key file $key"
@@ -144,6 +145,10 @@ command -v git >/dev/null || missing+=(git)
 dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed" || missing+=(python3-venv)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v docker >/dev/null || missing+=(docker.io)
+# Docker's rootless mode: the deploy user's own daemon (docker.io ships dockerd-rootless.sh)
+[ -x /usr/bin/rootlesskit ] || missing+=(rootlesskit)
+[ -x /usr/bin/slirp4netns ] || missing+=(slirp4netns)
+[ -x /usr/bin/newuidmap ] || missing+=(uidmap)
 [ -x /usr/sbin/cron ] || missing+=(cron) # runs the apps' scheduled jobs (middock.cron)
 if [ "$edge" = 1 ]; then
     [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
@@ -227,7 +232,22 @@ case "$shell" in
 esac
 [ -d "$home" ] || install -d -m 0750 -o "$user" -g "$(id -g "$user")" "$home"
 [ "$made_here" = 1 ] || chmod o-rwx,g-w "$home" # the apps' state and secrets live there
-[[ " $(id -nG "$user") " == *" docker "* ]] || usermod -aG docker "$user"
+# The user's containers run on a Docker daemon of its own, in Docker's rootless mode: a deploy
+# key is then not root (in the docker group it would be). An install from before, whose apps run
+# on the root daemon, keeps it (middock cannot yet move running apps from one daemon to another).
+if [[ " $(id -nG "$user") " == *" docker "* ]]; then
+    if compgen -G "$home/*.git" >/dev/null; then
+        say "Keeping $user on the root Docker daemon, where its apps run: its deploy keys stay root-equivalent"
+        detail "(moving running apps to a rootless daemon of its own is not built yet; a new deploy user gets one)"
+    else
+        gpasswd -d "$user" docker >/dev/null
+    fi
+fi
+# Its daemon's root is the user's subordinate ids (useradd gives a range; an adopted account may lack one).
+if ! grep -q "^$user:" /etc/subuid 2>/dev/null || ! grep -q "^$user:" /etc/subgid 2>/dev/null; then
+    first=$(awk -F: '$2 + $3 > end { end = $2 + $3 } END { print (end > 100000 ? end : 100000) }' /etc/subuid /etc/subgid 2>/dev/null || echo 100000)
+    usermod --add-subuids "$first-$((first + 65535))" --add-subgids "$first-$((first + 65535))" "$user"
+fi
 # '*': no password can match, so no password login; unlike '!' it is not a locked account,
 # which sshd (with UsePAM no) would refuse even for keys. An adopted account keeps its own.
 [ "$made_here" = 0 ] || [ "$(getent shadow "$user" | cut -d: -f2)" = "*" ] || usermod -p '*' "$user"
