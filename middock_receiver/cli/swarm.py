@@ -12,9 +12,9 @@ from .. import process
 from ..errors import MiddockError, quoted
 from ..runtime import registry, swarm
 from ..runtime.engine import docker_client
-from ..server import daemons, privileges
+from ..server import daemons, privileges, rootless
 from ..state import cluster
-from ..state.apps import write_atomic
+from ..state.apps import all_apps, write_atomic
 from .commands import argument, command, emit_json
 
 CERTS_DIR = "/etc/docker/certs.d"
@@ -100,10 +100,22 @@ def guard_task_ports(manager: str) -> None:
 @argument("--registry-ca", metavar="FILE", help="the CA of that registry's certificate, if not a public one")
 @argument("--registry-port", type=int, default=registry.DEFAULT_PORT, help="the port of middock's own registry")
 @argument("--certs-dir", default=CERTS_DIR, help=f"where this engine reads registry CAs (default: {CERTS_DIR})")
+@argument(
+    "--yes-deploy-is-root", action="store_true",
+    help="move the deploy user to the root Docker daemon, which a Swarm needs: every deploy key is then root",
+)  # fmt: skip
 def cmd_swarm_init(args: argparse.Namespace) -> int:
     check_options(args)
     user = privileges.target(args.user)
     home = privileges.home_of(user)
+    if privileges.dropping(user) and not rootless.on_root_daemon(user.pw_name):
+        if not args.yes_deploy_is_root:
+            raise MiddockError(
+                f"a Swarm needs the root Docker daemon, and {user.pw_name} on it is root-equivalent, and so is "
+                "every deploy key: add --yes-deploy-is-root to accept that (apps of one server never need a Swarm)"
+            )
+        rootless.join_root_daemon(user, privileges.as_user(user, app_names, home))
+        print(f"-----> {user.pw_name} now uses the root Docker daemon (the docker group): every deploy key is root")
     given_ca = ""
     if args.registry_ca is not None:  # a file the admin named: read before acting as the user
         try:
@@ -129,6 +141,10 @@ def cmd_swarm_init(args: argparse.Namespace) -> int:
     print(f"       registry: {made['registry']}" + (" (middock's own)" if made["own"] else ""))
     print("       add a server: run the output of `middock nodes:join-script` on it, as root")
     return 0
+
+
+def app_names(home: Path) -> list[str]:
+    return [app.name for app in all_apps(home)]
 
 
 def check_options(args: argparse.Namespace) -> None:
