@@ -10,11 +10,14 @@ from pathlib import Path
 
 import docker
 import pytest
-from support.images import ensure_busybox_image
+from support.deployment import Deployment
+from support.images import BUSYBOX_IMAGE, ensure_busybox_image
 from support.middock import Server, Workdir
 from support.pebble import Pebble
 from support.ports import free_port
 from support.postgres import app_addresses, host_gateway, postgres_cluster
+from support.rootless import load_image
+from support.ssh_server import unique_user, world_readable_dir
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +61,19 @@ def postgres(docker_client: docker.DockerClient):
         yield cluster
 
 
+@pytest.fixture(scope="session")
+def deployment(docker_client: docker.DockerClient):
+    """install.sh's deploy user over a real sshd, on its own rootless daemon with the tests' busybox
+    image; its modules share one xdist group (`default-ports`), so one worker makes it once."""
+    deployment = Deployment(world_readable_dir("middock-ssh-"), unique_user())
+    try:
+        deployment.start()
+        load_image(deployment.user, BUSYBOX_IMAGE)
+        yield deployment
+    finally:
+        deployment.cleanup()
+
+
 @pytest.fixture
 def pebble(tmp_path):
     """Let's Encrypt's test server (the edge tests' ACME), on free ports."""
@@ -70,8 +86,8 @@ def pebble(tmp_path):
 # --- tiers ---------------------------------------------------------------------------------------------------------
 
 # The fixtures that reach the machine's Docker Engine: docker_client (those built on it, `server`, `app`,
-# `postgres`, `debian_base`, …, have it in their closure too), and install.sh's deploy user, in the docker group,
-# whose edge starts (`installed` in test_install.py, `deploy` in test_hostile_user.py). Modules whose tests start a
+# `postgres`, `debian_base`, `deployment`, …, have it in their closure too), and install.sh's deploy user, whose
+# daemon and edge start (`installed` in test_install.py, `deploy` in test_hostile_user.py). Modules whose tests start a
 # bed of their own say `pytestmark = pytest.mark.bed`; those that use Docker without these fixtures (the docker
 # command, a script) say `pytestmark = pytest.mark.docker`.
 DOCKER_FIXTURES = {"docker_client", "installed", "deploy"}

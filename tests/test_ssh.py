@@ -23,12 +23,9 @@ from support.middock import ROOT, Workdir
 from support.ports import free_port
 from support.ssh_server import (
     SshClient,
-    Sshd,
     as_user,
     make_key,
     remove_user,
-    run_install,
-    sshd_settings,
     unique_user,
     world_readable_dir,
 )
@@ -227,62 +224,7 @@ def test_root_never_copies_what_a_symlink_in_the_home_points_at(throwaway_user, 
     assert not account.root_keys(throwaway_user).exists()
 
 
-# --- over a real sshd ------------------------------------------------------------------------
-
-
-class Deployment:
-    """install.sh's deploy user with keys alice and bob, served by a real sshd."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.user = unique_user()
-        self.apps: list[str] = []
-        self.sshd: Sshd | None = None
-
-    def start(self) -> None:
-        self.keys = {name: make_key(self.base, name) for name in ("alice", "bob")}
-        base = self.base
-        edge = ["--http-port", str(free_port()), "--https-port", str(free_port())]
-        installed = run_install(self.user, base, "--key", str(self.keys["alice"].with_suffix(".pub")), *edge)
-        assert installed.returncode == 0, installed.stdout + installed.stderr
-        self.middock = str(base / "venv" / "bin" / "middock")
-        self.root_middock("keys:add", "bob", str(self.keys["bob"].with_suffix(".pub")))
-        self.sshd = Sshd(base / "sshd", self.user, include=sshd_settings(base))
-        self.alice = SshClient(self.sshd, self.user, self.keys["alice"])
-        self.bob = SshClient(self.sshd, self.user, self.keys["bob"])
-
-    def root_middock(self, *args: str) -> subprocess.CompletedProcess:
-        result = subprocess.run([self.middock, *args, "--user", self.user], capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result
-
-    def new_app(self) -> str:
-        name = f"s-{uuid.uuid4().hex[:8]}"
-        created = self.alice.run("apps:create", name)
-        assert created.returncode == 0, created.stderr
-        self.apps.append(name)
-        return name
-
-    def cleanup(self) -> None:
-        for app in self.apps:
-            as_user(self.user, self.middock, "apps:destroy", app, "--force", check=False)
-            subprocess.run(["docker", "compose", "-p", app, "down", "--timeout", "1"], capture_output=True, cwd="/")
-        if self.sshd:
-            self.sshd.stop()
-        subprocess.run([self.middock, "edge:stop", "--user", self.user], capture_output=True)
-        subprocess.run(["crontab", "-r", "-u", self.user], capture_output=True)  # the example's job
-        remove_user(self.user)
-        shutil.rmtree(self.base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def deployment(docker_client):
-    deployment = Deployment(world_readable_dir("middock-ssh-"))
-    try:
-        deployment.start()
-        yield deployment
-    finally:
-        deployment.cleanup()
+# --- over a real sshd (the session's `deployment`: support/deployment.py) ----------------------
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from support.middock import ROOT
 from support.ports import free_port
+from support.rootless import end_processes
 
 
 def world_readable_dir(prefix: str) -> Path:
@@ -55,7 +56,12 @@ def as_user(user: str, *argv: str, check: bool = True) -> subprocess.CompletedPr
 
 
 def remove_user(user: str) -> None:
-    """The user, its home, and root's keys file of it (install.sh's)."""
+    """The user, its processes (its rootless Docker daemon and containers), its home, and root's
+    keys file of it (install.sh's)."""
+    try:
+        end_processes(user)
+    except KeyError:  # no such user (any more)
+        pass
     subprocess.run(["userdel", "--force", "--remove", user], capture_output=True)
     (Path("/etc/middock/authorized_keys") / user).unlink(missing_ok=True)
 
