@@ -20,6 +20,7 @@ import pytest
 from support.server_bed import (
     EDGE_UNITS,
     LAPTOP,
+    UNITS,
     ServerBed,
     add_laptop,
     copy_middock,
@@ -90,8 +91,9 @@ def test_install_as_root_from_its_home(bed: ServerBed) -> None:
     report(f"install.sh: {time.monotonic() - started:.1f} s, exit {installed.returncode}")
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert "middock is installed" in installed.stdout
-    enabled = root(bed, "systemctl", "is-enabled", "docker.service", *EDGE_UNITS, "cron.service", check=False)
-    assert enabled.stdout.split() == ["enabled"] * 4, enabled.stdout + enabled.stderr
+    enabled = root(bed, "systemctl", "is-enabled", "docker.service", *UNITS, "cron.service", check=False)
+    assert enabled.stdout.split() == ["enabled"] * 5, enabled.stdout + enabled.stderr
+    assert "docker" not in root(bed, "id", "-nG", "deploy").stdout.split()  # a deploy key is not root
 
 
 def test_first_push_is_live_where_it_says(bed: ServerBed, state: dict) -> None:
@@ -187,7 +189,7 @@ def test_back_by_itself_after(event: str, bed: ServerBed, state: dict) -> None:
     probe = ["curl", "-fsS", "--max-time", "1", "-o", "/dev/null", app_url(state)]
     seconds = getattr(bed, event)(probe=probe)
     report(f"{event.replace('_', ' ')}: page answered {seconds:.1f} s after the start, no command typed")
-    active = root(bed, "systemctl", "is-active", "docker.service", *EDGE_UNITS, check=False).stdout.split()
+    active = root(bed, "systemctl", "is-active", *UNITS, check=False).stdout.split()
     assert active == ["active"] * 3, active
     assert "Hello from middock" in page(bed, app_url(state))
     assert "Hello from middock" in page_soon(lambda: page_by_domain(bed, "http"))

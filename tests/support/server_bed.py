@@ -65,6 +65,9 @@ PACKAGES = (
 )
 CHANGES = ('CMD ["/sbin/init"]',)
 MASKED = ("getty@tty1.service", "console-getty.service")  # no terminal: they would restart forever
+# What udev does on a server (the bed has no udev): /dev/net/tun open to every account, which rootless Docker's
+# slirp4netns needs; systemd-tmpfiles applies it at every boot, before the deploy user's daemon starts.
+TUN = "z /dev/net/tun 0666 root root -\n"
 BED_LABEL = "middock-test.server-bed"  # on every bed container; its value is the owning pid, or "" if kept
 PREFIX = "mdsrv"
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +117,7 @@ def proxy_environment() -> dict[str, str]:
 
 def recipe() -> str:
     """A hash of everything the image is made from: the recipe, the mirror and the files copied in."""
-    inputs = [repr((SUITE, PACKAGES, CHANGES, MASKED, apt_mirror(), apt_settings(), proxy_environment(), 1))]
+    inputs = [repr((SUITE, PACKAGES, CHANGES, MASKED, TUN, apt_mirror(), apt_settings(), proxy_environment(), 2))]
     for path in [*apt_sources(), *sorted(LOCAL_CAS.glob("*.crt"))]:
         inputs.append(f"{path}\n{path.read_text(errors='replace')}")
     return hashlib.sha256("\0".join(inputs).encode()).hexdigest()[:16]
@@ -181,6 +184,7 @@ def configure_rootfs(root: Path) -> None:
     if proxies:
         with open(root / "etc/environment", "a") as environment:
             environment.writelines(f'{name}="{value}"\n' for name, value in proxies.items())
+    (root / "etc/tmpfiles.d/middock-bed-tun.conf").write_text(TUN)
     for unit in MASKED:
         (root / "etc/systemd/system" / unit).unlink(missing_ok=True)
         (root / "etc/systemd/system" / unit).symlink_to("/dev/null")
@@ -207,6 +211,7 @@ def docker_run_options() -> list[str]:
         options += ["--security-opt", option]
     options += ["--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]
     options += ["--tmpfs", "/run:rw,exec,mode=755", "--tmpfs", "/run/lock", "-e", "container=docker"]
+    options += ["--device", "/dev/net/tun"]  # the deploy user's rootless Docker (slirp4netns)
     options += ["--stop-signal", "SIGRTMIN+3", "--stop-timeout", "90"]
     return options
 
@@ -224,6 +229,7 @@ class ServerBed:
     def __init__(self, name: str | None = None, publish: Sequence[str] = (), keep: bool = False) -> None:
         self.name = name or f"{PREFIX}-{secrets.token_hex(3)}"
         self.volume = f"{self.name}-docker"
+        self.homes = f"{self.name}-home"  # the deploy user's rootless Docker keeps its overlay2 data there
         self.publish = list(publish)  # "127.0.0.1:HOST_PORT:PORT" only: loopback of this machine
         self.owner = "" if keep else str(os.getpid())
         self.environment = proxy_environment()  # given to every command, as /etc/environment gives it to logins
@@ -247,9 +253,10 @@ class ServerBed:
         for spec in self.publish:
             if not spec.startswith("127.0.0.1:"):
                 raise BedError(f"publish only on this machine's loopback (127.0.0.1:…), not {spec}")
-        _docker("volume", "create", "--label", f"{BED_LABEL}={self.owner}", self.volume)
+        for volume in (self.volume, self.homes):
+            _docker("volume", "create", "--label", f"{BED_LABEL}={self.owner}", volume)
         options = ["--name", self.name, "--hostname", self.name, "--label", f"{BED_LABEL}={self.owner}"]
-        options += ["-v", f"{self.volume}:/var/lib/docker"]
+        options += ["-v", f"{self.volume}:/var/lib/docker", "-v", f"{self.homes}:/home"]
         for spec in self.publish:
             options += ["-p", spec]
         _docker("run", "-d", *options, *docker_run_options(), image)
@@ -356,7 +363,7 @@ class ServerBed:
         """Remove the container, its volume and the empty cgroup folders it and its own containers left."""
         self._note_containers()
         _docker("rm", "-f", self.name, check=False)
-        _docker("volume", "rm", self.volume, check=False)
+        _docker("volume", "rm", self.volume, self.homes, check=False)
         remove_cgroups(sorted(self.containers))
 
 
@@ -408,6 +415,7 @@ def reap_stale_beds() -> list[str]:
 
 LAPTOP = "laptop"  # the client: a user of the server with its own key and git config, pushing to deploy@localhost
 EDGE_UNITS = ("middock-haproxy-deploy.service", "middock-caddy-deploy.service")  # the deploy user's edge
+UNITS = (*EDGE_UNITS, "middock-dockerd-deploy.service")  # and its own Docker daemon
 
 
 def add_laptop(bed: ServerBed, user: str = LAPTOP) -> None:
@@ -495,15 +503,26 @@ def page_soon(fetch: Callable[[], str], timeout: float = 30) -> str:
     return wait_for(fetch, timeout, interval=0.5, until=lambda answer: not answer.startswith("failed: "), raises=False)
 
 
+def deploy_docker(bed: ServerBed, *args: str, user: str = "deploy", check: bool = True) -> subprocess.CompletedProcess:
+    """`docker ARGS` on the deploy user's own (rootless) daemon, as that user."""
+    uid = bed.exec("id", "-u", user).stdout.strip()
+    host = f"DOCKER_HOST=unix:///run/middock/{uid}/docker.sock"
+    return bed.exec("env", host, "docker", *args, user=user, check=check)
+
+
 def running(bed: ServerBed) -> list[str]:
-    """The edge units' main processes and the running containers: what running install.sh again restarts none of."""
-    pids = bed.exec("systemctl", "show", "--property", "MainPID", "--value", *EDGE_UNITS).stdout.split()
-    return pids + bed.exec("docker", "ps", "--quiet", "--no-trunc").stdout.split()
+    """The units' main processes (edge, the deploy user's daemon) and the running containers of either daemon (an
+    upgraded install may keep the root one): what running install.sh again restarts none of."""
+    pids = bed.exec("systemctl", "show", "--property", "MainPID", "--value", *UNITS).stdout.split()
+    containers = bed.exec("docker", "ps", "--quiet", "--no-trunc").stdout.split()
+    return pids + containers + deploy_docker(bed, "ps", "--quiet", "--no-trunc", check=False).stdout.split()
 
 
 def not_owned_by(bed: ServerBed, user: str = "deploy") -> str:
-    """The paths under the user's home that another account (root, say) owns, one a line: none should be."""
-    return bed.exec("find", f"/home/{user}", "!", "-user", user).stdout
+    """The paths under the user's home that another account (root, say) owns, one a line: none should be. Its
+    rootless daemon's data is left out: files of its containers belong to its subordinate ids, never to root."""
+    data = f"/home/{user}/.local/share/docker"
+    return bed.exec("find", f"/home/{user}", "-path", data, "-prune", "-o", "!", "-user", user, "-print").stdout
 
 
 class BedLoad:
