@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install and start everything the test suite needs on a fresh Debian 12 machine:
 # Docker Engine, Compose v2, sshd, busybox (for test images), PostgreSQL, the edge's proxies
-# (HAProxy, Caddy) and pebble, git, ruff.
+# (HAProxy, Caddy) and pebble, rootless Docker's parts, git, ruff.
 # Idempotent: what is already there is left alone.
 set -euo pipefail
 
@@ -28,6 +28,11 @@ apt_install debootstrap                    # the Debian base image of the django
 apt_install docker-registry                # the Swarm's registry (the Swarm tests run their own nodes)
 apt_install python3-venv # install.sh's virtualenv, made with the distribution's /usr/bin/python3
 apt_install cron         # runs the apps' scheduled jobs (the tests start it where it does not run)
+apt_install rootlesskit slirp4netns uidmap # the deploy user's rootless Docker daemon (install.sh's)
+
+# What udev does on a Debian server, and a container's /dev lacks: /dev/net/tun open to every
+# account (rootless Docker's slirp4netns opens it as the deploy user).
+[ ! -c /dev/net/tun ] || chmod 0666 /dev/net/tun
 
 # Compose v2: Debian 12 has none; Debian 13's docker-compose (a static binary) installs cleanly.
 if ! docker compose version >/dev/null 2>&1; then
