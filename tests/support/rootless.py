@@ -55,7 +55,10 @@ def end_processes(user: str) -> None:
     uid = pwd.getpwnam(user).pw_uid
     subprocess.run(["pkill", "-TERM", "-u", user, "-x", "rootlesskit"], capture_output=True)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and subprocess.run(["pgrep", "-u", user, "-x", "rootlesskit"]).returncode == 0:
+    while (
+        time.monotonic() < deadline
+        and subprocess.run(["pgrep", "-u", user, "-x", "rootlesskit"], capture_output=True).returncode == 0
+    ):
         time.sleep(0.2)
     uids = {uid, *subordinate_uids(user)}
     for pid in processes_of(uids):
