@@ -167,7 +167,8 @@ def test_install_changes_no_account_it_did_not_create(deploy, tmp_path):
         assert adopted.returncode == 0, adopted.stdout + adopted.stderr
         password = next(line for line in Path("/etc/shadow").read_text().splitlines() if line.startswith(f"{user}:"))
         assert password in before[0]  # the same hash: its own password still logs in
-        assert "docker" in subprocess.run(["id", "-nG", user], capture_output=True, text=True).stdout.split()
+        groups = subprocess.run(["id", "-nG", user], capture_output=True, text=True).stdout.split()
+        assert "middock" in groups and "docker" not in groups  # its own rootless daemon: a deploy key is not root
         assert stat.S_IMODE(home.stat().st_mode) & 0o007 == 0
     finally:
         remove_user(user)

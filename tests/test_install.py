@@ -15,6 +15,8 @@ from support.install import Installed, owned_by_root
 from support.middock import ROOT
 from support.ssh_server import Sshd, as_user, remove_user, run_install, sshd_settings, unique_user, world_readable_dir
 
+from middock_receiver.server import rootless
+
 # A home of install.sh's deploy user takes middock's default ports: one worker runs these modules.
 pytestmark = pytest.mark.xdist_group("default-ports")
 
@@ -73,7 +75,8 @@ def test_first_install_sets_up_middock_the_user_and_the_key(installed):
     assert f"git remote add production {installed.user}@" in out and f"ssh {installed.user}@" in out
     assert os.readlink(installed.base / "bin" / "middock") == installed.middock
     passwd, password, groups = account(installed.user)
-    assert "docker" in groups and password == "*"
+    assert "docker" not in groups and password == "*"  # its own rootless daemon: a deploy key is not root
+    assert rootless.answers(pwd.getpwnam(installed.user).pw_uid)
     listed = subprocess.run([installed.middock, "keys:list", "--user", installed.user], capture_output=True, text=True)
     assert listed.stdout.startswith("alice@laptop ")
     keys_file = Path("/etc/middock/authorized_keys") / installed.user  # root's: no key can change it
