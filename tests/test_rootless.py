@@ -168,7 +168,8 @@ def test_middock_points_the_users_programs_at_its_own_daemon(deployment, mallory
 # --- the plan: pure functions, no daemon -----------------------------------------------------
 
 
-def test_the_daemons_unit_runs_it_as_the_user_with_the_setuid_id_mappers_allowed():
+def test_the_daemons_unit_runs_it_as_the_user_with_the_setuid_id_mappers_allowed(monkeypatch):
+    monkeypatch.setattr(rootless, "host_address", lambda: "192.0.2.10")
     owner = daemons.Owner("deploy", 1001, 1001, Path("/home/deploy"))
     spec = rootless.daemon(owner)
     unit = daemons.render_unit(spec, owner)
@@ -178,6 +179,9 @@ def test_the_daemons_unit_runs_it_as_the_user_with_the_setuid_id_mappers_allowed
     assert '"XDG_RUNTIME_DIR=/run/middock/1001"' in unit and '"_DOCKERD_ROOTLESS_CHILD=1"' in unit
     assert "ExecStart=/usr/bin/rootlesskit --net=slirp4netns" in unit and rootless.DOCKERD_ROOTLESS in unit
     assert spec.log == Path("/home/deploy/.middock/_docker/dockerd.log")
+    assert f"{rootless.DOCKERD_ROOTLESS} --host-gateway-ip=192.0.2.10\n" in unit  # host.docker.internal: the host
+    monkeypatch.setattr(rootless, "host_address", lambda: None)
+    assert rootless.daemon(owner).foreground[-1] == rootless.DOCKERD_ROOTLESS  # no network: Docker's own choice
 
 
 def test_only_middock_chooses_the_daemon_of_a_user(monkeypatch, tmp_path):

@@ -1,7 +1,11 @@
 """Where the apps' containers on this server come from, as a service on the host sees them: the
-addresses they connect from (middock's networks, networks.py) and the host's address they reach
-it at (`host.docker.internal`). A database on the host listens on the one and lets in the other
-(its listen_addresses and pg_hba.conf); a host firewall accepts them."""
+addresses they connect from and the host's address they reach it at (`host.docker.internal`). A
+database on the host listens on the one and lets in the other (its listen_addresses and
+pg_hba.conf); a host firewall accepts them.
+
+On the root daemon they connect from middock's networks (networks.py) and reach the host at
+Docker's default bridge. On a deploy user's rootless daemon both are the host's own address
+(server/rootless.py): slirp4netns makes their connections from the host itself."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import ipaddress
 import socket
 import struct
 
+from ..server import rootless
 from . import networks
 from .engine import docker
 
@@ -42,3 +47,11 @@ def host_gateway(client: docker.DockerClient) -> str | None:
     except docker.errors.NotFound:
         return None
     return interface_address((bridge.get("Options") or {}).get(BRIDGE_NAME, "docker0"))
+
+
+def for_apps(client: docker.DockerClient) -> dict:
+    """`{"from": [CIDR, …], "host": ADDRESS or None}` for this user's daemon."""
+    if rootless.in_use():
+        host = rootless.host_address()
+        return {"from": [f"{host}/32"] if host else [], "host": host, "rootless": True}
+    return {"from": [str(subnet) for subnet in sources()], "host": host_gateway(client), "rootless": False}

@@ -52,10 +52,30 @@ def use_own_daemon() -> None:
         os.environ.pop("DOCKER_HOST", None)
 
 
+def in_use() -> bool:
+    """Whether this process talks to the user's own daemon (use_own_daemon chose it)."""
+    return os.geteuid() != 0 and os.environ.get("DOCKER_HOST") == f"unix://{socket_path(os.geteuid())}"
+
+
+def host_address() -> str | None:
+    """The host's own IPv4 address on its network (the default route's source), or None without
+    one. The daemon's bridge lives in its namespace, so `host.docker.internal` stands for this
+    address in the user's containers (dockerd's --host-gateway-ip), and slirp4netns connects to
+    it from the host itself: a service on the host sees the apps come from this same address.
+    The host's loopback stays closed to them (Docker's default, --disable-host-loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("203.0.113.1", 9))  # a documentation address: UDP's connect sends nothing
+        except OSError:
+            return None
+        return probe.getsockname()[0]
+
+
 def rootlesskit_command(owner: Owner) -> list[str]:
     """dockerd-rootless.sh's own choices (slirp4netns, the builtin port driver, copy-up of /etc
     and /run), with rootlesskit's state in the user's folder; the script, started as its own
-    child (`_DOCKERD_ROOTLESS_CHILD`), only runs dockerd."""
+    child (`_DOCKERD_ROOTLESS_CHILD`), only runs dockerd, with the arguments after it."""
+    address = host_address()
     return [
         ROOTLESSKIT,
         "--net=slirp4netns",
@@ -69,6 +89,7 @@ def rootlesskit_command(owner: Owner) -> list[str]:
         "--propagation=rslave",
         f"--state-dir={machine.RUN / str(owner.uid) / 'rootlesskit'}",
         DOCKERD_ROOTLESS,
+        *([f"--host-gateway-ip={address}"] if address else []),
     ]
 
 
