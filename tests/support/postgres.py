@@ -107,8 +107,12 @@ def postgres_cluster(docker_client: docker.DockerClient, settings: list[str], hb
 
 
 def app_addresses() -> dict:
-    """`middock networks --json`: the subnets app containers connect from, the host's address."""
+    """`middock networks --json` of root's own apps (the root daemon): the subnets app containers connect from,
+    the host's address."""
     shown = subprocess.run(
-        [sys.executable, "-m", "middock_receiver", "networks", "--json"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "middock_receiver", "networks", "--json", "--user", "root"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(shown.stdout)
