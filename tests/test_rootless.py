@@ -13,6 +13,8 @@ import pwd
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -218,7 +220,9 @@ def test_what_the_daemon_lacks_is_said_with_the_command_that_gives_it(monkeypatc
 
 
 @pytest.mark.slow
-def test_behind_the_edge_a_push_a_rollback_and_a_restart_drop_no_request(deployment, tmp_path):
+def test_behind_the_edge_a_push_a_rollback_and_a_restart_drop_no_request_then_scale_and_maintenance(
+    deployment, tmp_path
+):
     """rootlesskit forwards the app's loopback port to the container; the edge switches between
     releases as on the root daemon. Fewer clients than the zero-drop group's tests: this one runs
     beside them (it shares the session's deploy user with test_ssh.py)."""
@@ -255,4 +259,13 @@ def test_behind_the_edge_a_push_a_rollback_and_a_restart_drop_no_request(deploym
         assert restarted.returncode == 0, restarted.stderr
         time.sleep(1)
     assert not load.report.failures, load.report.summary()
+    assert http_get(port) == "v1\n"
+
+    scaled = alice.run("ps:scale", app, "worker=2")
+    assert "is live" in scaled.stdout, scaled.stdout + scaled.stderr
+    assert "worker=2" in alice.run("ps:scale", app).stdout
+    assert alice.run("maintenance:on", app).returncode == 0
+    with pytest.raises(urllib.error.HTTPError, match="503"):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+    assert alice.run("maintenance:off", app).returncode == 0
     assert http_get(port) == "v1\n"
