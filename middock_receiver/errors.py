@@ -39,6 +39,8 @@ def os_error_line(error: OSError, near: str | os.PathLike | None = None) -> str:
         where = f" on {mount_point(path)}" if path else ""
         what = f" to write {error.filename}" if error.filename else ""
         return f"the disk is full{where}: no space left{what} ({error.strerror})"
+    if error.strerror is None:  # not the system's (the Docker SDK's connection errors are OSErrors): its own words
+        return f"{type(error).__name__}: {error}"
     return f"cannot write {error.filename or 'a file'}: {error.strerror}"
 
 

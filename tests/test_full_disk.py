@@ -15,6 +15,8 @@ from support.middock import Server, Workdir
 from support.ports import free_port
 from support.web import http_get
 
+from middock_receiver.errors import os_error_line
+
 ROOM = 256 * 1024  # left free: the push's objects fit, its checkout does not
 
 
@@ -69,3 +71,11 @@ def test_a_full_disk_fails_the_push_in_one_line_and_the_next_push_goes_live(smal
     assert "is live" in work.push().stderr
     assert http_get(port) == "v3"
     assert json.loads(server.middock("status", app, "--json").stdout)["state"] == "live"
+
+
+def test_an_os_error_that_is_not_the_systems_is_said_in_its_own_words():
+    """The Docker SDK's connection errors are OSErrors with no errno: never `cannot write a file: None`."""
+    assert os_error_line(OSError(28, "No space left on device", "/x")).startswith("the disk is full")
+    assert os_error_line(OSError("('Connection aborted.', RemoteDisconnected())")) == (
+        "OSError: ('Connection aborted.', RemoteDisconnected())"
+    )
