@@ -161,10 +161,13 @@ def start(daemon: Daemon, owner: Owner) -> None:
 
 
 def write_pid(daemon: Daemon, pid: int) -> None:
-    daemon.pidfile.unlink(missing_ok=True)
-    fd = os.open(daemon.pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    """The pidfile, replaced whole: the program may be writing its own already (Caddy's --pidfile)."""
+    fresh = daemon.pidfile.with_name(f".{daemon.pidfile.name}.{os.getpid()}")
+    fresh.unlink(missing_ok=True)
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w") as f:
         f.write(f"{pid}\n")
+    os.replace(fresh, daemon.pidfile)
 
 
 def wait_started(daemon: Daemon, answers: Callable[[], bool], timeout: float = START_TIMEOUT) -> None:
