@@ -269,3 +269,19 @@ def test_behind_the_edge_a_push_a_rollback_and_a_restart_drop_no_request_then_sc
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
     assert alice.run("maintenance:off", app).returncode == 0
     assert http_get(port) == "v1\n"
+
+
+def test_swarm_init_asks_before_making_every_deploy_key_root_and_never_strands_apps(deployment):
+    """A Swarm needs the root daemon: without --yes-deploy-is-root swarm:init changes nothing; with it,
+    it refuses while apps run on the user's own daemon (they would be left behind)."""
+
+    def swarm_init(*options: str) -> subprocess.CompletedProcess:
+        argv = [deployment.middock, "swarm:init", "--user", deployment.user, *options]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    deployment.new_app()  # the session's user may have none yet
+    for options, says in [((), "add --yes-deploy-is-root"), (("--yes-deploy-is-root",), "before the first app")]:
+        refused = swarm_init(*options)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and says in refused.stderr, refused.stderr
+    assert "docker" not in as_user(deployment.user, "id", "-nG").stdout.split()
+    assert rootless.answers(pwd.getpwnam(deployment.user).pw_uid)

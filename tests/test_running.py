@@ -189,7 +189,7 @@ def test_restart_behind_the_edge_drops_no_request_and_scaled_web_gets_every_cont
     assert server.releases(app)[-1]["kind"] == "restart of release 1"
     server.wait_idle(app)
     after = live_starts(server, docker_client, app)
-    running = {c.id for c in docker_client.containers.list()}
+    running = {c.id for c in docker_client.containers.list(ignore_removed=True)}
     for service in ("web", "worker"):  # new containers serve; the old ones stopped (kept for a rollback)
         assert len(after[service]) == 1 and after[service].isdisjoint(before[service]), (before, after)
         assert not {id_ for id_, _ in before[service]} & running
