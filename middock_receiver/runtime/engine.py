@@ -8,9 +8,9 @@ hook waiting for its deploy).
 
 from __future__ import annotations
 
-import grp
 import importlib.util
 import os
+import pwd
 import sys
 from types import ModuleType
 
@@ -34,13 +34,6 @@ def imported_on_first_use(name: str) -> ModuleType:
 docker = imported_on_first_use("docker")
 
 
-def in_docker_group() -> bool:
-    try:
-        return grp.getgrnam("docker").gr_gid in os.getgroups()
-    except KeyError:
-        return False
-
-
 def docker_client() -> docker.DockerClient:
     """A client for the local daemon; one clear error when it is not there."""
     try:
@@ -49,7 +42,8 @@ def docker_client() -> docker.DockerClient:
         return client
     except docker.errors.DockerException as error:
         reason = str(error).split(": ", 1)[-1][:200]
-        if os.geteuid() != 0 and not rootless.socket_path(os.geteuid()).exists() and not in_docker_group():
+        me = pwd.getpwuid(os.geteuid())
+        if me.pw_uid != 0 and not rootless.socket_path(me.pw_uid).exists() and not rootless.on_root_daemon(me.pw_name):
             reason += (
                 "; this user's own Docker daemon is not running: root starts it with `middock refresh --user NAME`"
             )

@@ -21,9 +21,9 @@ import grp
 import os
 import pwd
 import socket
-import subprocess
 from pathlib import Path
 
+from .. import process
 from ..errors import MiddockError
 from . import daemons, machine
 from .daemons import Daemon, Owner
@@ -209,6 +209,6 @@ def join_root_daemon(user: pwd.struct_passwd, app_names: list[str]) -> None:
         )
     stop(user)
     socket_path(user.pw_uid).unlink(missing_ok=True)
-    result = subprocess.run(["usermod", "-aG", "docker", user.pw_name], capture_output=True, text=True)
+    result = process.capture(["usermod", "-aG", "docker", user.pw_name])
     if result.returncode != 0:
         raise MiddockError(f"usermod could not add {user.pw_name} to the docker group: {result.stderr.strip()[:200]}")
