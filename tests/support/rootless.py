@@ -39,12 +39,14 @@ def subordinate_uids(user: str) -> range:
 def processes_of(uids: set[int]) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             status = (entry / "status").read_text()
-        except OSError:
+        except OSError:  # ended meanwhile
             continue
         real_uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-        if entry.name.isdigit() and real_uid in uids:
+        if real_uid in uids:
             found.append(int(entry.name))
     return found
 
