@@ -57,6 +57,12 @@ def test_a_release_beside_another_keeps_volumes_and_named_networks_and_owns_the_
     assert config["networks"]["default"] == {} and config["networks"]["back"] == {}
     assert config["networks"]["shared"] == {"name": "shared-net", "external": True}
     assert RESOLVED["services"]["web"]["ports"][0]["published"] == "8080"  # the pinned one is untouched
+    # a volume's driver and options are for its making (ensure_shared): Compose refuses them beside `external`
+    optioned = {**RESOLVED, "volumes": {"media": {"name": "shop_media", "driver_opts": {"type": "none"}}}}
+    assert side_by_side.beside(optioned, "shop", "shop_r7", Web("web", 8000), [20001])["volumes"]["media"] == {
+        "name": "shop_media",
+        "external": True,
+    }
     assert side_by_side.shared_volumes(RESOLVED, "shop") == {"shop_media": {"name": "shop_media", "key": "media"}}
     assert list(side_by_side.shared_networks(RESOLVED, "shop")) == ["shared-net"]
 

@@ -98,9 +98,8 @@ def beside(resolved: dict, app: str, project: str, web: Web, ports: list[int]) -
     published = str(ports[0]) if len(ports) == 1 else f"{ports[0]}-{ports[-1]}"
     spec["ports"] = [{"target": web.port, "host_ip": "127.0.0.1", "published": published, "protocol": "tcp"}]
     for key, volume in (config.get("volumes") or {}).items():
-        if not volume.get("external"):
-            volume["name"] = volume.get("name") or f"{app}_{key}"
-            volume["external"] = True
+        if not volume.get("external"):  # made once by ensure_shared, with its driver and options
+            config["volumes"][key] = {"name": volume.get("name") or f"{app}_{key}", "external": True}
     for key, network in (config.get("networks") or {}).items():
         if network.get("external"):
             continue
