@@ -234,11 +234,11 @@ esac
 [ "$made_here" = 1 ] || chmod o-rwx,g-w "$home" # the apps' state and secrets live there
 # The user's containers run on a Docker daemon of its own, in Docker's rootless mode: a deploy
 # key is then not root (in the docker group it would be). An install from before, whose apps run
-# on the root daemon, keeps it (middock cannot yet move running apps from one daemon to another).
+# on the root daemon, keeps it until root moves them (middock refresh --rootless): never unasked.
 if [[ " $(id -nG "$user") " == *" docker "* ]]; then
     if compgen -G "$home/*.git" >/dev/null; then
         say "Keeping $user on the root Docker daemon, where its apps run: its deploy keys stay root-equivalent"
-        detail "(moving running apps to a rootless daemon of its own is not built yet; a new deploy user gets one)"
+        detail "(middock refresh --rootless --user $user moves them to a rootless daemon of its own)"
     else
         gpasswd -d "$user" docker >/dev/null
     fi

@@ -22,6 +22,7 @@ from support.server_bed import (
     add_laptop,
     copy_middock,
     create_hello,
+    deploy_docker,
     install,
     live_url,
     not_owned_by,
@@ -173,6 +174,39 @@ def test_the_apps_repository_keeps_deploying_through_its_old_hooks_too(bed: Serv
 
 def test_rollback_after_the_upgrade(bed: ServerBed, state: dict) -> None:
     """`rollback` serves the release before the last push again."""
+    over_ssh(bed, "rollback", "hello")
+    assert "after the upgrade" in page(bed, f"http://localhost:{state['port']}/")
+    assert "after the upgrade" in by_domain(bed)
+
+
+def test_refresh_rootless_moves_the_app_to_the_users_own_daemon_and_drops_no_request(
+    bed: ServerBed, state: dict
+) -> None:
+    """The upgrade kept the deploy user, whose app runs on the root daemon, in the docker group; root's
+    `refresh --rootless` moves the app to the user's own rootless daemon under load: every request answered on
+    its port and its domain, its releases kept, the user out of the docker group, and a push and a rollback work
+    there."""
+    assert "docker" in bed.exec("id", "-nG", "deploy").stdout.split()
+    loads = {"port": BedLoad(bed, state["port"]), "domain": BedLoad(bed, 80, host=DOMAIN)}
+    try:
+        started = time.monotonic()
+        moved = bed.exec("middock", "refresh", "--rootless", "--user", "deploy", check=False)
+        seconds = time.monotonic() - started
+    finally:
+        reports = {name: load.stop() for name, load in loads.items()}
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    report(f"refresh --rootless (the app moved to the user's own daemon): {seconds:.1f} s")
+    for name, found in reports.items():
+        report(f"load on the app's {name} during the move: {found['total']} requests, {len(found['failures'])} failed")
+    for name, found in reports.items():
+        assert found["stopped"], f"the load on the app's {name} reached its bounds before the move ended"
+        assert found["total"] > 0 and found["failures"] == [], f"{name}: {found['failures'][:5]}"
+    assert "docker" not in bed.exec("id", "-nG", "deploy").stdout.split()
+    assert "rootless move of release" in over_ssh(bed, "releases", "hello").stdout
+    assert bed.exec("docker", "ps", "--quiet").stdout == "", "the app's containers are still on the root daemon"
+    assert deploy_docker(bed, "ps", "--quiet").stdout.strip(), "nothing runs on the user's own daemon"
+    push_greeting(bed, "Hello from middock, on rootless Docker")
+    assert "on rootless Docker" in page(bed, f"http://localhost:{state['port']}/")
     over_ssh(bed, "rollback", "hello")
     assert "after the upgrade" in page(bed, f"http://localhost:{state['port']}/")
     assert "after the upgrade" in by_domain(bed)

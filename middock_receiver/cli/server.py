@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 from ..errors import MiddockError
+from ..migrate import to_rootless
 from ..server import account, keys, privileges, roles, rootless, ssh
-from ..state import audit
+from ..state import audit, cluster
 from ..state.apps import check_name, middock_home
 from .commands import COMMANDS, argument, command, emit_json, when
 
@@ -98,6 +99,7 @@ def cmd_keys_remove(args: argparse.Namespace) -> int:
     app=False, privileges="own",
 )  # fmt: skip
 @argument("--root-keys", action="store_true", help="make root's keys file of the user from its own (install.sh)")
+@argument("--rootless", action="store_true", help="move the user's apps from the root daemon to its own")
 def cmd_refresh(args: argparse.Namespace) -> int:
     user = privileges.target(args.user)
     home = privileges.home_of(user)
@@ -109,7 +111,9 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         print(f"-----> The keys of {user.pw_name} are now root's: {account.root_keys(user)}")
     if os.geteuid() == 0 or account.authorized_keys(user) != account.root_keys(user):
         keys.refresh(keys_file(user))
-    if privileges.dropping(user):
+    if args.rootless:
+        move_to_own_docker(user, home)
+    elif privileges.dropping(user):
         start_own_docker(user)
     privileges.become(user)
     refreshed = account.refresh(home)
@@ -127,6 +131,29 @@ def start_own_docker(user: pwd.struct_passwd) -> None:
         return
     rootless.start(user)
     print(f"-----> The own Docker daemon of {user.pw_name} (rootless) answers on {rootless.socket_path(user.pw_uid)}")
+
+
+def move_to_own_docker(user: pwd.struct_passwd, home: Path) -> None:
+    """As root: the user's own rootless daemon started, its apps moved there from the root daemon
+    (migrate/to_rootless.py), then the user taken out of the `docker` group; a user with an app
+    left behind stays in it, so that app keeps running where it is."""
+    if not privileges.dropping(user):
+        raise MiddockError("refresh --rootless moves a deploy user's apps: run it as root, with --user NAME")
+    if not rootless.on_root_daemon(user.pw_name):
+        start_own_docker(user)
+        return
+    if cluster.load(home) is not None:
+        raise MiddockError(f"{user.pw_name} runs a Swarm, which needs the root daemon: nothing was moved")
+    rootless.start(user)
+    print(f"-----> The own Docker daemon of {user.pw_name} (rootless) answers; moving its apps there")
+    left = privileges.as_user(user, to_rootless.move_all, str(home))
+    if left:
+        raise MiddockError(
+            f"{', '.join(left)} still run on the root daemon (said above), so {user.pw_name} stays in the docker "
+            "group; the apps moved stay moved: run refresh --rootless again once it is mended"
+        )
+    rootless.leave_root_daemon(user)
+    print(f"-----> {user.pw_name} left the docker group: its apps run on its own daemon, its deploy keys are not root")
 
 
 @command("ssh-serve", "the forced command of every key (sshd runs it)", app=False)

@@ -113,6 +113,14 @@ class ComposeStack:
         return self.command("run", "--rm", "--no-deps", "-T", *named, *labelled, service, *command)
 
 
+RELEASE_REPOSITORY = "middock-release"
+
+
 def release_tag(app: str, release: int, service: str) -> str:
     """The tag that pins a service's image to a release, so rollback needs no rebuild."""
-    return "middock-release:" + f"{app}.r{release}.{service}"[:128]
+    return f"{RELEASE_REPOSITORY}:" + f"{app}.r{release}.{service}"[:128]
+
+
+def release_tags_prefix(app: str) -> str:
+    """What every release tag of the app begins with (an app's name is far shorter than a tag)."""
+    return f"{RELEASE_REPOSITORY}:{app}.r"

@@ -212,3 +212,11 @@ def join_root_daemon(user: pwd.struct_passwd, app_names: list[str]) -> None:
     result = process.capture(["usermod", "-aG", "docker", user.pw_name])
     if result.returncode != 0:
         raise MiddockError(f"usermod could not add {user.pw_name} to the docker group: {result.stderr.strip()[:200]}")
+
+
+def leave_root_daemon(user: pwd.struct_passwd) -> None:
+    """As root, once the user's apps run on its own daemon: the user out of the `docker` group."""
+    result = process.capture(["gpasswd", "--delete", user.pw_name, "docker"])
+    if result.returncode != 0:
+        reason = result.stderr.strip()[:200]
+        raise MiddockError(f"gpasswd could not take {user.pw_name} out of the docker group: {reason}")
