@@ -150,6 +150,7 @@ command -v docker >/dev/null || missing+=(docker.io)
 [ -x /usr/bin/slirp4netns ] || missing+=(slirp4netns)
 [ -x /usr/bin/newuidmap ] || missing+=(uidmap)
 [ -x /usr/sbin/cron ] || missing+=(cron) # runs the apps' scheduled jobs (middock.cron)
+[ -x /usr/sbin/logrotate ] || missing+=(logrotate) # rotates the audit log
 if [ "$edge" = 1 ]; then
     [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     [ -x /usr/bin/caddy ] || missing+=(caddy)
@@ -311,6 +312,41 @@ if [ "$system_sshd" = 1 ]; then
     sshd_out=$(/usr/sbin/sshd -t 2>&1) || { rm -f "$sshd_setting" && die "sshd refuses its configuration with $sshd_setting: $sshd_out"; }
 fi
 "$prefix/bin/middock" refresh --user "$user" --root-keys | sed 's/^-----> /       /'
+# The audit log of who did what is root's too: /var/log/middock/audit-USER.log, root's file that
+# the user's group may append to (its append-only attribute) and read (`middock audit`), so no
+# key's build script can rewrite or remove a line. logrotate rotates it, keeping it append-only.
+# Lines an earlier middock wrote in the user's home are carried over once (read as the user).
+audit_log="/var/log/middock/audit-$user.log"
+install -d -m 0755 -o root -g root /var/log/middock
+if [ ! -f "$audit_log" ]; then
+    (umask 077 && : >"$audit_log.new")
+    for old in .3 .2 .1 ""; do
+        runuser -u "$user" -- cat "$home/.middock/audit.log$old" 2>/dev/null >>"$audit_log.new" || true
+    done
+    chown "root:$gid" "$audit_log.new"
+    chmod 0660 "$audit_log.new"
+    mv -f "$audit_log.new" "$audit_log"
+fi
+chattr +a "$audit_log" 2>/dev/null ||
+    printf ' !     Warning: %s cannot be append-only here (chattr +a): the deploy user could rewrite it\n' "$audit_log" >&2
+cat >/etc/logrotate.d/middock <<'LOGROTATE'
+# middock (install.sh): the deploy users' audit logs, root's and append-only (chattr +a)
+/var/log/middock/audit-*.log {
+    size 1M
+    rotate 3
+    missingok
+    notifempty
+    nocompress
+    create
+    prerotate
+        chattr -a "$1" 2>/dev/null || true
+    endscript
+    postrotate
+        chattr +a "$1" 2>/dev/null || true
+        chmod g-w "$1.1"
+    endscript
+}
+LOGROTATE
 if [ "$system_sshd" = 1 ]; then
     if [ -d /run/systemd/system ] && systemctl is-active --quiet ssh 2>/dev/null; then
         systemctl reload ssh

@@ -28,6 +28,7 @@ apt_install debootstrap                    # the Debian base image of the django
 apt_install docker-registry                # the Swarm's registry (the Swarm tests run their own nodes)
 apt_install python3-venv # install.sh's virtualenv, made with the distribution's /usr/bin/python3
 apt_install cron         # runs the apps' scheduled jobs (the tests start it where it does not run)
+apt_install logrotate    # rotates install.sh's audit logs
 apt_install rootlesskit slirp4netns uidmap # the deploy user's rootless Docker daemon (install.sh's)
 
 # What udev does on a Debian server, and a container's /dev lacks: /dev/net/tun open to every

@@ -149,6 +149,36 @@ def test_root_commands_act_as_the_deploy_user_and_give_back_what_root_left(insta
     as_user(installed.user, installed.middock, "apps:destroy", "made-by-root", "--force")
 
 
+def test_the_audit_log_is_roots_and_the_deploy_user_can_only_append_to_it(installed, tmp_path):
+    """install.sh's audit log: root's file, the user's group may append and read; root's changes for the
+    user land there, `audit` reads them back, the user can neither empty nor remove it, and logrotate
+    rotates it, the new one append-only again and the old lines still read."""
+    user = installed.user
+    log = Path(f"/var/log/middock/audit-{user}.log")
+    info = log.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, pwd.getpwnam(user).pw_gid, 0o660)
+    assert "a" in subprocess.run(["lsattr", str(log)], capture_output=True, text=True).stdout.split()[0]
+    locked = subprocess.run([installed.middock, "lock", "audited-app", "--user", user], capture_output=True, text=True)
+    assert "audited-app" in locked.stderr  # no such app: a failed change, recorded all the same
+    line = json.loads(log.read_text().splitlines()[-1])
+    assert (line["actor"], line["app"], line["result"][:7]) == ("root", "audited-app", "failed:"), line
+    for attempt in ([f": > {log}"], [f"rm -f {log}"], [f"mv {log} {log}.x"]):
+        assert as_user(user, "sh", "-c", *attempt, check=False).returncode != 0, attempt
+    assert log.stat().st_size > 0
+
+    config = tmp_path / "logrotate.conf"  # install.sh's, for this user's log only (others' are other tests')
+    config.write_text(Path("/etc/logrotate.d/middock").read_text().replace("/var/log/middock/audit-*.log", str(log)))
+    rotated = subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "state"), str(config)],
+                             capture_output=True, text=True)  # fmt: skip
+    assert rotated.returncode == 0, rotated.stderr
+    old = log.with_name(f"{log.name}.1")
+    assert old.stat().st_mode & 0o777 == 0o640 and log.stat().st_size == 0
+    assert "a" in subprocess.run(["lsattr", str(log)], capture_output=True, text=True).stdout.split()[0]
+    shown = as_user(user, installed.middock, "audit", "audited-app", "--json")
+    assert [entry["command"] for entry in json.loads(shown.stdout)] == ["lock"], shown.stdout
+    old.unlink()
+
+
 def test_without_the_edge_nothing_of_it_starts(installed):
     user = unique_user()
     try:

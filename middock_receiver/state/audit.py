@@ -1,9 +1,12 @@
-"""Who did what: one JSON line per command that changed something, in `~/.middock/audit.log`.
+"""Who did what: one JSON line per command that changed something.
 
 Each line holds the time, who asked (an SSH key's name and fingerprint, set by the dispatcher, or
-the local user: `root`), the command, its app and how it ended. The file is 0600 and rotated:
-past MAX_BYTES it becomes `audit.log.1` (and that one `.2`, up to KEPT files), under a lock so
-two writers never lose a line or rotate twice.
+the local user: `root`), the command, its app and how it ended. The log is root's where install.sh
+made it, `/var/log/middock/audit-USER.log`: root owns it, the user's group may append to it (the
+file is append-only, `chattr +a`) and read it, so neither the user nor a key's build script can
+rewrite or remove a line; logrotate rotates it. A home without one (a home of root's, an install
+from before) has its own, `~/.middock/audit.log`, 0600, which middock rotates itself: past
+MAX_BYTES it becomes `audit.log.1` (and that one `.2`, up to KEPT files), under a lock.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import pwd
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import flock
 
+ROOT_LOGS = Path("/var/log/middock")  # install.sh's folder of the deploy users' logs (root's)
 MAX_BYTES = 1_000_000
-KEPT = 3  # rotated files kept beside the current one
+KEPT = 3  # rotated files kept beside the current one (install.sh's logrotate keeps as many)
 FIELD_MAX = 300  # characters of one field (a result's error line, a command's words)
 
 
@@ -33,7 +38,13 @@ class Entry:
 
 
 def log_path(home: Path) -> Path:
-    return home / ".middock" / "audit.log"
+    """The log of the home's user: root's, where install.sh made it, else the home's own."""
+    try:
+        owner = pwd.getpwuid(home.stat().st_uid).pw_name
+    except (KeyError, OSError):
+        owner = None
+    roots = ROOT_LOGS / f"audit-{owner}.log"
+    return roots if owner and roots.is_file() else home / ".middock" / "audit.log"
 
 
 def actor() -> tuple[str, str]:
@@ -50,15 +61,25 @@ def entry(command: str, app: str | None, result: str, who: tuple[str, str] | Non
 
 
 def append(home: Path, line: Entry) -> None:
-    """Add `line` to the home's audit log, rotating it first when it is full."""
+    """Add `line` to the home's audit log in one write (appends never interleave); the home's own
+    log is rotated first when it is full (root's is logrotate's)."""
     path = log_path(home)
+    text = (json.dumps(asdict(line), ensure_ascii=False) + "\n").encode()
+    if path.parent == ROOT_LOGS:
+        write_line(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW), text)
+        return
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with flock.held(path.with_name("audit.lock"), timeout=10, what="the audit log's lock"):
         if path.exists() and path.stat().st_size >= MAX_BYTES:
             rotate(path)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "a") as file:
-            file.write(json.dumps(asdict(line), ensure_ascii=False) + "\n")
+        write_line(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600), text)
+
+
+def write_line(fd: int, text: bytes) -> None:
+    try:
+        os.write(fd, text)
+    finally:
+        os.close(fd)
 
 
 def rotate(path: Path) -> None:

