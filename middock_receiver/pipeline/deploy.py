@@ -29,8 +29,8 @@ from ..jobs import cronfile, crontab
 from ..jobs.cronfile import Job
 from ..output import Output
 from ..runtime import compose, overrides, side_by_side, stack_file
-from ..runtime.engine import docker, docker_client
-from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env
+from ..runtime.engine import docker, docker_client, enforces_limits
+from ..runtime.plan import ComposeStack, Target, build_scripts, compose_files, deploy_env, resource_limited
 from ..runtime.side_by_side import Web
 from ..state import cluster, config, previews, processes, releases
 from ..state.apps import App, read_settings
@@ -258,8 +258,15 @@ class Deploy:
     def choose_runtime(self, resolved: dict) -> None:
         """On the Swarm, behind the edge (MIDDOCK_WEB) or in place; refuse, before anything
         starts (the build too), a bad MIDDOCK_LOG_MAX, a stack that cannot run there or beside
-        its predecessor, or a deploy the edge is not there to serve."""
+        its predecessor, or a deploy the edge is not there to serve; say which resource limits
+        the daemon will not enforce."""
         self.log_rotation = overrides.log_rotation(self.env.get("MIDDOCK_LOG_MAX"))
+        limited = resource_limited(resolved)
+        if limited and not enforces_limits(self.client):
+            self.out.warn(
+                f"the resource limits of {', '.join(limited)} are not enforced: rootless Docker has none on a "
+                "kernel with cgroup v1 (see the README)"
+            )
         self.web = side_by_side.web_target(self.env)
         self.on_swarm = self.settings.get("target") == "swarm"
         if self.on_swarm:

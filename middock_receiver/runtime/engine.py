@@ -48,3 +48,10 @@ def docker_client() -> docker.DockerClient:
                 "; this user's own Docker daemon is not running: root starts it with `middock refresh --user NAME`"
             )
         raise MiddockError(f"the Docker daemon is not reachable ({reason}); nothing was changed") from None
+
+
+def enforces_limits(client: docker.DockerClient) -> bool:
+    """Whether the daemon enforces CPU and memory limits: Docker's rootless mode cannot on a
+    kernel with cgroup v1 (it documents it), and discards them with a warning of its own."""
+    info = client.info()
+    return not ("name=rootless" in info.get("SecurityOptions", []) and info.get("CgroupVersion") == "1")

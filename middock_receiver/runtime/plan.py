@@ -124,3 +124,20 @@ def release_tag(app: str, release: int, service: str) -> str:
 def release_tags_prefix(app: str) -> str:
     """What every release tag of the app begins with (an app's name is far shorter than a tag)."""
     return f"{RELEASE_REPOSITORY}:{app}.r"
+
+
+# What a service may ask of the kernel's cgroups, in Compose's keys (and `deploy.resources`).
+RESOURCE_KEYS = (
+    "mem_limit", "memswap_limit", "mem_reservation", "cpus", "cpu_shares", "cpu_quota", "cpu_period", "cpuset",
+    "pids_limit", "blkio_config",
+)  # fmt: skip
+
+
+def resource_limited(resolved: dict) -> list[str]:
+    """The services of a resolved configuration that ask for CPU, memory, pids or I/O limits."""
+    found = []
+    for name, spec in resolved["services"].items():
+        resources = (spec.get("deploy") or {}).get("resources") or {}
+        if any(spec.get(key) for key in RESOURCE_KEYS) or resources.get("limits") or resources.get("reservations"):
+            found.append(name)
+    return sorted(found)
