@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support.apps import write_web_app
+from support.apps import WEB_APP_COMPOSE, write_web_app
 from support.edge import assert_clean_switch
 from support.images import BUSYBOX_IMAGE
 from support.load import Load
@@ -28,6 +28,7 @@ from support.ports import free_port
 from support.rootless import docker_as
 from support.ssh_server import as_user
 from support.web import http_get
+from support.webhooks import Receiver
 
 from middock_receiver.errors import MiddockError
 from middock_receiver.server import daemons, rootless
@@ -219,6 +220,10 @@ def test_what_the_daemon_lacks_is_said_with_the_command_that_gives_it(monkeypatc
 # --- an app behind the edge, on the rootless daemon --------------------------------------------
 
 
+# the web service's memory limit, which rootless Docker on cgroup v1 cannot enforce
+LIMITED = "    init: true\n    mem_limit: 256m\n"
+
+
 @pytest.mark.slow
 def test_behind_the_edge_a_push_a_rollback_and_a_restart_drop_no_request_then_scale_and_maintenance(
     deployment, tmp_path
@@ -233,13 +238,21 @@ def test_behind_the_edge_a_push_a_rollback_and_a_restart_drop_no_request_then_sc
     work.env["GIT_SSH_COMMAND"] = alice.git_ssh_command
     work.git("remote", "add", "production", alice.url(f"{app}.git"))
 
-    def push(version: str) -> None:
-        write_web_app(work, version)
+    def push(version: str) -> str:
+        write_web_app(work, version, compose=WEB_APP_COMPOSE.replace("    init: true\n", LIMITED, 1))
         work.commit(version)
         pushed = work.push()
         assert pushed.returncode == 0 and "is live" in pushed.stderr, pushed.stderr
+        return pushed.stderr
 
-    push("v1")
+    receiver = Receiver()  # the deploy user's detached deliverer posts from the host, whatever the daemon
+    assert alice.run("notify:add", app, receiver.url, "--allow-private").returncode == 0
+    said = push("v1")
+    event = json.loads(receiver.wait(1)[0].body)
+    assert (event["event"], event["app"], event["pusher"]) == ("deploy", app, "alice"), event
+    receiver.close()
+    if Path("/sys/fs/cgroup/memory").is_dir():  # cgroup v1: Docker's rootless mode enforces no limit there
+        assert "Warning: the resource limits of web are not enforced: rootless Docker has none" in said, said
     assert http_get(port) == "v1\n"
     clients = {"keepalive": 1, "fresh": 1, "slow": 1}
     with Load(port, **clients) as load:
