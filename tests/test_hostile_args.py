@@ -32,7 +32,7 @@ from support.middock import Server, Workdir
 from support.ports import free_port
 from support.ssh_server import make_key, remove_user, world_readable_dir
 
-from middock_receiver.cli import COMMANDS
+from middock_receiver.cli import load_all
 from middock_receiver.errors import one_line, quoted
 from middock_receiver.server.ssh import LOCAL_ONLY
 from middock_receiver.state.apps import DEFAULT_SETTINGS
@@ -336,7 +336,7 @@ def test_an_error_line_shows_what_was_typed_on_one_line():
 
 
 def test_the_table_covers_every_command():
-    assert sorted(TABLE) == sorted(COMMANDS)
+    assert sorted(TABLE) == sorted(load_all())
 
 
 @pytest.mark.parametrize("command", sorted(TABLE))

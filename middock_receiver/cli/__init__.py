@@ -1,9 +1,10 @@
 """The `middock` command: the same words locally and as `ssh deploy@host WORD …`.
 
 Each module here holds one group of commands, registered with `@command` and `@argument`
-(commands.py); `main` parses the words, checks them against an SSH key's role (server/roles.py),
-runs the command, turning a MiddockError into one line on stderr and a non-zero exit, and
-records a command that changes something in the audit log (state/audit.py).
+(commands.py); `main` imports the module of the command asked for, parses the words, checks
+them against an SSH key's role (server/roles.py), runs the command, turning a MiddockError into
+one line on stderr and a non-zero exit, and records a command that changes something in the
+audit log (state/audit.py).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from ..errors import MiddockError, one_line, os_error_line
 from ..server import privileges, roles, rootless
 from ..state import audit
 from ..state.apps import APP_NAME, App, middock_home
-from . import apps, cron, edge, help, maintenance, networks, notify, previews, releases, running, server, swarm  # noqa: F401 (each registers its commands)
-from .commands import COMMANDS, parser, text_words
+from .commands import COMMANDS, load, load_all, parser, text_words
+
+__all__ = ["load_all", "main"]
 
 
 def named_apps(args: argparse.Namespace) -> tuple[str, ...]:
@@ -50,7 +52,9 @@ def main(argv: Sequence[str] | None = None, grant: roles.Grant | None = None) ->
     sys.stdout.reconfigure(line_buffering=True)  # our lines before a deploy's streamed output
     audited: tuple[pwd.struct_passwd, argparse.Namespace, tuple[str, str]] | None = None  # whose log, what, who
     try:
-        args = parser().parse_args(text_words(sys.argv[1:] if argv is None else argv))
+        words = text_words(sys.argv[1:] if argv is None else argv)
+        load(words)
+        args = parser().parse_args(words)
         command = COMMANDS[args.command]
         if grant is not None:
             check_role(grant, args)

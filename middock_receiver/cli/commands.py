@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -27,6 +28,42 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {}
+
+# The module of this package that registers each command. A command imports only its own module
+# (`load`): importing every one of them, and all they import, was most of a short command's time.
+MODULES = {
+    "apps": ("apps", "apps:create", "apps:destroy", "apps:set"),
+    "cron": ("cron", "cron:run", "cron:runs", "cron:output", "cron:suspend", "cron:resume"),
+    "edge": ("edge", "edge:start", "edge:stop", "edge:set", "domains", "domains:add", "domains:remove"),
+    "help": ("help", "version"),
+    "maintenance": ("maintenance", "maintenance:on", "maintenance:off"),
+    "networks": ("networks",),
+    "notify": ("notify", "notify:add", "notify:remove", "notify:test", "notify:rotate-secret"),
+    "previews": ("previews", "previews:destroy", "previews:expire"),
+    "releases": (
+        "deploy", "rollback", "releases", "status", "releases:output", "config", "config:set", "config:unset",
+        "lock", "unlock", "run",
+    ),
+    "running": ("ps", "logs", "ps:scale", "ps:restart", "ps:stop", "ps:start"),
+    "server": ("keys:add", "keys:set", "keys:list", "keys:remove", "refresh", "ssh-serve", "audit"),
+    "swarm": ("swarm:init", "nodes", "nodes:join-script", "nodes:drain", "nodes:activate", "nodes:remove"),
+}  # fmt: skip
+NAMES = frozenset(name for names in MODULES.values() for name in names)  # every command, none imported
+
+
+def load(words: Sequence[str]) -> dict[str, Command]:
+    """Register the command the words name (the first that is not an option); every command for
+    no such word (argparse then lists them all); returns the registry."""
+    word = next((word for word in words if not word.startswith("-")), None)
+    wanted = [module for module, names in MODULES.items() if word in names] or list(MODULES)
+    for module in wanted:
+        importlib.import_module(f"{__package__}.{module}")
+    return COMMANDS
+
+
+def load_all() -> dict[str, Command]:
+    """Every command registered (help's listing, the tests' tables)."""
+    return load([])
 
 
 def command(

@@ -8,16 +8,17 @@ import argparse
 
 from ..errors import MiddockError
 from ..server.ssh import LOCAL_ONLY
-from .commands import COMMANDS, argument, command, parser
+from .commands import argument, command, load_all, parser
 from .version import version_line
 
 HIDDEN = frozenset({"help", "ssh-serve"})
 
 
 def listing(over_ssh: bool) -> str:
-    names = sorted(name for name in COMMANDS if name not in HIDDEN and not (over_ssh and name in LOCAL_ONLY))
+    commands = load_all()
+    names = sorted(name for name in commands if name not in HIDDEN and not (over_ssh and name in LOCAL_ONLY))
     width = max(len(name) for name in names)
-    lines = [f"  {name:<{width}}  {COMMANDS[name].help}" for name in names]
+    lines = [f"  {name:<{width}}  {commands[name].help}" for name in names]
     if over_ssh:
         usage = "usage: ssh USER@HOST COMMAND [ARGS…]   (ssh USER@HOST help COMMAND shows its options)"
         git = "git: git push / fetch / clone USER@HOST:APP.git"
@@ -34,7 +35,7 @@ def cmd_help(args: argparse.Namespace) -> int:
     if args.word is None:
         print(listing(args.over_ssh), end="")
         return 0
-    if args.word not in COMMANDS or args.word in HIDDEN or (args.over_ssh and args.word in LOCAL_ONLY):
+    if args.word not in load_all() or args.word in HIDDEN or (args.over_ssh and args.word in LOCAL_ONLY):
         raise MiddockError(f"no command {args.word!r}; `help` lists them")
     parser().parse_args([args.word, "--help"])  # prints the command's options and exits 0
     return 0

@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 from ..errors import MiddockError
-from ..migrate import to_rootless
 from ..server import account, keys, privileges, roles, rootless, ssh
 from ..state import audit, cluster
 from ..state.apps import check_name, middock_home
-from .commands import COMMANDS, argument, command, emit_json, when
+from .commands import NAMES, argument, command, emit_json, when
 
 
 def read_key(file: str) -> str:
@@ -144,6 +143,8 @@ def move_to_own_docker(user: pwd.struct_passwd, home: Path) -> None:
         return
     if cluster.load(home) is not None:
         raise MiddockError(f"{user.pw_name} runs a Swarm, which needs the root daemon: nothing was moved")
+    from ..migrate import to_rootless  # the whole deploy pipeline: only for this command
+
     rootless.start(user)
     print(f"-----> The own Docker daemon of {user.pw_name} (rootless) answers; moving its apps there")
     left = privileges.as_user(user, to_rootless.move_all, str(home))
@@ -166,7 +167,7 @@ def cmd_ssh_serve(args: argparse.Namespace) -> int:
     grant = roles.Grant(keys.check_name(args.key), *keys.check_grant(args.role, keys.parse_apps(args.apps)))
     named = [key for key in keys.listed(account.authorized_keys(privileges.target(None))) if key.name == grant.key]
     fingerprint = named[0].fingerprint if named else ""
-    return ssh.serve(grant, fingerprint, COMMANDS, lambda argv: main(argv, grant))
+    return ssh.serve(grant, fingerprint, NAMES, lambda argv: main(argv, grant))
 
 
 @command("audit", "who changed what: the audit log's last lines (of APP)", app=False, json=True)
