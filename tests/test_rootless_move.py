@@ -82,6 +82,10 @@ def old_install(tmp_path):
         deployment.start()
         rootless.stop(pwd.getpwnam(deployment.user))
         socket_path(pwd.getpwnam(deployment.user).pw_uid).unlink(missing_ok=True)
+        # with neither a daemon of its own nor the docker group, a command says who starts one
+        stranded = as_user(deployment.user, deployment.middock, "networks", check=False)
+        assert stranded.returncode == 1 and stranded.stderr.count("\n") == 1, stranded.stderr
+        assert "root starts it with `middock refresh --user NAME`" in stranded.stderr, stranded.stderr
         subprocess.run(["usermod", "-aG", "docker", deployment.user], check=True)
         yield deployment
     finally:

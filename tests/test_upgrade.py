@@ -10,6 +10,7 @@ works. One bed for the module, its tests in order; figures are printed with the 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -92,6 +93,23 @@ def hook_modules(texts: dict[str, str]) -> set[str]:
     return {module for text in texts.values() for module in re.findall(r" -m (\S+)", text)}
 
 
+@contextlib.contextmanager
+def answered_under_load(bed: ServerBed, state: dict, during: str) -> Iterator[None]:
+    """Load on the app's port and on its domain while the block runs: every request is answered."""
+    loads = {"port": BedLoad(bed, state["port"]), "domain": BedLoad(bed, 80, host=DOMAIN)}
+    try:
+        yield
+    finally:
+        reports = {name: load.stop() for name, load in loads.items()}
+    for name, found in reports.items():
+        report(
+            f"load on the app's {name} during the {during}: {found['total']} requests, {len(found['failures'])} failed"
+        )
+    for name, found in reports.items():
+        assert found["stopped"], f"the load on the app's {name} reached its bounds before the {during} ended"
+        assert found["total"] > 0 and found["failures"] == [], f"{name}: {found['failures'][:5]}"
+
+
 def test_the_previous_release_installs_and_goes_live_on_a_domain(
     bed: ServerBed, previous: tuple[str, str], state: dict
 ) -> None:
@@ -129,23 +147,15 @@ def test_upgrade_under_load_fails_no_request(bed: ServerBed, state: dict) -> Non
     """Copying the new source and running install.sh again: every request to the app is answered, and neither
     the edge's proxies nor the app's containers are restarted."""
     before = running(bed)
-    loads = {"port": BedLoad(bed, state["port"]), "domain": BedLoad(bed, 80, host=DOMAIN)}
-    try:
+    with answered_under_load(bed, state, "upgrade"):
         started = time.monotonic()
         bed.exec("rm", "-rf", "/home/laptop/middock", "/root/middock")
         copy_middock(bed)
         installed = install(bed)
         seconds = time.monotonic() - started
-    finally:
-        reports = {name: load.stop() for name, load in loads.items()}
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    assert f"middock {__version__}:" in installed.stdout, installed.stdout
-    report(f"upgrade (new source copied, install.sh run): {seconds:.1f} s")
-    for name, found in reports.items():
-        report(f"load on the app's {name}: {found['total']} requests, {len(found['failures'])} failed")
-    for name, found in reports.items():
-        assert found["stopped"], f"the load on the app's {name} reached its bounds before the upgrade ended"
-        assert found["total"] > 0 and found["failures"] == [], f"{name}: {found['failures'][:5]}"
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert f"middock {__version__}:" in installed.stdout, installed.stdout
+        report(f"upgrade (new source copied, install.sh run): {seconds:.1f} s")
     assert running(bed) == before, "the upgrade restarted a proxy or a container of the app"
 
 
@@ -187,20 +197,12 @@ def test_refresh_rootless_moves_the_app_to_the_users_own_daemon_and_drops_no_req
     its port and its domain, its releases kept, the user out of the docker group, and a push and a rollback work
     there."""
     assert "docker" in bed.exec("id", "-nG", "deploy").stdout.split()
-    loads = {"port": BedLoad(bed, state["port"]), "domain": BedLoad(bed, 80, host=DOMAIN)}
-    try:
+    with answered_under_load(bed, state, "move"):
         started = time.monotonic()
         moved = bed.exec("middock", "refresh", "--rootless", "--user", "deploy", check=False)
         seconds = time.monotonic() - started
-    finally:
-        reports = {name: load.stop() for name, load in loads.items()}
-    assert moved.returncode == 0, moved.stdout + moved.stderr
-    report(f"refresh --rootless (the app moved to the user's own daemon): {seconds:.1f} s")
-    for name, found in reports.items():
-        report(f"load on the app's {name} during the move: {found['total']} requests, {len(found['failures'])} failed")
-    for name, found in reports.items():
-        assert found["stopped"], f"the load on the app's {name} reached its bounds before the move ended"
-        assert found["total"] > 0 and found["failures"] == [], f"{name}: {found['failures'][:5]}"
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        report(f"refresh --rootless (the app moved to the user's own daemon): {seconds:.1f} s")
     assert "docker" not in bed.exec("id", "-nG", "deploy").stdout.split()
     assert "rootless move of release" in over_ssh(bed, "releases", "hello").stdout
     assert bed.exec("docker", "ps", "--quiet").stdout == "", "the app's containers are still on the root daemon"

@@ -12,11 +12,9 @@ unix socket only, and nothing is ever written to the system's trust store.
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
 import socket
-import ssl
 from pathlib import Path
 
 from .. import process
@@ -122,27 +120,20 @@ def forget_certificate(paths: EdgePaths, name: str) -> None:
             shutil.rmtree(folder)
 
 
-class UnixConnection(http.client.HTTPConnection):
-    """HTTP to Caddy's admin API on its unix socket."""
-
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("", timeout=timeout)  # an empty Host: the only origin Caddy allows on a unix socket
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(str(self.path))
-
-
 class Admin:
     def __init__(self, path: Path, timeout: float = 60) -> None:
         self.path = path
         self.timeout = timeout
 
     def request(self, method: str, url: str, body: str | None = None) -> tuple[int, str]:
-        conn = UnixConnection(self.path, self.timeout)
+        """HTTP on Caddy's unix socket (http.client imported here: most commands never ask Caddy)."""
+        import http.client
+
+        conn = http.client.HTTPConnection("", timeout=self.timeout)  # an empty Host: all Caddy allows on a socket
         try:
+            conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.sock.settimeout(self.timeout)
+            conn.sock.connect(str(self.path))
             conn.request(method, url, body=body, headers={"Content-Type": "application/json"} if body else {})
             response = conn.getresponse()
             return response.status, response.read().decode(errors="replace")
@@ -191,6 +182,8 @@ def check_config(path: Path) -> None:
 def first_handshake(https_port: int, name: str, timeout: float) -> str | None:
     """A TLS handshake for `name` on the edge, which makes Caddy get its certificate now rather
     than at a visitor's first request; None once it serves one, else why not."""
+    import ssl  # only here: most commands never make a TLS connection
+
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # any certificate will do: this only asks Caddy to get one

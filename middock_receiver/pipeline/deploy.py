@@ -19,8 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-from dulwich.repo import Repo
+from typing import TYPE_CHECKING
 
 from .. import settings
 from ..edge.control import Edge
@@ -41,6 +40,9 @@ from .checkout import checkout
 from .in_place import InPlace
 from .places import ComposePlace, KeptPlace, SwarmPlace
 from .recovery import recover
+
+if TYPE_CHECKING:
+    from dulwich.repo import Repo
 
 
 def describe(release: Release | None) -> str:

@@ -18,15 +18,16 @@ import os
 import shutil
 import time
 from pathlib import Path
-
-from dulwich.object_store import DiskObjectStore
-from dulwich.repo import Repo
+from typing import TYPE_CHECKING
 
 from ..errors import MiddockError
 from ..output import Output
 from ..state.apps import App
 from ..state.lock import Request, request_path
 from .refs import ZERO
+
+if TYPE_CHECKING:
+    from dulwich.repo import Repo
 
 SETTLE_POLL = 0.1
 SETTLE_TIMEOUT = 60.0  # how long git may take to move the branch after the hook said yes
@@ -76,29 +77,34 @@ def hold_push(app: App, request: Request, old: str) -> None:
         link_objects(Path(quarantine), objects_dir(app, request))
 
 
+def repository(app: App, objects: Path | str | None = None) -> Repo:
+    """The app's repository, with the objects of `objects` too (dulwich is imported here, on
+    first use: most commands that import this module never open a repository)."""
+    from dulwich.object_store import DiskObjectStore
+    from dulwich.repo import Repo
+
+    repo = Repo(str(app.repo))
+    if objects:
+        repo.object_store.alternates.append(DiskObjectStore(str(objects)))
+    return repo
+
+
 def pushed_repo(app: App) -> Repo:
     """The app's repository as the hook sees it: in gate mode, with the pushed objects that are
     still in git's quarantine."""
-    repo = Repo(str(app.repo))
-    quarantine = os.environ.get("GIT_QUARANTINE_PATH")
-    if quarantine:
-        repo.object_store.alternates.append(DiskObjectStore(quarantine))
-    return repo
+    return repository(app, os.environ.get("GIT_QUARANTINE_PATH"))
 
 
 def open_repo(app: App, request: Request) -> Repo:
     """The app's repository; for a gate push, with the pushed objects git has not let in yet."""
-    repo = Repo(str(app.repo))
     objects = objects_dir(app, request)
-    if request.gated and objects.is_dir():
-        repo.object_store.alternates.append(DiskObjectStore(str(objects)))
-    return repo
+    return repository(app, objects if request.gated and objects.is_dir() else None)
 
 
 def branch_head(app: App, ref: str) -> str:
     """The commit `ref` names in the app's repository, or ZERO when it does not exist."""
     try:
-        return Repo(str(app.repo)).refs[ref.encode()].decode()
+        return repository(app).refs[ref.encode()].decode()
     except KeyError:
         return ZERO
 
@@ -130,7 +136,7 @@ def settle(app: App, request: Request, out: Output) -> None:
     objects = objects_dir(app, request)
     if objects.is_dir():
         link_objects(objects, app.repo / "objects")
-    refs = Repo(str(app.repo)).refs
+    refs = repository(app).refs
     ref, new = request.ref.encode(), request.commit.encode()
     message = b"middock: the gate push deployed, git did not move the branch"
     if request.old == ZERO:

@@ -15,7 +15,6 @@ from ..edge import routes
 from ..errors import MiddockError
 from ..output import Output
 from ..pipeline import gate, stacks
-from ..pipeline.checkout import file_at
 from ..pipeline.refs import RefUpdate
 from ..state import apps, config, previews, releases
 from ..state.apps import App, write_atomic
@@ -149,6 +148,8 @@ def make(parent: App, preview: App, branch: str, commit: str) -> None:
 
 def preview_env(parent: App, commit: str, name: str) -> dict[str, str]:
     """The branch's middock.preview.env, `${MIDDOCK_PREVIEW}` made the preview's name."""
+    from ..pipeline.checkout import file_at  # dulwich's trees: only once a branch is pushed
+
     text = file_at(gate.pushed_repo(parent).object_store, commit, ENV_FILE)
     if text is None:
         return {}

@@ -15,13 +15,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
-import http.client
 import ipaddress
 import json
 import os
 import re
 import secrets
-import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -282,9 +280,12 @@ def locked(files: Files | None, exclusive: bool = False) -> Iterator[None]:
 
 class Registry:
     """The registry's HTTP API (v2), for what Docker's engine does not do: delete images.
-    middock's own answers on loopback over plain HTTP; another registry over TLS."""
+    middock's own answers on loopback over plain HTTP; another registry over TLS. (http.client and
+    ssl are imported here: most commands that import this module never talk to a registry.)"""
 
     def __init__(self, address: str, ca: str = "", password: str = "") -> None:
+        import ssl
+
         self.address = address
         self.context = ssl.create_default_context(cafile=ca or None)
         self.headers = {"Accept": MANIFESTS}
@@ -297,6 +298,8 @@ class Registry:
         return cls(PUSH_ADDRESS, password=read_password(files, PUSH_USER))
 
     def request(self, method: str, path: str) -> int:
+        import http.client
+
         host, _, port = self.address.rpartition(":")
         if self.address == PUSH_ADDRESS:
             conn: http.client.HTTPConnection = http.client.HTTPConnection(host, int(port), timeout=30)
