@@ -9,7 +9,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from support.ports import free_port
+from support.middock import Server
+from support.ports import claim_block, free_port, release
 from support.rootless import docker_as
 from support.ssh_server import (
     SshClient,
@@ -29,6 +30,7 @@ class Deployment:
         self.base = base
         self.user = user
         self.apps: list[str] = []
+        self.ports: list[int] = []
         self.sshd: Sshd | None = None
 
     def start(self) -> None:
@@ -38,6 +40,10 @@ class Deployment:
         installed = run_install(self.user, base, "--key", str(self.keys["alice"].with_suffix(".pub")), *edge)
         assert installed.returncode == 0, installed.stdout + installed.stderr
         self.middock = str(base / "venv" / "bin" / "middock")
+        # its apps' and slots' ports from blocks of its own, as a test's home has (support/middock.py)
+        self.ports = claim_block(Server.APP_PORTS + Server.SLOT_PORTS)
+        apps, slots = self.ports[: Server.APP_PORTS], self.ports[Server.APP_PORTS :]
+        self.root_middock("edge:set", f"app-ports={apps[0]}-{apps[-1]}", f"slot-ports={slots[0]}-{slots[-1]}")
         self.root_middock("keys:add", "bob", str(self.keys["bob"].with_suffix(".pub")))
         self.sshd = Sshd(base / "sshd", self.user, include=sshd_settings(base))
         self.alice = SshClient(self.sshd, self.user, self.keys["alice"])
@@ -71,3 +77,4 @@ class Deployment:
         subprocess.run(["crontab", "-r", "-u", self.user], capture_output=True)  # the example's job
         remove_user(self.user)
         shutil.rmtree(self.base, ignore_errors=True)
+        release(self.ports)
