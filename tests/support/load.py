@@ -110,14 +110,14 @@ class Load:
         idle: int = 0,
         idle_path: str | None = None,
         redirects: bool = False,
-        pace: float = 0.005,
+        pace: float = 0.01,
     ) -> None:
         self.address, self.port, self.host, self.tls = address, port, host, tls
         self.path, self.slow_path, self.idle_path = path, slow_path, idle_path or path
         self.redirects = redirects
         # Each client's pause between requests: with the default, 6 clients still send one about every
-        # millisecond, which covers every moment of a switch, and leave the cores to what is tested;
-        # 0 sends back to back, as hard as the client can (the benchmarks).
+        # two milliseconds, which covers every moment of a switch (it takes tens), and leave the cores to
+        # what is tested and to the tests beside; 0 sends back to back, as hard as it can (the benchmarks).
         self.pace = pace
         self.headers = {"Host": host} if host else {}
         self.kinds = [("keepalive", keepalive), ("fresh", fresh), ("slow", slow), ("idle", idle)]
