@@ -132,9 +132,12 @@ def test_failed_build_or_health_gate_rejects_the_push_and_the_old_release_serves
 
     write_busybox_app(work, port, "v3")
     compose = (work.path / "compose.yaml").read_text()
-    work.write("compose.yaml", compose.replace('command: ["sleep", "1000000"]', 'command: ["false"]'))
+    # a healthcheck that never passes: a command that exits at once may still read "running" at the
+    # gate's first look (a container with no healthcheck passes once it runs)
+    unhealthy = 'command: ["sleep", "1000000"]\n    healthcheck: {test: ["CMD", "false"], interval: 1s}'
+    work.write("compose.yaml", compose.replace('command: ["sleep", "1000000"]', unhealthy))
     work.write("middock.env", "MIDDOCK_HEALTH_TIMEOUT=2\n")
-    work.commit("worker exits")
+    work.commit("worker never healthy")
     result = work.push()
     assert result.returncode != 0 and REJECTED in result.stderr
     assert "rolled back to release 1" in error_lines(result)[-1], result.stderr
