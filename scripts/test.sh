@@ -30,4 +30,4 @@ pytest_run -m unit
 # The rest in parallel: pytest-xdist's workers take a group (`xdist_group`: each bed, the tests sharing the cron
 # daemon or install.sh's default ports, the load tests that must drop no request) whole, and other tests one by one.
 # Most of a test's time is spent waiting on Docker, so 4 workers keep the 2 cores busy.
-pytest_run -m "not unit" -n "${MIDDOCK_TEST_WORKERS:-4}" --dist loadgroup
+pytest_run -m "not unit" -n "${MIDDOCK_TEST_WORKERS:-4}" --dist loadgroup --no-loadscope-reorder # longest first: conftest.py
