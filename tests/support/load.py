@@ -56,14 +56,18 @@ class Report:
         )
 
     def slow_in_flight_at_switch(self, new: str) -> list[Answer]:
-        """Slow requests in flight when the edge switched to version `new`: sent before the first
-        quick request that `new` answered was sent (one sent later may have reached `new`), and
-        answered after `new` first answered."""
+        """Slow requests in flight when the edge switched to version `new`: sent before the last
+        quick request on a fresh connection that the old version answered before `new` first did
+        (so sent before the switch; one sent between that request and the first `new` answered
+        may have reached either), and answered after `new` first answered."""
         quick = [a for a in self.answers if a.version == new and not a.slow]
         if not quick:
             return []
-        sent, seen = min(a.sent for a in quick), min(a.received for a in quick)
-        return [a for a in self.answers if a.slow and a.sent < sent and a.received > seen]
+        first_new, seen = min(a.sent for a in quick), min(a.received for a in quick)
+        old = [a.sent for a in self.answers if a.kind == "fresh" and a.version != new and a.sent < first_new]
+        if not old:
+            return []
+        return [a for a in self.answers if a.slow and a.sent < max(old) and a.received > seen]
 
 
 class TLSConnection(http.client.HTTPConnection):
