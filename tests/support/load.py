@@ -94,6 +94,12 @@ def connection(
     return TLSConnection(address, port, timeout, tls, server_name or address)
 
 
+# Between the starts of the slow clients: each sends a 3-second request, then the next, so clients started
+# at once would all be between two requests at the same moments, and a switch at such a moment has no slow
+# request in flight to prove it drains them.
+SLOW_STAGGER = 1.0
+
+
 class Load:
     """Clients against 127.0.0.1:port, with an optional Host header (and SNI with `tls`);
     bounded in time and count."""
@@ -144,9 +150,9 @@ class Load:
 
     def start(self) -> None:
         for kind, count in self.kinds:
-            for _ in range(count):
+            for number in range(count):
                 target = self.idle_client if kind == "idle" else self.client
-                thread = threading.Thread(target=target, args=(kind,), daemon=True)
+                thread = threading.Thread(target=target, args=(kind, number), daemon=True)
                 thread.start()
                 self.threads.append(thread)
 
@@ -198,10 +204,12 @@ class Load:
             conn.close()
             return False
 
-    def client(self, kind: str) -> None:
+    def client(self, kind: str, number: int) -> None:
         slow = kind == "slow"
         path = self.slow_path if slow else self.path
         timeout = 30 if slow else 10
+        if slow:  # staggered a second apart: at any moment one of them has a request in flight
+            self.stopping.wait(number * SLOW_STAGGER)
         conn = self.connect(timeout)
         while self.running():
             if kind != "keepalive":
@@ -214,7 +222,7 @@ class Load:
                 time.sleep(self.pace)
         conn.close()
 
-    def idle_client(self, kind: str) -> None:
+    def idle_client(self, kind: str, number: int) -> None:
         """A kept-alive connection that waits, unused, for each burst."""
         conn = self.connect(10)
         seen = self.bursts
