@@ -120,3 +120,6 @@ def remove(client: docker.DockerClient, name: str) -> None:
         client.containers.get(name).remove(force=True)
     except docker.errors.NotFound:
         pass
+    except docker.errors.APIError as error:
+        if error.status_code != 409:  # 409: its removal is under way already (`compose run --rm` ending)
+            raise
