@@ -90,7 +90,7 @@ def move(app: App, daemons: Daemons, out: Output) -> bool:
         out.error(f"{app.name} runs on the Swarm, which needs the root daemon: not moved")
         return False
     out.step(f"Moving {app.name} (release {live.number}) to the own rootless Docker daemon")
-    project, image = stacks.project(app, live), next(iter(live.images.values()))
+    project, image = stacks.project(app, live), next(iter(live.images.values()), "")  # the copying containers
     try:
         volumes = volume_names(app, live)
         for name in volumes:
@@ -100,7 +100,7 @@ def move(app: App, daemons: Daemons, out: Output) -> bool:
             copy_volumes(daemons, volumes, image, out)
             return settled(app, daemons, out)
     except (MiddockError, docker.errors.DockerException) as error:
-        out.error(f"{app.name} was not moved, and serves as before: {one_line(error)}")
+        out.error(f"{app.name} was not moved, and serves as before: {str(error) or type(error).__name__}")
         lock.hold(app, HELD)
         return False
     stopped = stop_first(daemons.root, project, live.number, out) if volumes or not live.slot else []
@@ -108,7 +108,7 @@ def move(app: App, daemons: Daemons, out: Output) -> bool:
         copy_volumes(daemons, volumes, image, out)
         moved = Deploy(app, Request(live.commit, live.ref, "root", restore=live.number, reason=REASON), out).run()
     except (MiddockError, docker.errors.DockerException) as error:
-        out.error(f"{app.name}: {one_line(error)}")
+        out.error(f"{app.name}: {str(error) or type(error).__name__}")
         moved = False
     if not moved:
         put_back(app, daemons, volumes, stopped, out)
@@ -125,10 +125,6 @@ def settled(app: App, daemons: Daemons, out: Output) -> bool:
         releases.set_kept(app, None)  # its containers were the root daemon's
     release_hold(app)
     return True
-
-
-def one_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
 
 
 def runs_on(client: docker.DockerClient, project: str) -> bool:
