@@ -209,14 +209,16 @@ def join_root_daemon(user: pwd.struct_passwd, app_names: list[str]) -> None:
         )
     stop(user)
     socket_path(user.pw_uid).unlink(missing_ok=True)
-    result = process.capture(["usermod", "-aG", "docker", user.pw_name])
-    if result.returncode != 0:
-        raise MiddockError(f"usermod could not add {user.pw_name} to the docker group: {result.stderr.strip()[:200]}")
+    change_docker_group(["usermod", "-aG", "docker", user.pw_name], f"add {user.pw_name} to")
 
 
 def leave_root_daemon(user: pwd.struct_passwd) -> None:
     """As root, once the user's apps run on its own daemon: the user out of the `docker` group."""
-    result = process.capture(["gpasswd", "--delete", user.pw_name, "docker"])
+    change_docker_group(["gpasswd", "--delete", user.pw_name, "docker"], f"take {user.pw_name} out of")
+
+
+def change_docker_group(argv: list[str], what: str) -> None:
+    """Run usermod or gpasswd on the `docker` group; its refusal as one line."""
+    result = process.capture(argv)
     if result.returncode != 0:
-        reason = result.stderr.strip()[:200]
-        raise MiddockError(f"gpasswd could not take {user.pw_name} out of the docker group: {reason}")
+        raise MiddockError(f"{argv[0]} could not {what} the docker group: {result.stderr.strip()[:200]}")
