@@ -215,8 +215,7 @@ def copy_volume(daemons: Daemons, name: str, image: str, out: Output) -> None:
 def put_back(app: App, daemons: Daemons, volumes: list[str], stopped: list, out: Output) -> None:
     """After a failed move: the app's containers on the own daemon and the copied volumes removed,
     the old containers started again, the app held."""
-    for project in stacks.app_projects(daemons.own, app):
-        stacks.remove_project(daemons.own, project)
+    remove_projects(daemons.own, app)
     for name in volumes:
         with contextlib.suppress(docker.errors.DockerException):
             daemons.own.volumes.get(name).remove()
@@ -226,12 +225,17 @@ def put_back(app: App, daemons: Daemons, volumes: list[str], stopped: list, out:
     out.error(f"{app.name} stays on the root daemon, serving release {releases.live_number(app)}; it is held")
 
 
-def remove_leftovers(client: docker.DockerClient, app: App, out: Output) -> None:
-    """The app's containers and networks on the root daemon (its volumes and images stay there)."""
+def remove_projects(client: docker.DockerClient, app: App) -> set[str]:
+    """The app's containers and networks on one daemon removed (volumes stay); returns its projects."""
     projects = stacks.app_projects(client, app)
     for project in projects:
         stacks.remove_project(client, project)
-    if projects:
+    return projects
+
+
+def remove_leftovers(client: docker.DockerClient, app: App, out: Output) -> None:
+    """The app's containers and networks on the root daemon (its volumes and images stay there)."""
+    if remove_projects(client, app):
         out.step(f"{app.name} runs on the own daemon; its containers on the root daemon are removed")
 
 
