@@ -3,4 +3,4 @@
 # The one version of middock: setup.py reads it from this line (as text), `middock --version`,
 # `middock version` and `status` print it. Between releases it is the next release's .dev0
 # (CHANGELOG.md: the `Unreleased` section becomes that release when it is cut).
-__version__ = "0.4.0"
+__version__ = "0.5.0.dev0"
