@@ -12,9 +12,9 @@ from ..jobs import crontab
 from ..output import Output
 from ..previews import destroy
 from ..state import apps, previews, releases
+from ..state.app_state import app_state
 from ..state.apps import App
 from .commands import argument, command, emit_json
-from .releases import app_state
 
 
 @command("apps", "list apps with their live release, state and routes", app=False, json=True)

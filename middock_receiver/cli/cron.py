@@ -5,39 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import asdict
-from datetime import datetime
 
 from ..errors import MiddockError
-from ..jobs import cronfile, crontab, runs, schedule, suspension
-from ..jobs.cronfile import Job
+from ..jobs import cronfile, crontab, runs, suspension
+from ..jobs.listing import jobs_table
 from ..state.apps import App
 from .commands import argument, command, emit_json, when
-
-
-def local(moment: datetime) -> str:
-    """A time in the server's time zone, the one schedules are in."""
-    return time.strftime("%Y-%m-%d %H:%M %Z", moment.timetuple())
-
-
-def job_row(app: App, job: Job, held: suspension.Suspension) -> dict:
-    history = runs.history(app, job.name)
-    last = history[-1] if history else None
-    return {
-        "name": job.name,
-        "schedule": job.schedule,
-        "service": job.service,
-        "command": job.command,
-        "next_run": None if held.holds(job.name) else local(schedule.parse(job.schedule).next_after(datetime.now())),
-        "last_run": asdict(last) if last else None,
-        "suspended": held.holds(job.name),
-    }
-
-
-def jobs_table(app: App) -> list[dict]:
-    held = suspension.load(app)
-    return [job_row(app, job, held) for job in cronfile.live(app)[1]]
 
 
 @command("cron", "the live release's scheduled jobs (middock.cron): next run, last run", json=True)

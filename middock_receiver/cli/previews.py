@@ -11,9 +11,9 @@ from ..errors import MiddockError
 from ..output import Output
 from ..previews import destroy
 from ..state import previews, releases
+from ..state.app_state import app_state
 from ..state.apps import App
 from .commands import argument, command, emit_json, when
-from .releases import app_state
 
 
 def age(seconds: float) -> str:

@@ -10,17 +10,18 @@ from dataclasses import asdict
 from .. import __version__
 from ..edge.control import Edge
 from ..errors import MiddockError, quoted
+from ..jobs.listing import jobs_table
 from ..output import Output
 from ..pipeline import kept_logs
 from ..push.follow import submit
 from ..push.hook import pusher
 from ..server import account
 from ..settings import BRANCH_MAX
-from ..state import apps, config, lock, previews, processes, releases
+from ..state import apps, config, lock, previews, releases
+from ..state.app_state import app_state
 from ..state.apps import App
 from ..state.lock import DeployLock, Request
 from .commands import argument, command, emit_json, when
-from .cron import jobs_table
 
 SHOWN_LINES = 100  # of each container, under a failed deploy's output (`logs` has them all)
 
@@ -40,18 +41,6 @@ def settled(app: App) -> App:
         finally:
             deploy_lock.release()
     return app
-
-
-def app_state(app: App) -> str:
-    if DeployLock(app).is_held_elsewhere():
-        return "deploying"
-    if lock.hold_path(app).exists():
-        return "locked"
-    if processes.is_stopped(app):
-        return "stopped"
-    if releases.live_number(app) is None:
-        return "not deployed"
-    return "live"
 
 
 def push_mode(settings: dict) -> str:
