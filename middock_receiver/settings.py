@@ -202,6 +202,10 @@ def check_domain(name: str) -> str:
     return name
 
 
+def domain_or_off(name: str, value: str) -> str:
+    return "" if value in ("", "off") else domain(name, value)
+
+
 def email(name: str, value: str) -> str:
     if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
         raise MiddockError(f"{name} must be an email address, not {value!r}")
@@ -325,6 +329,15 @@ TABLE = (
     Setting("tls", EDGE_SET, "acme", tls, "`acme`, `internal` (a local CA) or `off`"),
     Setting("app-ports", EDGE_SET, "8000-8999", port_range, "where an app's port is chosen: the first free one"),
     Setting("slot-ports", EDGE_SET, "20000-29999", port_range, "the loopback ports of the web containers it serves"),
+    Setting(
+        "dashboard",
+        EDGE_SET,
+        "",
+        domain_or_off,
+        "a domain the dashboard is served at, over HTTPS only (`off`: only through an SSH tunnel)",
+        "`off`",
+    ),
+    Setting("dashboard-port", EDGE_SET, 7800, port, "the loopback port of the dashboard (an SSH tunnel's end)"),
     Setting(
         "MIDDOCK_HOME",
         SERVER_ENV,

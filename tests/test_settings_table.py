@@ -71,6 +71,8 @@ def test_apps_set_and_edge_set_keep_their_keys_order_and_defaults() -> None:
         "tls": "acme",
         "app-ports": "8000-8999",
         "slot-ports": "20000-29999",
+        "dashboard": "",
+        "dashboard-port": 7800,
     }
     assert list(EdgeSettings().as_dict()) == list(settings.EDGE_SETTINGS)
 

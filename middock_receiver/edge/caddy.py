@@ -51,13 +51,37 @@ def to_haproxy(socket_path: Path, proto: str) -> list[dict]:
     ]
 
 
+def dashboard_routes(settings: EdgeSettings) -> tuple[list[dict], list[dict]]:
+    """(HTTPS, HTTP) routes of the dashboard's domain, if it has one: over HTTPS to its loopback
+    port, over HTTP a redirect to HTTPS (it is never served in the clear)."""
+    if not settings.dashboard or settings.tls == "off":
+        return [], []
+    host = [{"host": [settings.dashboard]}]
+    proxy = {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": f"127.0.0.1:{settings.dashboard_port}"}],
+        "headers": {"request": {"set": {"X-Forwarded-Proto": ["https"]}}},
+    }
+    suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
+    redirect = {
+        "handler": "static_response",
+        "status_code": 308,
+        "headers": {"Location": [f"https://{settings.dashboard}{suffix}{{http.request.uri}}"]},
+    }
+    return [{"match": host, "handle": [proxy], "terminal": True}], [
+        {"match": host, "handle": [redirect], "terminal": True}
+    ]
+
+
 def render(settings: EdgeSettings, paths: EdgePaths, ask_port: int) -> dict:
     """Caddy's whole configuration: with TLS, HTTPS on the HTTPS port (a certificate for any
     name HAProxy vouches for) and plain HTTP on the HTTP port; with TLS off, HTTP alone."""
+    dashboard_https, dashboard_http = dashboard_routes(settings)
+    plain_socket = paths.domains_socket if settings.tls == "off" else paths.domains_http_socket
     servers: dict = {
         "http": {
             "listen": [f":{settings.http_port}"],
-            "routes": to_haproxy(paths.domains_socket if settings.tls == "off" else paths.domains_http_socket, "http"),
+            "routes": dashboard_http + to_haproxy(plain_socket, "http"),
             "automatic_https": {"disable": True},
         }
     }
@@ -83,16 +107,17 @@ def render(settings: EdgeSettings, paths: EdgePaths, ask_port: int) -> dict:
         return config
     servers["https"] = {
         "listen": [f":{settings.https_port}"],
-        "routes": to_haproxy(paths.domains_socket, "https"),
+        "routes": dashboard_https + to_haproxy(paths.domains_socket, "https"),
         "tls_connection_policies": [{}],
         "automatic_https": {"disable_redirects": True},
     }
-    config["apps"]["tls"] = {
-        "automation": {
-            "policies": [{"issuers": [issuer(settings)], "on_demand": True, "disable_ocsp_stapling": True}],
-            "on_demand": {"ask": f"http://127.0.0.1:{ask_port}/ask"},
-        }
-    }
+    policies = [{"issuers": [issuer(settings)], "on_demand": True, "disable_ocsp_stapling": True}]
+    ask = {"ask": f"http://127.0.0.1:{ask_port}/ask"}
+    config["apps"]["tls"] = {"automation": {"policies": policies, "on_demand": ask}}
+    if settings.dashboard:  # its certificate is got at once, not at a first handshake HAProxy would vouch for
+        own = {"subjects": [settings.dashboard], "issuers": [issuer(settings)], "disable_ocsp_stapling": True}
+        policies.insert(0, own)
+        config["apps"]["tls"]["certificates"] = {"automate": [settings.dashboard]}
     return config
 
 

@@ -37,6 +37,8 @@ class EdgeSettings:
     tls: str = EDGE_SETTINGS["tls"].default
     app_ports: str = EDGE_SETTINGS["app-ports"].default
     slot_ports: str = EDGE_SETTINGS["slot-ports"].default
+    dashboard: str = EDGE_SETTINGS["dashboard"].default  # empty: only through an SSH tunnel
+    dashboard_port: int = EDGE_SETTINGS["dashboard-port"].default
 
     def as_dict(self) -> dict:
         return {key.replace("_", "-"): value for key, value in asdict(self).items()}
@@ -179,6 +181,11 @@ def read_settings(paths: EdgePaths) -> EdgeSettings:
     return settings
 
 
+def dashboard_port(home: Path) -> int:
+    """The loopback port of the home's dashboard (every key may forward to it: server/keys.py)."""
+    return read_settings(EdgePaths(home)).dashboard_port
+
+
 def parse_assignments(assignments: list[str]) -> dict[str, str | int]:
     """`edge:set KEY=VALUE…` -> the fields to change and their typed values, each checked."""
     changes = {}
@@ -196,6 +203,8 @@ def write_settings(paths: EdgePaths, changes: dict[str, str | int]) -> EdgeSetti
     settings = EdgeSettings(**(asdict(read_settings(paths)) | changes))
     if settings.http_port == settings.https_port:
         raise MiddockError("http-port and https-port must differ")
+    if settings.dashboard and settings.tls == "off":
+        raise MiddockError("the dashboard is served on a domain only over HTTPS: set tls=acme or tls=internal first")
     paths.root.mkdir(parents=True, exist_ok=True)
     write_atomic(paths.settings, json.dumps(asdict(settings), indent=2) + "\n")
     return settings
