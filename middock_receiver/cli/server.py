@@ -9,6 +9,7 @@ import pwd
 import sys
 from pathlib import Path
 
+from ..edge.settings import dashboard_port
 from ..errors import MiddockError
 from ..server import account, keys, privileges, roles, rootless, ssh
 from ..state import audit, cluster
@@ -36,6 +37,11 @@ def keys_file(user: pwd.struct_passwd) -> Path:
     return path
 
 
+def tunnel_port(user: pwd.struct_passwd) -> int:
+    """The port every key of the user may forward to: its dashboard's, read as the user."""
+    return privileges.as_user(user, dashboard_port, privileges.home_of(user))
+
+
 @command("keys:add", "authorize an SSH public key for pushes and commands (as root)", app=False, privileges="own")
 @argument("name", help="who the key is: recorded as the pusher")
 @argument("file", help="the .pub file, or - to read it from stdin")
@@ -45,7 +51,7 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
     user = privileges.target(args.user)
     # a file the admin named: read before the drop
     key = keys.parse_public_key(read_key(args.file), args.name, args.role, keys.parse_apps(args.apps))
-    added = keys.add(keys_file(user), key)
+    added = keys.add(keys_file(user), key, tunnel_port(user))
     state = "Authorized" if added else "Already authorized:"
     role = key.grant.describe()
     print(f"-----> {state} key {key.name} ({key.type} {key.fingerprint}) for {user.pw_name}, role {role}")
@@ -59,7 +65,7 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 def cmd_keys_set(args: argparse.Namespace) -> int:
     user = privileges.target(args.user)
     role, apps = keys.check_grant(args.role, keys.parse_apps(args.apps))  # checked before the drop
-    key = keys.set_grant(keys_file(user), args.name, role, apps)
+    key = keys.set_grant(keys_file(user), args.name, role, apps, tunnel_port(user))
     print(f"-----> Key {key.name} of {user.pw_name} has role {key.grant.describe()}")
     return 0
 
@@ -88,7 +94,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 @argument("name")
 def cmd_keys_remove(args: argparse.Namespace) -> int:
     user = privileges.target(args.user)
-    keys.remove(keys_file(user), args.name)
+    keys.remove(keys_file(user), args.name, tunnel_port(user))
     print(f"-----> Removed key {args.name} of {user.pw_name}")
     return 0
 
@@ -106,10 +112,10 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         reowned = account.reown(user, home)
         if reowned:
             print(f"-----> Gave {user.pw_name} back {reowned} file(s) of {home} that an earlier middock left to root")
-    if args.root_keys and account.take_keys(user):
+    if args.root_keys and account.take_keys(user, tunnel_port(user)):
         print(f"-----> The keys of {user.pw_name} are now root's: {account.root_keys(user)}")
     if os.geteuid() == 0 or account.authorized_keys(user) != account.root_keys(user):
-        keys.refresh(keys_file(user))
+        keys.refresh(keys_file(user), tunnel_port(user))
     if args.rootless:
         move_to_own_docker(user, home)
     elif privileges.dropping(user):

@@ -46,15 +46,16 @@ def home_keys_text(user_name: str) -> str:
         return ""
 
 
-def take_keys(user: pwd.struct_passwd) -> bool:
+def take_keys(user: pwd.struct_passwd, tunnel_port: int | None = None) -> bool:
     """As root: make root's keys file of the user from its own (once), every middock key in it
-    re-rendered; the user's file stays, unread by sshd once it is told. False: root's was there."""
+    re-rendered (each may forward `tunnel_port`); the user's file stays, unread by sshd once it
+    is told. False: root's was there."""
     root = root_keys(user)
     if root.exists():
         return False
     text = privileges.as_user(user, home_keys_text, user.pw_name)
     root.parent.mkdir(mode=0o755, parents=True, exist_ok=True)  # /etc/middock: root's, 0755
-    keys.write(root, [keys.parse_line(line) for line in text.splitlines()])
+    keys.write(root, [keys.parse_line(line) for line in text.splitlines()], tunnel_port)
     return True
 
 

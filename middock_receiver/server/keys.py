@@ -11,7 +11,9 @@ so sshd hands every session of that key to the dispatcher (ssh.py) with the key'
 the name is recorded as the pusher. A key of role read or deploy carries it there too
 (`--key bob --role deploy --apps shop,blog`, roles.py); a line without `--role` (a key added
 before roles) is admin. Lines middock did not write are kept as they are and listed as
-unrestricted, so an admin sees them.
+unrestricted, so an admin sees them. In root's keys file a key may forward one port, from the
+client's end only: `permitopen="127.0.0.1:PORT"`, the dashboard's (`ssh -L`); install.sh's sshd
+setting for the user allows no other forwarding (AllowTcpForwarding local).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from .roles import ADMIN, ROLES, Grant
 ROOT_KEYS = Path("/etc/middock/authorized_keys")  # root's keys files, one a user (server/account.py)
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}\Z")
 RESTRICTIONS = "no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-user-rc"
+TUNNEL_RESTRICTIONS = "no-pty,no-agent-forwarding,no-X11-forwarding,no-user-rc"  # and permitopen: one port
+TUNNEL_OPTION = re.compile(r'(?:^|,)permitopen="127\.0\.0\.1:([0-9]{1,5})"')
 KEY_TYPES = frozenset(
     {
         "ssh-ed25519",
@@ -190,7 +194,9 @@ def parse_line(text: str) -> Line:
     comment = fields[2] if len(fields) > 2 else ""
     name, role, apps = forced_grant(options) or (None, ADMIN, ())
     key = Key(name, fields[0], fields[1], comment, role=role, apps=apps)
-    return Line(text, replace(key, restricted=bool(key.name) and text == render(key)))
+    tunnel = TUNNEL_OPTION.search(options)
+    rendered = render(key, int(tunnel.group(1)) if tunnel else None) if key.name else None
+    return Line(text, replace(key, restricted=text == rendered))
 
 
 def parse_public_key(text: str, name: str, role: str = ADMIN, apps: tuple[str, ...] = ()) -> Key:
@@ -209,10 +215,12 @@ def parse_public_key(text: str, name: str, role: str = ADMIN, apps: tuple[str, .
     return Key(check_name(name), fields[0], fields[1], fields[2] if len(fields) > 2 else "", role=role, apps=apps)
 
 
-def render(key: Key) -> str:
-    """The authorized_keys line of a named key: forced command and every restriction."""
+def render(key: Key, tunnel_port: int | None = None) -> str:
+    """The authorized_keys line of a named key: forced command and every restriction; with
+    `tunnel_port`, the one port it may forward to (the dashboard's)."""
     assert key.name is not None
-    line = f'command="{forced_command(key)}",{RESTRICTIONS} {key.type} {key.blob}'
+    options = f'{TUNNEL_RESTRICTIONS},permitopen="127.0.0.1:{tunnel_port}"' if tunnel_port else RESTRICTIONS
+    line = f'command="{forced_command(key)}",{options} {key.type} {key.blob}'
     return f"{line} {key.comment}" if key.comment else line
 
 
@@ -225,12 +233,14 @@ def read(path: Path) -> list[Line]:
         raise MiddockError(f"{path} is not UTF-8 text: fix it (middock keeps the lines it did not write)") from None
 
 
-def write(path: Path, lines: list[Line]) -> None:
+def write(path: Path, lines: list[Line], tunnel_port: int | None = None) -> None:
     """Write the file with every middock key re-rendered (so each points at this installation):
-    0644 in ROOT_KEYS (sshd reads it as the user), else 0600, the user's own."""
+    0644 in ROOT_KEYS (sshd reads it as the user), else 0600, the user's own. Only root's file
+    lets a key forward `tunnel_port`: the user's own has no sshd setting that bounds forwarding."""
     shared = path.parent == ROOT_KEYS
     path.parent.mkdir(mode=0o755 if shared else 0o700, exist_ok=True)
-    text = "".join((render(line.key) if line.key and line.key.name else line.text) + "\n" for line in lines)
+    port = tunnel_port if shared else None
+    text = "".join((render(line.key, port) if line.key and line.key.name else line.text) + "\n" for line in lines)
     write_atomic(path, text, mode=0o644 if shared else 0o600)
 
 
@@ -238,7 +248,7 @@ def listed(path: Path) -> list[Key]:
     return [line.key for line in read(path) if line.key]
 
 
-def add(path: Path, key: Key) -> bool:
+def add(path: Path, key: Key, tunnel_port: int | None = None) -> bool:
     """Authorize `key`; False when this very key is already there under this name (nothing to do)."""
     lines = read(path)
     for line in lines:
@@ -246,38 +256,39 @@ def add(path: Path, key: Key) -> bool:
             continue
         same_key = line.key.blob == key.blob
         if same_key and line.key.name == key.name:
-            write(path, lines)
+            write(path, lines, tunnel_port)
             return False
         if same_key:
             owner = f"as {line.key.name!r}" if line.key.name else "without middock's restrictions"
             raise MiddockError(f"this key is already authorized {owner}; remove that first")
         if line.key.name == key.name:
             raise MiddockError(f"a different key is named {key.name!r}; remove it first: keys:remove {key.name}")
-    write(path, [*lines, Line("", key)])
+    write(path, [*lines, Line("", key)], tunnel_port)
     return True
 
 
-def set_grant(path: Path, name: str, role: str, apps: tuple[str, ...]) -> Key:
+def set_grant(path: Path, name: str, role: str, apps: tuple[str, ...], tunnel_port: int | None = None) -> Key:
     """Give the key named `name` this role and these apps (none: every app); returns it."""
     role, apps = check_grant(role, apps)
     lines = read(path)
     for i, line in enumerate(lines):
         if line.key and line.key.name == name:
             lines[i] = Line(line.text, replace(line.key, role=role, apps=apps))
-            write(path, lines)
+            write(path, lines, tunnel_port)
             return lines[i].key  # type: ignore[return-value]
     raise MiddockError(f"no key is named {name!r}; see keys:list")
 
 
-def remove(path: Path, name: str) -> None:
+def remove(path: Path, name: str, tunnel_port: int | None = None) -> None:
     lines = read(path)
     kept = [line for line in lines if not (line.key and line.key.name == name)]
     if len(kept) == len(lines):
         raise MiddockError(f"no key is named {name!r}; see keys:list")
-    write(path, kept)
+    write(path, kept, tunnel_port)
 
 
-def refresh(path: Path) -> None:
-    """Re-point every middock key's forced command at this installation (after an upgrade or a move)."""
+def refresh(path: Path, tunnel_port: int | None = None) -> None:
+    """Re-point every middock key's forced command at this installation (after an upgrade or a
+    move), and its tunnel at the dashboard's port."""
     if path.exists():
-        write(path, read(path))
+        write(path, read(path), tunnel_port)
