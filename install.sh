@@ -306,6 +306,11 @@ mkdir -p "$sshd_config_dir"
     echo "# middock (install.sh): the SSH keys of $user are root's, written by \`middock keys:*\`"
     echo "Match User $user"
     echo "    AuthorizedKeysFile /etc/middock/authorized_keys/%u"
+    echo "    # a key may forward only its dashboard's port (its permitopen), and only with ssh -L"
+    echo "    AllowTcpForwarding local"
+    echo "    AllowStreamLocalForwarding no"
+    echo "    PermitTunnel no"
+    echo "    X11Forwarding no"
 } >"$sshd_setting.new"
 mv -f "$sshd_setting.new" "$sshd_setting"
 if [ "$system_sshd" = 1 ]; then
@@ -376,6 +381,7 @@ if [ "$edge" = 1 ]; then
     say "Starting the edge"
     "$prefix/bin/middock" edge:start --user "$user" | sed 's/^-----> /       /'
 fi
+"$prefix/bin/middock" dashboard:install --user "$user" | sed 's/^-----> /       /'
 
 # --- 5. Keys --------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install and start everything the test suite needs on a fresh Debian 12 machine:
 # Docker Engine, Compose v2, sshd, busybox (for test images), PostgreSQL, the edge's proxies
-# (HAProxy, Caddy) and pebble, rootless Docker's parts, git, ruff.
+# (HAProxy, Caddy) and pebble, rootless Docker's parts, Chromium, git, ruff.
 # Idempotent: what is already there is left alone.
 set -euo pipefail
 
@@ -30,6 +30,7 @@ apt_install python3-venv # install.sh's virtualenv, made with the distribution's
 apt_install cron         # runs the apps' scheduled jobs (the tests start it where it does not run)
 apt_install logrotate    # rotates install.sh's audit logs
 apt_install rootlesskit slirp4netns uidmap # the deploy user's rootless Docker daemon (install.sh's)
+apt_install chromium     # the dashboard's tests drive Debian's Chromium, headless, with Playwright
 
 # What udev does on a Debian server, and a container's /dev lacks: /dev/net/tun open to every
 # account (rootless Docker's slirp4netns opens it as the deploy user).
@@ -55,4 +56,7 @@ fi
 
 # Python dependencies and the linter
 python3 -m pip install -q --disable-pip-version-check dulwich docker python-dotenv pytest pytest-xdist ruff
+# the dashboard's web stack as setup.py pins it, and Playwright (its driver only: the browser is Debian's)
+python3 -m pip install -q --disable-pip-version-check starlette==1.10.0 uvicorn==0.55.0 jinja2==3.1.6 \
+    sse-starlette==3.7.1 playwright==1.65.3
 log "ready: $(docker version --format 'engine {{.Server.Version}}'), $(docker compose version --short | sed 's/^/compose /')"

@@ -52,7 +52,7 @@ HOSTILE = {
 HELP = "--help"  # argparse's own, in each command's first row: its usage and exit 0, or one line; nothing changed
 OVER_SSH = ("newline", "non-utf8", "10kB")  # inside an SSH request line, where a shell would split or choke
 GOOD_IN = {  # the rows where one of these values is a good one
-    "": {("acme-email={H}",), ("acme-ca={H}",), ("acme-ca-root={H}",)},  # `edge:set acme-email=` unsets it
+    "": {("acme-email={H}",), ("acme-ca={H}",), ("acme-ca-root={H}",), ("dashboard={H}",)},  # `=` unsets it
     "²": {("{A}", "branch", "{H}")},  # git takes a branch name in any script
 }
 
@@ -75,6 +75,10 @@ TABLE: dict[str, list[tuple[str, ...]]] = {
     "cron:run": [("{H}", "job"), ("{L}", "{H}")],
     "cron:runs": [("{H}",), ("{L}", "{H}")],
     "cron:suspend": [("{H}",), ("{L}", "{H}")],
+    "dashboard": [("{H}",)],
+    "dashboard:install": [("--user", "{H}")],
+    "dashboard:logout-all": [("{H}",)],
+    "dashboard:serve": [("--idle", "{H}")],
     "deploy": [("{H}",), ("{L}", "{H}")],
     "domains": [("{H}",)],
     "domains:add": [("{H}", "www.example.org"), ("{A}", "{H}")],
@@ -84,6 +88,7 @@ TABLE: dict[str, list[tuple[str, ...]]] = {
         ("{H}",),
         ("{H}=1",),
         *[(f"{key}={{H}}",) for key in ("http-port", "https-port", "acme-email", "acme-ca", "acme-ca-root", "tls")],
+        *[(f"{key}={{H}}",) for key in ("dashboard", "dashboard-port")],
     ],
     "edge:start": [("--user", "{H}")],
     "edge:stop": [("--user", "{H}")],

@@ -17,7 +17,7 @@ from middock_receiver.server import keys, roles
 # The words: what `read` may look at, what `deploy` may also do; everything else is admin's.
 READS = {
     *("git fetch", "apps", "status", "releases", "releases:output", "logs", "ps", "cron", "cron:runs"),
-    *("previews", "notify", "domains", "config"),
+    *("previews", "notify", "domains", "config", "dashboard"),
 }
 DEPLOYS = {
     *("git push", "rollback", "config:set", "config:unset", "ps:restart", "ps:stop", "ps:start", "ps:scale"),
@@ -78,6 +78,7 @@ def test_what_changes_something_is_audited_and_what_only_looks_is_not(command):
     looks = expected(command) in (roles.ANY, roles.READ) or command in {
         *("audit", "keys:list", "cron:output", "maintenance", "edge", "networks", "nodes", "nodes:join-script"),
         "ssh-serve",  # the command it runs is recorded, not the session
+        "dashboard:serve",  # what a page's action runs is recorded, as the session's key
     }
     assert roles.changes(command) is not looks
 

@@ -33,6 +33,7 @@ COMMANDS: dict[str, Command] = {}
 # (`load`): importing every one of them, and all they import, was most of a short command's time.
 MODULES = {
     "apps": ("apps", "apps:create", "apps:destroy", "apps:set"),
+    "dashboard": ("dashboard", "dashboard:serve", "dashboard:install", "dashboard:logout-all"),
     "cron": ("cron", "cron:run", "cron:runs", "cron:output", "cron:suspend", "cron:resume"),
     "edge": ("edge", "edge:start", "edge:stop", "edge:set", "domains", "domains:add", "domains:remove"),
     "help": ("help", "version"),

@@ -36,7 +36,7 @@ RULES: dict[str, Rule] = {
     GIT_FETCH: Rule(READ),
     GIT_PUSH: Rule(DEPLOY, changes=True),
     **_rules(READ, False, "apps status releases releases:output logs ps cron cron:runs"),
-    **_rules(READ, False, "previews notify domains config"),
+    **_rules(READ, False, "previews notify domains config dashboard"),
     **_rules(DEPLOY, True, "deploy rollback config:set config:unset ps:restart ps:stop ps:start"),
     **_rules(DEPLOY, True, "ps:scale run cron:run cron:suspend cron:resume maintenance:on maintenance:off"),
     **_rules(DEPLOY, True, "lock unlock previews:destroy notify:test"),
@@ -44,7 +44,8 @@ RULES: dict[str, Rule] = {
     **_rules(ADMIN, True, "apps:create apps:destroy apps:set domains:add domains:remove notify:add"),
     **_rules(ADMIN, True, "notify:remove notify:rotate-secret previews:expire keys:add keys:set keys:remove"),
     **_rules(ADMIN, True, "edge:set edge:start edge:stop swarm:init nodes:activate nodes:drain nodes:remove"),
-    **_rules(ADMIN, True, "refresh"),
+    **_rules(ADMIN, True, "refresh dashboard:logout-all dashboard:install"),
+    "dashboard:serve": Rule(ADMIN),
 }
 REVEAL = Rule(DEPLOY)  # `config --reveal`: the values themselves
 

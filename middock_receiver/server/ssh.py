@@ -25,7 +25,7 @@ GIT_ROLES = {"git-receive-pack": roles.GIT_PUSH, "git-upload-pack": roles.GIT_FE
 LOCAL_ONLY = frozenset(
     {
         *("keys:add", "keys:list", "keys:set", "keys:remove", "refresh", "ssh-serve"),
-        *("edge", "edge:start", "edge:stop", "edge:set"),
+        *("edge", "edge:start", "edge:stop", "edge:set", "dashboard:serve", "dashboard:install"),
         *("swarm:init", "nodes:join-script", "nodes:drain", "nodes:activate", "nodes:remove"),
     }
 )

@@ -36,10 +36,10 @@ class Deployment:
     def start(self) -> None:
         self.keys = {name: make_key(self.base, name) for name in ("alice", "bob")}
         base = self.base
+        self.middock = str(base / "venv" / "bin" / "middock")
         edge = ["--http-port", str(free_port()), "--https-port", str(free_port())]
         installed = run_install(self.user, base, "--key", str(self.keys["alice"].with_suffix(".pub")), *edge)
         assert installed.returncode == 0, installed.stdout + installed.stderr
-        self.middock = str(base / "venv" / "bin" / "middock")
         # its apps' and slots' ports from blocks of its own, as a test's home has (support/middock.py)
         self.ports = claim_block(Server.APP_PORTS + Server.SLOT_PORTS)
         apps, slots = self.ports[: Server.APP_PORTS], self.ports[Server.APP_PORTS :]

@@ -1,0 +1,57 @@
+"""Running the dashboard: uvicorn on the socket systemd hands over (socket activation, fd 3), or
+on a loopback port of its own, until no one has looked for IDLE_SECONDS; then it exits, so it
+holds no memory while no one looks. Under systemd the socket stays open meanwhile, and the next
+connection starts it again; elsewhere `middock dashboard` starts it when it is not running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+IDLE_SECONDS = 300.0
+SYSTEMD_FIRST_FD = 3  # sd_listen_fds(3): the first socket systemd passes
+
+
+def systemd_socket() -> int | None:
+    """The socket systemd passed this process, if it did (LISTEN_PID is ours, LISTEN_FDS is 1)."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
+        return None
+    return SYSTEMD_FIRST_FD
+
+
+def serve(home: Path, port: int, idle: float = IDLE_SECONDS) -> None:
+    """Serve the dashboard of `home` until idle for `idle` seconds."""
+    import uvicorn  # the web stack only for this command
+
+    from .web import Activity, make_app
+
+    activity = Activity()
+    fd = systemd_socket()
+    where = {"fd": fd} if fd is not None else {"host": "127.0.0.1", "port": port}
+    config = uvicorn.Config(
+        make_app(home, activity),
+        **where,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(config)
+
+    async def until_idle() -> None:
+        while not server.should_exit:
+            await asyncio.sleep(min(1.0, idle / 4))
+            if activity.idle_for() >= idle:
+                server.should_exit = True
+
+    async def main() -> None:
+        watcher = asyncio.create_task(until_idle())
+        try:
+            await server.serve()
+        finally:
+            watcher.cancel()
+
+    asyncio.run(main())
