@@ -339,6 +339,13 @@ TABLE = (
     ),
     Setting("dashboard-port", EDGE_SET, 7800, port, "the loopback port of the dashboard (an SSH tunnel's end)"),
     Setting(
+        "MIDDOCK_DASHBOARD_IDLE",
+        SERVER_ENV,
+        300.0,
+        seconds,
+        "seconds the dashboard runs with no one looking before it exits (a unit's `Environment=`)",
+    ),
+    Setting(
         "MIDDOCK_HOME",
         SERVER_ENV,
         None,

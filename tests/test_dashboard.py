@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import pwd
 import re
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 from support.middock import ROOT, Workdir
 from support.ports import free_port
-from support.ssh_server import SshClient
+from support.ssh_server import SshClient, as_user
 from support.waiting import wait_for
 from support.web import http_get
 
@@ -139,6 +140,8 @@ def test_a_link_logs_in_and_the_apps_page_shows_the_live_example(browser, deploy
 
 def test_a_push_streams_into_the_open_page_then_rollback_maintenance_and_logs(browser, deployment, site):
     page = logged_in(browser, deployment, site)
+    apps = page.context.new_page()
+    apps.goto(f"http://127.0.0.1:{site.local_port}/")
     page.goto(f"http://127.0.0.1:{site.local_port}/apps/{site.app}")
     go = Path(f"/tmp/middock-go-{uuid.uuid4().hex[:8]}")
     site.work.write(
@@ -153,6 +156,9 @@ def test_a_push_streams_into_the_open_page_then_rollback_maintenance_and_logs(br
         page.locator("#deploy-output").get_by_text("waiting for the browser").wait_for(timeout=120_000)
         assert push.poll() is None, "the line reached the page only once the push had returned"
         page.screenshot(path=str(ARTIFACTS / "deploy-streaming.png"), full_page=True)
+        state = apps.locator(f'tr[data-app="{site.app}"] [data-field="state"]')
+        state.filter(has_text="deploying").wait_for(timeout=30_000)  # the apps page, updated by itself
+        apps.screenshot(path=str(ARTIFACTS / "apps-deploying.png"), full_page=True)
     finally:
         go.touch()
         _, errors = push.communicate(timeout=600)
@@ -162,6 +168,13 @@ def test_a_push_streams_into_the_open_page_then_rollback_maintenance_and_logs(br
     top = page.locator("#releases tbody tr").first
     top.locator(".subject", has_text="say hello again").wait_for(timeout=60_000)
     assert top.locator(".pusher").inner_text() == "alice" and "live" in top.locator(".result").inner_text()
+    state.filter(has_text="live").wait_for(timeout=60_000)
+    assert apps.locator(f'tr[data-app="{site.app}"] [data-field="live"]').inner_text().startswith("v2 ")
+    page.reload()
+    memory = page.locator('#containers [data-field="memory"]').first
+    wait_for(lambda: memory.inner_text() != "…", timeout=30, what="the containers' CPU and memory")
+    measured = bool(re.fullmatch(r"[\d.]+ (B|KiB|MiB|GiB)", memory.inner_text()))
+    assert measured or "not measured by this Docker engine" in page.locator("#stats-note").inner_text()
     page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
 
     page.on("dialog", lambda dialog: dialog.accept())
@@ -289,6 +302,39 @@ def test_no_config_value_reaches_the_browser(deployment, site):
         assert status == 200 and SECRET not in body
         if path == f"/apps/{site.app}":
             assert "DASHBOARD_SECRET" in body
+
+
+def test_a_read_key_sees_only_its_apps_and_may_not_act(browser, deployment, site):
+    other = deployment.new_app()
+    rita = deployment.key(f"rita-{uuid.uuid4().hex[:6]}", "--role", "read", "--apps", site.app)
+    page = browser.new_context().new_page()
+    page.goto(link(rita, site.local_port))
+    page.wait_for_url(f"http://127.0.0.1:{site.local_port}/")
+    assert page.locator("tr[data-app]").evaluate_all("rows => rows.map(row => row.dataset.app)") == [site.app]
+    page.goto(f"http://127.0.0.1:{site.local_port}/apps/{other}")
+    assert "not found" in page.inner_text("body")
+    page.goto(f"http://127.0.0.1:{site.local_port}/apps/{site.app}")
+    assert page.locator("button.rollback").count() == 0 and page.locator("#maintenance").count() == 0
+    cookie = next(c for c in page.context.cookies() if c["name"] == "middock_session")["value"]
+    _, _, body = request(site.local_port, "GET", f"/apps/{site.app}", {"Cookie": f"middock_session={cookie}"})
+    assert 'name="csrf"' not in body  # no form to send
+    # a form forged with the session's right token (made with the home's own secret) is still refused
+    python = str(Path(deployment.middock).with_name("python3"))
+    make_token = "import sys, pathlib; from middock_receiver.dashboard import sessions as s; "
+    make_token += "print(s.csrf_token(pathlib.Path(sys.argv[1]), sys.argv[2]))"
+    home = pwd.getpwnam(deployment.user).pw_dir
+    token = as_user(deployment.user, python, "-c", make_token, home, cookie).stdout.strip()
+    own = f"http://127.0.0.1:{site.local_port}"
+    form = {"Cookie": f"middock_session={cookie}", "Origin": own, "Content-Type": "application/x-www-form-urlencoded"}
+    status, _, answer = request(site.local_port, "POST", f"/apps/{site.app}/restart", form, f"csrf={token}")
+    assert status == 409 and "needs deploy" in answer, answer
+
+
+def test_logout_all_ends_every_session(deployment, site):
+    cookie = session_cookie(deployment, site)
+    assert request(site.local_port, "GET", "/", {"Cookie": cookie})[0] == 200
+    deployment.alice.run("dashboard:logout-all")
+    assert request(site.local_port, "GET", "/", {"Cookie": cookie})[0] == 401
 
 
 def test_unknown_addresses_are_404_pages_and_no_session_no_page(deployment, site):

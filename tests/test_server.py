@@ -151,6 +151,49 @@ def test_root_refresh(bed: ServerBed) -> None:
     assert "hello" in over_ssh(bed, "apps").stdout
 
 
+DASHBOARD = "middock-dashboard-deploy"
+
+
+def dashboard_pid(bed: ServerBed) -> int:
+    return int(root(bed, "systemctl", "show", "-p", "MainPID", "--value", f"{DASHBOARD}.service").stdout)
+
+
+def test_the_dashboard_starts_when_asked_through_a_tunnel_and_exits_when_idle(bed: ServerBed) -> None:
+    """systemd listens on the dashboard's port (socket activation) and starts it at the first
+    connection; it exits once idle, holding no memory, and the next connection starts it again."""
+    assert root(bed, "systemctl", "is-active", f"{DASHBOARD}.socket").stdout.strip() == "active"
+    idle = f"/etc/systemd/system/{DASHBOARD}.service.d"
+    root(bed, "install", "-d", idle)
+    root(bed, "tee", f"{idle}/idle.conf", input="[Service]\nEnvironment=MIDDOCK_DASHBOARD_IDLE=3\n")
+    root(bed, "systemctl", "daemon-reload")
+    given = over_ssh(bed, "dashboard").stdout
+    login = re.search(r"http://127\.0\.0\.1:7800(/login/\S+)", given)
+    assert login and "ssh -N -L 7800:127.0.0.1:7800 deploy@" in given, given
+    tunnel = bed.spawn("ssh", "-N", "-L", "17800:127.0.0.1:7800", "deploy@localhost", user=LAPTOP)
+    site = "http://127.0.0.1:17800"
+    try:
+        cookies = ("-c", "dashboard.cookies", "-b", "dashboard.cookies")
+        assert "Logged in" in page_soon(lambda: page(bed, site + login[1], *cookies))
+        assert 'data-app="hello"' in page(bed, site + "/", *cookies)
+        pid = dashboard_pid(bed)
+        assert pid and root(bed, "ps", "-o", "user=", "-p", str(pid)).stdout.strip() == "deploy"
+        rss = root(bed, "grep", "VmRSS", f"/proc/{pid}/status").stdout.split()[1]
+        report(f"dashboard: {int(rss) / 1024:.1f} MiB resident while serving")
+        deadline = time.monotonic() + 60
+        while dashboard_pid(bed) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert dashboard_pid(bed) == 0, "the dashboard did not exit once idle"
+        report("dashboard: no process, 0 MiB resident, once idle")
+        started = time.monotonic()
+        assert 'data-app="hello"' in page(bed, site + "/", *cookies)
+        report(f"dashboard: first request after idle (systemd starts it) {time.monotonic() - started:.2f} s")
+    finally:
+        tunnel.terminate()
+        tunnel.wait(timeout=10)
+        root(bed, "rm", "-r", idle)
+        root(bed, "systemctl", "daemon-reload")
+
+
 def test_root_edge_stop_start_and_status(bed: ServerBed, state: dict) -> None:
     shown = json.loads(root(bed, "middock", "edge", "--json").stdout)
     assert shown["running"] == {"haproxy": True, "caddy": True}, shown

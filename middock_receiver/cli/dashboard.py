@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import socket
 import subprocess
 import sys
 import time
 
-from ..dashboard import sessions
+from ..dashboard import sessions, units
 from ..edge.settings import EdgePaths, dashboard_port, read_settings
 from ..errors import MiddockError
 from ..server import account, daemons, keys, privileges
+from ..settings import env_value
 from ..state.apps import middock_home
 from .commands import argument, command
 
@@ -59,7 +61,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     home = middock_home()
     settings = read_settings(EdgePaths(home))
     port = settings.dashboard_port
-    if not answers(port):  # no systemd socket here: it runs while someone looks
+    owner = daemons.Owner.of(pwd.getpwuid(os.getuid()))
+    if not units.listening(owner) and not answers(port):  # no systemd here: it runs while someone looks
         start_detached(port)
     token = sessions.issue_link(home, args.grant.key if args.grant else sessions.LOCAL)
     user = os.environ.get("USER") or privileges.target(None).pw_name
@@ -74,12 +77,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 @command("dashboard:serve", "serve the dashboard until idle (systemd starts it; so does `dashboard`)", app=False)
-@argument("--idle", type=float, default=None, metavar="SECONDS", help="exit after this long unused (default 300)")
+@argument("--idle", type=float, default=None, metavar="SECONDS", help="exit after this long unused")
 def cmd_dashboard_serve(args: argparse.Namespace) -> int:
-    from ..dashboard.serve import IDLE_SECONDS, serve
+    from ..dashboard.serve import serve
 
+    if args.idle is not None and not args.idle > 0:
+        raise MiddockError("--idle takes a number of seconds above 0")
     home = middock_home()
-    serve(home, read_settings(EdgePaths(home)).dashboard_port, args.idle or IDLE_SECONDS)
+    idle = args.idle if args.idle is not None else env_value(os.environ, "MIDDOCK_DASHBOARD_IDLE")
+    serve(home, read_settings(EdgePaths(home)).dashboard_port, idle)
     return 0
 
 
@@ -88,8 +94,6 @@ def cmd_dashboard_serve(args: argparse.Namespace) -> int:
     app=False, privileges="own",
 )  # fmt: skip
 def cmd_dashboard_install(args: argparse.Namespace) -> int:
-    from ..dashboard import units
-
     user = privileges.target(args.user)
     port = privileges.as_user(user, dashboard_port, privileges.home_of(user))
     keys.refresh(account.root_keys(user), port)  # root's file alone lets a key forward a port

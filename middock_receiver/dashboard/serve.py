@@ -1,5 +1,5 @@
 """Running the dashboard: uvicorn on the socket systemd hands over (socket activation, fd 3), or
-on a loopback port of its own, until no one has looked for IDLE_SECONDS; then it exits, so it
+on a loopback port of its own, until no one has looked for a while (MIDDOCK_DASHBOARD_IDLE); then it exits, so it
 holds no memory while no one looks. Under systemd the socket stays open meanwhile, and the next
 connection starts it again; elsewhere `middock dashboard` starts it when it is not running."""
 
@@ -9,7 +9,9 @@ import asyncio
 import os
 from pathlib import Path
 
-IDLE_SECONDS = 300.0
+from ..state.apps import write_atomic
+from . import sessions
+
 SYSTEMD_FIRST_FD = 3  # sd_listen_fds(3): the first socket systemd passes
 
 
@@ -20,7 +22,7 @@ def systemd_socket() -> int | None:
     return SYSTEMD_FIRST_FD
 
 
-def serve(home: Path, port: int, idle: float = IDLE_SECONDS) -> None:
+def serve(home: Path, port: int, idle: float) -> None:
     """Serve the dashboard of `home` until idle for `idle` seconds."""
     import uvicorn  # the web stack only for this command
 
@@ -54,4 +56,10 @@ def serve(home: Path, port: int, idle: float = IDLE_SECONDS) -> None:
         finally:
             watcher.cancel()
 
-    asyncio.run(main())
+    pidfile = sessions.folder(home) / "serve.pid"  # which process serves (tests stop it by this)
+    pidfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomic(pidfile, f"{os.getpid()}\n")
+    try:
+        asyncio.run(main())
+    finally:
+        pidfile.unlink(missing_ok=True)

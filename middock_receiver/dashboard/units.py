@@ -5,6 +5,7 @@ activation: the socket is its fd 3) and that exits once idle (serve.py)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..server import daemons
 from ..server.daemons import UNIT_DIR, Owner
@@ -48,6 +49,12 @@ def render_service(owner: Owner, python: str = sys.executable) -> str:
         "CapabilityBoundingSet=\n"
         "PrivateTmp=yes\n"
     )
+
+
+def listening(owner: Owner) -> bool:
+    """Whether systemd listens for the owner's dashboard (its socket unit is there): then a
+    connection starts it, and nothing else should."""
+    return Path("/run/systemd/system").is_dir() and (UNIT_DIR / unit_names(owner)[0]).exists()
 
 
 def install(owner: Owner, port: int) -> bool:
