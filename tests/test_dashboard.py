@@ -11,7 +11,6 @@ import http.client
 import json
 import pwd
 import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -87,12 +86,7 @@ def site(deployment, tmp_path_factory) -> Iterator[Site]:
     app, port = deployment.new_app(), free_port()
     assert deployment.alice.run("apps:set", app, "port", str(port)).returncode == 0
     assert deployment.alice.run("config:set", app, f"DASHBOARD_SECRET={SECRET}", "--no-deploy").returncode == 0
-    work = Workdir(tmp_path_factory.mktemp("work") / "hello")
-    shutil.copytree(EXAMPLE, work.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    work.commit("hello example")
-    work.env["GIT_SSH_COMMAND"] = deployment.alice.git_ssh_command
-    work.git("remote", "add", "production", deployment.alice.url(f"{app}.git"))
-    pushed = work.push()
+    work, pushed = deployment.push_example(app, tmp_path_factory.mktemp("work") / "hello")
     assert pushed.returncode == 0, pushed.stderr
     link(deployment.alice, local_port)  # no systemd here: the first link starts the dashboard
     forward = tunnel(deployment.alice, local_port, f"127.0.0.1:{dashboard_port}")

@@ -233,12 +233,7 @@ def pushed(deployment, tmp_path_factory):
     app, port = deployment.new_app(), free_port()
     configured = deployment.alice.run("apps:set", app, "port", str(port))
     assert configured.returncode == 0, configured.stderr
-    work = Workdir(tmp_path_factory.mktemp("work") / "hello")
-    shutil.copytree(EXAMPLE, work.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    work.commit("hello example")
-    work.env["GIT_SSH_COMMAND"] = deployment.alice.git_ssh_command
-    work.git("remote", "add", "production", deployment.alice.url(f"{app}.git"))
-    push = work.push()
+    work, push = deployment.push_example(app, tmp_path_factory.mktemp("work") / "hello")
     return app, port, work, push
 
 

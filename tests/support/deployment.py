@@ -9,7 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from support.middock import Server
+from support.middock import ROOT, Server, Workdir
 from support.ports import claim_block, free_port, release
 from support.rootless import docker_as
 from support.ssh_server import (
@@ -21,6 +21,8 @@ from support.ssh_server import (
     run_install,
     sshd_settings,
 )
+
+EXAMPLE = ROOT / "examples" / "hello"
 
 
 class Deployment:
@@ -60,6 +62,16 @@ class Deployment:
         assert created.returncode == 0, created.stderr
         self.apps.append(name)
         return name
+
+    def push_example(self, app: str, folder: Path) -> tuple[Workdir, subprocess.CompletedProcess]:
+        """examples/hello committed in `folder` and pushed over ssh:// to `app` by alice: the work
+        tree, with `production` set, and the push."""
+        work = Workdir(folder)
+        shutil.copytree(EXAMPLE, work.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        work.commit("hello example")
+        work.env["GIT_SSH_COMMAND"] = self.alice.git_ssh_command
+        work.git("remote", "add", "production", self.alice.url(f"{app}.git"))
+        return work, work.push()
 
     def key(self, name: str, *role: str) -> SshClient:
         """A further key of the deploy user (`role`: keys:add's --role and --apps)."""
