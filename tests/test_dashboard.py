@@ -112,6 +112,15 @@ def browser():
             chromium.close()
 
 
+def with_sessions(deployment, expression: str) -> str:
+    """What `expression` gives, evaluated by the deploy user's middock with its home's sessions
+    (`s`: dashboard/sessions.py, `home`): a link or token made the server's own way."""
+    python = str(Path(deployment.middock).with_name("python3"))
+    code = "import time, pathlib; from middock_receiver.dashboard import sessions as s; "
+    code += f"home = pathlib.Path({pwd.getpwnam(deployment.user).pw_dir!r}); print({expression})"
+    return as_user(deployment.user, python, "-c", code).stdout.strip()
+
+
 def logged_in(browser, deployment, site: Site):
     page = browser.new_context().new_page()
     page.goto(link(deployment.alice, site.local_port))
@@ -159,9 +168,10 @@ def test_a_push_streams_into_the_open_page_then_rollback_maintenance_and_logs(br
         go.unlink()
     assert push.returncode == 0, errors
     assert "Hello again" in http_get(site.port)
-    top = page.locator("#releases tbody tr").first
-    top.locator(".subject", has_text="say hello again").wait_for(timeout=60_000)
-    assert top.locator(".pusher").inner_text() == "alice" and "live" in top.locator(".result").inner_text()
+    top = page.locator('#releases tr[data-release="2"]')
+    top.locator(".result", has_text="live").wait_for(timeout=60_000)  # the page reloads itself once it is
+    assert page.locator("#releases tbody tr").first.get_attribute("data-release") == "2"
+    assert top.locator(".subject").inner_text() == "say hello again" and top.locator(".pusher").inner_text() == "alice"
     state.filter(has_text="live").wait_for(timeout=60_000)
     assert apps.locator(f'tr[data-app="{site.app}"] [data-field="live"]').inner_text().startswith("v2 ")
     page.reload()
@@ -183,6 +193,7 @@ def test_a_push_streams_into_the_open_page_then_rollback_maintenance_and_logs(br
     assert re.search(r"alice \(SHA256:\S+\)\s+rollback\s+" + site.app, audit), audit
 
     page.goto(f"http://127.0.0.1:{site.local_port}/apps/{site.app}")
+    assert "rollback to 1)" in page.locator("#live").inner_text()
     page.locator("#maintenance").click()
     shown(page, "h1.done")
     assert maintenance_status(site.port) == 503
@@ -261,6 +272,9 @@ def test_a_link_works_once_and_the_cookie_has_its_flags(deployment, site):
     assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "same-origin"
     again, _, body = request(site.local_port, "GET", path)
     assert again == 403 and "cannot be used" in body
+    expired = with_sessions(deployment, "s.issue_link(home, 'alice', now=time.time() - 121)")
+    status, _, body = request(site.local_port, "GET", f"/login/{expired}")
+    assert status == 403 and "cannot be used" in body
     _, over_https, _ = request(
         site.local_port, "GET", link_path(deployment.alice),
         {"X-Forwarded-Proto": "https"},
@@ -313,11 +327,7 @@ def test_a_read_key_sees_only_its_apps_and_may_not_act(browser, deployment, site
     _, _, body = request(site.local_port, "GET", f"/apps/{site.app}", {"Cookie": f"middock_session={cookie}"})
     assert 'name="csrf"' not in body  # no form to send
     # a form forged with the session's right token (made with the home's own secret) is still refused
-    python = str(Path(deployment.middock).with_name("python3"))
-    make_token = "import sys, pathlib; from middock_receiver.dashboard import sessions as s; "
-    make_token += "print(s.csrf_token(pathlib.Path(sys.argv[1]), sys.argv[2]))"
-    home = pwd.getpwnam(deployment.user).pw_dir
-    token = as_user(deployment.user, python, "-c", make_token, home, cookie).stdout.strip()
+    token = with_sessions(deployment, f"s.csrf_token(home, {cookie!r})")
     own = f"http://127.0.0.1:{site.local_port}"
     form = {"Cookie": f"middock_session={cookie}", "Origin": own, "Content-Type": "application/x-www-form-urlencoded"}
     status, _, answer = request(site.local_port, "POST", f"/apps/{site.app}/restart", form, f"csrf={token}")
