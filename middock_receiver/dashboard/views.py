@@ -8,6 +8,7 @@ looking at it), and no config value ever leaves: only the names.
 from __future__ import annotations
 
 import socket
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ..edge import caddy, routes
 from ..edge.control import Edge
+from ..errors import MiddockError
 from ..jobs import runs
 from ..jobs.listing import jobs_table
 from ..notify import webhooks
@@ -31,9 +33,21 @@ LOG_BYTES_SHOWN = 2 << 20  # of a release's stored output; the rest is `releases
 FAILED_LINES_SHOWN = 100
 
 
+def parents(home: Path) -> dict[App, str | None]:
+    """Every app of the home and the app it is a preview of (None: none), in one look; an app whose
+    preview record cannot be read is left out (a command on it names the file)."""
+    found: dict[App, str | None] = {}
+    for app in all_apps(home):
+        try:
+            found[app] = app.parent
+        except MiddockError:
+            continue
+    return found
+
+
 def visible_apps(home: Path, grant: Grant) -> list[App]:
     """The apps (not previews) the session's key holds, by name."""
-    return [app for app in all_apps(home) if app.parent is None and grant.holds(app.name)]
+    return [app for app, parent in parents(home).items() if parent is None and grant.holds(app.name)]
 
 
 def may_see(app: App, grant: Grant) -> bool:
@@ -87,8 +101,8 @@ def health_text(counts: dict[str, tuple[int, int, int]] | None, app: App, live: 
     return f"{up}/{total} running" + (f", {sick} unhealthy" if sick else "")
 
 
-def app_row(app: App, counts: dict | None, host: str) -> dict:
-    """One app on the apps page."""
+def app_row(app: App, counts: dict | None, host: str, previews_of: Counter[str]) -> dict:
+    """One app on the apps page (`counts`: running_counts, `previews_of`: preview_counts)."""
     live = releases.live(app)
     edge = routes.load(app)
     upcoming = [job["next_run"] for job in jobs_table(app) if job["next_run"]]
@@ -101,9 +115,19 @@ def app_row(app: App, counts: dict | None, host: str) -> dict:
         "domains": list(edge.domains),
         "last": release_summary(newest_release(app)),
         "maintenance": edge.maintenance,
-        "previews": len(previews.of_parent(app)),
+        "previews": previews_of[app.name],
         "next_cron": min(upcoming) if upcoming else None,
     }
+
+
+def preview_counts(found: dict[App, str | None]) -> Counter[str]:
+    """How many previews each app has, from `parents`."""
+    return Counter(parent for parent in found.values() if parent)
+
+
+def fresh_row(app: App, host: str) -> dict:
+    """One app's row on its own (an event of the apps page)."""
+    return app_row(app, running_counts(), host, preview_counts(parents(app.home)))
 
 
 def urls_of(app: App, edge: routes.AppEdge, host: str) -> list[str]:
@@ -115,9 +139,19 @@ def urls_of(app: App, edge: routes.AppEdge, host: str) -> list[str]:
 
 
 def overview(home: Path, grant: Grant) -> list[dict]:
-    counts = running_counts()
-    host = socket.getfqdn()
-    return [app_row(app, counts, host) for app in visible_apps(home, grant)]
+    found = parents(home)
+    counts, host, previews_of = running_counts(), socket.getfqdn(), preview_counts(found)
+    shown = [app for app, parent in found.items() if parent is None and grant.holds(app.name)]
+    return [row_or_problem(app, counts, host, previews_of) for app in shown]
+
+
+def row_or_problem(app: App, counts: dict | None, host: str, previews_of: Counter[str]) -> dict:
+    """The app's row; one whose records cannot be read says so in its state, and the others show."""
+    try:
+        return app_row(app, counts, host, previews_of)
+    except MiddockError as error:
+        empty = {"live": None, "health": "-", "urls": [], "domains": [], "last": None, "maintenance": False}
+        return {"name": app.name, "state": f"unreadable: {error}", **empty, "previews": 0, "next_cron": None}
 
 
 def app_signature(app: App) -> tuple:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import os
 import re
@@ -102,11 +103,17 @@ def load(path: Path, kind: type[Record], check: Callable[[Record], object] = lam
         return record
 
 
+@functools.cache
+def type_hints(kind: type) -> dict[str, object]:
+    """A record class's field types, worked out once (a page of 100 apps loads hundreds of records)."""
+    return typing.get_type_hints(kind)
+
+
 def typed(kind: type[Record], stored: object) -> Record:
     """The dataclass `kind` of a JSON object; ValueError for a missing key or a wrong type."""
     if not isinstance(stored, dict):
         raise ValueError("not a JSON object")
-    hints = typing.get_type_hints(kind)
+    hints = type_hints(kind)
     values = {}
     for field in dataclasses.fields(kind):  # type: ignore[arg-type]
         if field.name in stored:
