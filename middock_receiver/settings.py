@@ -259,6 +259,15 @@ def one_off_command(name: str, what: str) -> Setting:
 
 TABLE = (
     Setting(
+        "MIDDOCK_DOCKERFILE",
+        APP_ENV,
+        "",
+        text,
+        "the Dockerfile a repository without a compose file deploys from",
+        "`Dockerfile`",
+        strip=True,
+    ),
+    Setting(
         "MIDDOCK_WEB",
         APP_ENV,
         None,

@@ -303,6 +303,14 @@ def test_an_action_without_the_token_or_from_another_origin_changes_nothing(depl
     assert maintenance_status(site.port) == 200
 
 
+def test_a_jobs_last_run_and_its_output_are_on_the_apps_page_for_an_admin(deployment, site):
+    ran = deployment.alice.run("cron:run", site.app, "greet")
+    assert ran.returncode == 0, ran.stderr
+    cookie = session_cookie(deployment, site)
+    _, _, body = request(site.local_port, "GET", f"/apps/{site.app}", {"Cookie": cookie})
+    assert "#1 " in body and "succeeded" in body and "from the hourly job" in body
+
+
 def test_no_config_value_reaches_the_browser(deployment, site):
     cookie = session_cookie(deployment, site)
     for path in ("/", f"/apps/{site.app}", f"/apps/{site.app}/releases/1", f"/apps/{site.app}/logs"):

@@ -31,6 +31,7 @@ from ..state.apps import App, all_apps
 
 LOG_BYTES_SHOWN = 2 << 20  # of a release's stored output; the rest is `releases:output`'s
 FAILED_LINES_SHOWN = 100
+JOB_OUTPUT_SHOWN = 4096  # bytes of the end of a job's last run
 
 
 def parents(home: Path) -> dict[App, str | None]:
@@ -218,7 +219,9 @@ def app_detail(app: App, grant: Grant) -> dict:
     jobs = jobs_table(app)
     host = socket.getfqdn()
     for job in jobs:
-        job["runs"] = [asdict(run) for run in reversed(runs.history(app, job["name"])[-5:])]
+        history = runs.history(app, job["name"])
+        job["runs"] = [asdict(run) for run in reversed(history[-5:])]
+        job["output"] = last_output(app, job["name"], history[-1].number) if history and grant.role == ADMIN else None
     return {
         "name": app.name,
         "parent": app.parent,
@@ -242,6 +245,17 @@ def app_detail(app: App, grant: Grant) -> dict:
         ],
         "config": sorted(config.read_vars(app)),  # the names only
     }
+
+
+def last_output(app: App, job: str, number: int) -> str:
+    """The end of a job run's output (cron:output has all of it): an admin's to see, as over SSH."""
+    try:
+        with runs.output_path(app, job, number).open("rb") as output:
+            output.seek(0, 2)
+            output.seek(max(output.tell() - JOB_OUTPUT_SHOWN, 0))
+            return output.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def last_outcome(app: App, url: str) -> str:

@@ -35,7 +35,7 @@ from ..state import cluster, config, previews, processes, releases
 from ..state.apps import App, read_settings
 from ..state.lock import Request
 from ..state.releases import Release
-from . import build, gate, publish, release_phase, removal, stacks, switch
+from . import build, compose_build, gate, publish, release_phase, removal, shapes, stacks, switch
 from .checkout import checkout
 from .in_place import InPlace
 from .places import ComposePlace, KeptPlace, SwarmPlace
@@ -200,14 +200,13 @@ class Deploy:
         defaults = config.repo_defaults(self.checkout_dir)
         config.warn_reserved({"middock.env": defaults, "the config vars": variables}, self.out.warn)
         env = deploy_env(target, defaults, variables, os.environ)
+        env.update(shapes.implied_env(self.checkout_dir, env))
         self.env = env
         write_env_file(self.folder / "env", config.render(variables))
         files = compose_files(self.checkout_dir, env)
-        if not files:
-            raise MiddockError(
-                "no compose file in the repository root "
-                "(compose.yaml, compose.yml, docker-compose.yaml or docker-compose.yml)"
-            )
+        generated = not files  # a repository with a Dockerfile and no compose file
+        if generated:
+            files = [self.write_dockerfile_compose(env, list(variables))]
         for name in files:
             if not (self.checkout_dir / name).is_file():
                 raise MiddockError(f"compose file {name} (from COMPOSE_FILE) is not in the repository")
@@ -222,18 +221,44 @@ class Deploy:
         if self.jobs:
             settings.env_value(env, "MIDDOCK_CRON_TIMEOUT")  # a bad value fails the deploy, not a run
         cronfile.save(self.folder, self.jobs)
+        compose_build.check_contexts(resolved, self.checkout_dir)
+        compose_build.name_images(resolved, stack.project)
+        if not generated:
+            has_dockerfile = (self.checkout_dir / "Dockerfile").is_file()
+            builds = bool(compose_build.planned(resolved, set()))
+            scripts_found = bool(build_scripts(self.checkout_dir, env))
+            self.out.step(f"Repository shape: {shapes.compose_shape(scripts_found, builds, has_dockerfile)}")
         refs = sorted({spec["image"] for spec in resolved["services"].values() if spec.get("image")})
         before = removal.image_ids(self.client, refs)
 
         self.enter("build")
         scripts = build_scripts(self.checkout_dir, env)
-        if not scripts:
+        if not scripts and not compose_build.planned(resolved, set()):
             self.out.step("No build scripts (docker/build*.sh); using existing images")
         build.run_scripts(scripts, self.checkout_dir, env, self.out)
+        made = {ref for ref, id_ in removal.image_ids(self.client, refs).items() if before.get(ref) != id_}
+        if compose_build.build(stack, resolved, made, env, self.client, self.out):
+            compose_build.prune_cache(env, self.out)
 
         after = removal.image_ids(self.client, refs)
         self.release.built = {ref: id_ for ref, id_ in after.items() if before.get(ref) != id_}
         return resolved
+
+    def write_dockerfile_compose(self, env: dict[str, str], config_names: list[str]) -> str:
+        """The compose file of a repository that has none but a Dockerfile, shown in the output."""
+        found = shapes.dockerfile_app(self.checkout_dir, env)
+        if found is None:
+            raise MiddockError(
+                "no compose file in the repository root (compose.yaml, compose.yml, docker-compose.yaml or "
+                "docker-compose.yml) and no Dockerfile"
+            )
+        text = shapes.rendered(shapes.compose_config(found, self.app.name, config_names))
+        path = self.folder / shapes.GENERATED
+        path.write_text(text)
+        self.out.step(f"Repository shape: {found.shape} (no compose file); middock's compose file for it:")
+        for line in text.splitlines():
+            self.out.detail(line)
+        return str(path)
 
     def prepare_from_release(self, number: int) -> dict:
         """A rollback: the old release's checkout and pinned configuration, no build; returns that
@@ -251,6 +276,7 @@ class Deploy:
         assert self.release is not None
         target = Target(self.app.name, self.release.number, self.request.commit, self.request.ref)
         self.env = deploy_env(target, config.repo_defaults(self.checkout_dir), variables, os.environ)
+        self.env.update(shapes.implied_env(self.checkout_dir, self.env))
         self.choose_runtime(resolved)
         self.jobs = cronfile.load(old_folder)
         cronfile.save(self.folder, self.jobs)
