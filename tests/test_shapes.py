@@ -123,6 +123,54 @@ def test_a_procfile_runs_its_release_command_first_and_scales_its_worker(server,
     assert services == ["web", "worker", "worker"]
 
 
+WEB_BUILD = """services:
+  web:
+    build: ./web
+    environment:
+      PORT: 8080
+    stop_grace_period: 1s
+"""
+
+SHAPES = {  # each shape's smallest web app, serving {page} on /
+    "Dockerfile": {"Dockerfile": DOCKERFILE, "index.html": "{page}\n"},
+    "Dockerfile + Procfile": {
+        "Dockerfile": DOCKERFILE.replace("EXPOSE 8080\n", ""),
+        "Procfile": "web: exec httpd -f -p $PORT -h /www\n",
+        "index.html": "{page}\n",
+    },
+    "compose build": {
+        "compose.yaml": WEB_BUILD,
+        "web/Dockerfile": DOCKERFILE,
+        "web/index.html": "{page}\n",
+        "middock.env": "MIDDOCK_WEB=web:8080\n",
+    },
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gate_mode_a_branchs_preview_and_a_job_work_on_each_shape(server, work, shape):
+    server.start_edge()
+    app = server.create_app("g", "--gate")
+    work.git("remote", "add", "production", str(server.repo_path(app)))
+    for name, text in SHAPES[shape].items():
+        work.write(name, text.format(page="main"))
+    work.write("middock.cron", "greet  @hourly  web  echo hello from the job\n")
+    pushed = deploy(work, "main")
+    assert f"-----> Repository shape: {shape}" in pushed
+    assert http_get(server.app_port(app)) == "main\n"
+    job = server.middock("cron:run", app, "greet")
+    assert "hello from the job" in job.stdout, job.stdout + job.stderr
+    server.middock("apps:set", app, "previews", "on")
+    work.git("checkout", "-q", "-b", "feature")
+    page = "web/index.html" if shape == "compose build" else "index.html"
+    work.write(page, "the branch's own\n")
+    work.commit("a feature")
+    branch = work.push("feature")
+    assert "is live at" in branch.stderr, branch.stderr
+    assert http_get(server.app_port(f"{app}--feature")) == "the branch's own\n"
+    assert http_get(server.app_port(app)) == "main\n"
+
+
 @pytest.mark.parametrize(
     ("files", "says"),
     [
