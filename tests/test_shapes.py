@@ -50,21 +50,29 @@ CMD ["sh", "-c", "echo \\"$GREETING\\" > /www/greeting.html && exec httpd -f -p 
 """
 
 
+def first_deploy(server, work, app: str, files: dict[str, str], greeting: str) -> tuple[str, int]:
+    """The edge started, GREETING set as a config var, `files` pushed: the push's output and the app's port."""
+    server.start_edge()
+    server.middock("config:set", app, f"GREETING={greeting}", "--no-deploy")
+    for name, text in files.items():
+        work.write(name, text, executable=name.startswith("docker/") or name.endswith("slow"))
+    return deploy(work, "v1"), server.app_port(app)
+
+
 @ZERO_DROP
 @pytest.mark.slow
 def test_compose_build_goes_live_beside_a_build_scripts_image_and_rebuilds_only_what_changed(server, work, app):
-    server.start_edge()
-    server.middock("config:set", app, "GREETING=from-a-config-var", "--no-deploy")
-    work.write("compose.yaml", COMPOSE_BUILD)
-    work.write("api/Dockerfile", API_DOCKERFILE)
-    work.write("api/slow", SLOW_CGI, executable=True)
-    work.write("api/version.txt", "v1\n")
-    work.write("docker/build-worker.sh", BUILD_WORKER, executable=True)
-    work.write("middock.env", "MIDDOCK_WEB=api:8080\n")
-    first = deploy(work, "v1")
+    files = {
+        "compose.yaml": COMPOSE_BUILD,
+        "api/Dockerfile": API_DOCKERFILE,
+        "api/slow": SLOW_CGI,
+        "api/version.txt": "v1\n",
+        "docker/build-worker.sh": BUILD_WORKER,
+        "middock.env": "MIDDOCK_WEB=api:8080\n",
+    }
+    first, port = first_deploy(server, work, app, files, "from-a-config-var")
     assert "-----> Repository shape: build scripts + compose build" in first
     assert "-----> Building api with Compose (build:)" in first
-    port = server.app_port(app)
     assert http_get(port) == "v1\n" and http_get(port, "/greeting.html") == "from-a-config-var\n"
     ps = {row["service"] for row in json.loads(server.middock("ps", app, "--json").stdout)}
     assert ps == {"api", "worker"}
@@ -80,14 +88,9 @@ def test_compose_build_goes_live_beside_a_build_scripts_image_and_rebuilds_only_
 
 
 def test_a_lone_dockerfile_goes_live_on_the_port_it_exposes_and_rolls_back(server, work, app):
-    server.start_edge()
-    server.middock("config:set", app, "GREETING=hello-config", "--no-deploy")
-    work.write("Dockerfile", DOCKERFILE)
-    work.write("index.html", "v1\n")
-    first = deploy(work, "v1")
+    first, port = first_deploy(server, work, app, {"Dockerfile": DOCKERFILE, "index.html": "v1\n"}, "hello-config")
     assert "-----> Repository shape: Dockerfile (no compose file); middock's compose file for it:" in first
     assert '"PORT=8080"' in first
-    port = server.app_port(app)
     assert http_get(port) == "v1\n" and http_get(port, "/greeting.html") == "hello-config\n"
     shown = server.middock("releases:output", app).stdout
     assert '"dockerfile": "Dockerfile"' in shown
