@@ -109,7 +109,7 @@ def test_a_procfile_runs_its_release_command_first_and_scales_its_worker(server,
     work.write(
         "Procfile",
         "web: echo web > /dev/null && exec httpd -f -p $PORT -h /www\n"
-        "worker: exec sleep 1000000\n"
+        "worker: sleep 1000000\n"
         "release: echo the release command ran on port $PORT\n",
     )
     pushed = deploy(work, "procfile")

@@ -74,6 +74,11 @@ def test_a_lone_dockerfile_is_one_web_service_with_its_port(tmp_path):
     assert shapes.dockerfile_app(tmp_path, {}).port == shapes.DEFAULT_PORT
 
 
+def test_a_dockerfile_apps_containers_get_middock_env_and_the_config_vars_but_settings():
+    defaults = {"GREETING": "hi", "MIDDOCK_WEB": "web:80", "COMPOSE_FILE": "x.yaml", "PATH": "/x"}
+    assert shapes.container_names(defaults, {"SECRET": "s", "GREETING": "hello"}) == ["GREETING", "SECRET"]
+
+
 def test_a_procfile_makes_a_service_a_process_of_one_image_and_release_the_release_command(tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM x\n")
     (tmp_path / "Procfile").write_text("web: serve --port $PORT\nworker: work\nrelease: migrate --yes\n")
@@ -85,6 +90,7 @@ def test_a_procfile_makes_a_service_a_process_of_one_image_and_release_the_relea
     assert services["web"]["image"] == services["worker"]["image"] == "shop-web"
     assert services["worker"]["command"] == ["/bin/sh", "-c", "work"]
     assert services["web"]["command"] == ["/bin/sh", "-c", "serve --port $$PORT"]  # for the shell, not Compose
+    assert services["web"]["init"] and "TINI_KILL_PROCESS_GROUP=1" in services["web"]["environment"]
     implied = shapes.implied_env(tmp_path, {})
     assert implied["MIDDOCK_WEB"] == "web:5000"
     assert shlex.split(implied["MIDDOCK_RELEASE_COMMAND"]) == ["web", "/bin/sh", "-c", "migrate --yes"]

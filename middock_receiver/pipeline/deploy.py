@@ -206,7 +206,7 @@ class Deploy:
         files = compose_files(self.checkout_dir, env)
         generated = not files  # a repository with a Dockerfile and no compose file
         if generated:
-            files = [self.write_dockerfile_compose(env, list(variables))]
+            files = [self.write_dockerfile_compose(env, shapes.container_names(defaults, variables))]
         for name in files:
             if not (self.checkout_dir / name).is_file():
                 raise MiddockError(f"compose file {name} (from COMPOSE_FILE) is not in the repository")

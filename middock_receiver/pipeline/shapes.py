@@ -24,6 +24,7 @@ from pathlib import Path
 from .. import settings
 from ..errors import MiddockError, quoted
 from ..runtime.plan import compose_files
+from ..state.config import reserved
 
 DEFAULT_PORT = 5000
 GENERATED = "compose.dockerfile.json"  # in the release's folder: the compose file of a Dockerfile repository
@@ -117,6 +118,14 @@ def shell(command: str) -> list[str]:
     return ["/bin/sh", "-c", command]
 
 
+def container_names(defaults: Mapping[str, str], variables: Mapping[str, str]) -> list[str]:
+    """The variables a Dockerfile app's containers get: middock.env's and the config vars, but
+    middock's and Compose's own settings."""
+    return sorted(
+        key for key in {**defaults, **variables} if not key.startswith(("MIDDOCK_", "COMPOSE_")) and not reserved(key)
+    )
+
+
 def compose_config(app: DockerfileApp, project: str, config_names: list[str]) -> dict:
     """The compose file middock writes for a Dockerfile repository: the config vars by name only
     (Compose takes their values from the deploy's environment), PORT set."""
@@ -130,6 +139,10 @@ def compose_config(app: DockerfileApp, project: str, config_names: list[str]) ->
             service["build"] = build
         if name in app.processes:  # `$$`: the shell expands it when it runs, not Compose now
             service["command"] = shell(app.processes[name].replace("$", "$$"))
+            # Docker's init (tini) as PID 1 hands a stop's SIGTERM to the shell's whole group, so
+            # the process it runs stops cleanly (as Heroku does), not after Docker's 10 s
+            service["init"] = True
+            service["environment"] = [*environment, "TINI_KILL_PROCESS_GROUP=1"]
         services[name] = service
     return {"services": services}
 
