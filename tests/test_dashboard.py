@@ -169,7 +169,7 @@ def test_a_push_streams_into_the_open_page_then_rollback_maintenance_and_logs(br
     assert push.returncode == 0, errors
     assert "Hello again" in http_get(site.port)
     top = page.locator('#releases tr[data-release="2"]')
-    top.locator(".result", has_text="live").wait_for(timeout=60_000)  # the page reloads itself once it is
+    shown(page, '#releases tr[data-release="2"] .result:has-text("live")')  # the page reloads itself once it is
     assert page.locator("#releases tbody tr").first.get_attribute("data-release") == "2"
     assert top.locator(".subject").inner_text() == "say hello again" and top.locator(".pusher").inner_text() == "alice"
     state.filter(has_text="live").wait_for(timeout=60_000)

@@ -219,9 +219,9 @@ def app_detail(app: App, grant: Grant) -> dict:
     jobs = jobs_table(app)
     host = socket.getfqdn()
     for job in jobs:
-        history = runs.history(app, job["name"])
-        job["runs"] = [asdict(run) for run in reversed(history[-5:])]
-        job["output"] = last_output(app, job["name"], history[-1].number) if history and grant.role == ADMIN else None
+        job_runs = runs.history(app, job["name"])
+        job["runs"] = [asdict(run) for run in reversed(job_runs[-5:])]
+        job["output"] = last_output(app, job["name"], job_runs[-1].number) if job_runs and grant.role == ADMIN else None
     return {
         "name": app.name,
         "parent": app.parent,
