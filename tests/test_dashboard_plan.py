@@ -59,6 +59,14 @@ def test_a_cookie_is_the_session_only_while_signed_and_not_expired(tmp_path):
         assert sessions.session_of(tmp_path, junk) is None
 
 
+@pytest.mark.parametrize("key", ["a", "ab", "abc", "rita-0a1b2c"])
+def test_a_cookie_never_needs_quotes(tmp_path, key):
+    """No `=` padding: Set-Cookie would quote the value, and the browser would keep the quotes."""
+    cookie = sessions.cookie_value(tmp_path, sessions.Session(key, 1796682885.692583))
+    assert "=" not in cookie and '"' not in cookie
+    assert sessions.session_of(tmp_path, cookie, now=0) == sessions.Session(key, 1796682885.692583)
+
+
 def test_logout_all_ends_every_session_csrf_token_and_link(tmp_path):
     cookie = sessions.cookie_value(tmp_path, sessions.Session("alice", time.time() + 60))
     csrf = sessions.csrf_token(tmp_path, cookie)

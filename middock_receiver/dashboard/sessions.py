@@ -108,7 +108,8 @@ def sign(key: bytes, text: str) -> str:
 
 
 def cookie_value(home: Path, session: Session) -> str:
-    body = base64.urlsafe_b64encode(json.dumps({"k": session.key, "e": session.expires}).encode()).decode()
+    # unpadded: a `=` would make the cookie a quoted string, which the browser keeps with its quotes
+    body = base64.urlsafe_b64encode(json.dumps({"k": session.key, "e": session.expires}).encode()).decode().rstrip("=")
     return f"{body}.{sign(secret(home), body)}"
 
 
@@ -120,7 +121,7 @@ def session_of(home: Path, cookie: str | None, now: float | None = None) -> Sess
     if not hmac.compare_digest(sign(secret(home), body), signature):
         return None
     try:
-        data = json.loads(base64.urlsafe_b64decode(body.encode()))
+        data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         found = Session(str(data["k"]), float(data["e"]))
     except (ValueError, KeyError, TypeError):
         return None
