@@ -23,8 +23,6 @@ from ..state.apps import App
 from ..state.lock import DeployLock, Request
 from .commands import argument, command, emit_json, when
 
-SHOWN_LINES = 100  # of each container, under a failed deploy's output (`logs` has them all)
-
 
 def settled(app: App) -> App:
     """The app, with what a crashed deploy left settled (its release recorded as interrupted,
@@ -225,12 +223,9 @@ def print_output(app: App, number: int | None) -> int:
 
 
 def print_last_lines(app: App, number: int) -> None:
-    """Each container's last SHOWN_LINES lines (kept_logs.py), under a heading of its own."""
-    by_container: dict[str, list[bytes]] = {}
-    for line in kept_logs.release_lines(app, number, None, None):
-        by_container.setdefault(line.label, []).append(line.text)
-    for label, lines in by_container.items():
-        shown = lines[-SHOWN_LINES:]
+    """Each container's last kept_logs.SHOWN_WHEN_FAILED lines, under a heading of its own."""
+    for label, lines in kept_logs.by_container(app, number).items():
+        shown = lines[-kept_logs.SHOWN_WHEN_FAILED :]
         which = "its last lines" if len(shown) == len(lines) else f"its last {len(shown)} of {len(lines)} lines"
         sys.stdout.buffer.write(f"-----> Container {label}: {which}\n".encode())
         sys.stdout.buffer.writelines(b"       " + text + b"\n" for text in shown)

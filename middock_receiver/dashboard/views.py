@@ -7,7 +7,6 @@ looking at it), and no config value ever leaves: only the names.
 
 from __future__ import annotations
 
-import socket
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -30,7 +29,6 @@ from ..state.app_state import app_state
 from ..state.apps import App, all_apps
 
 LOG_BYTES_SHOWN = 2 << 20  # of a release's stored output; the rest is `releases:output`'s
-FAILED_LINES_SHOWN = 100
 JOB_OUTPUT_SHOWN = 4096  # bytes of the end of a job's last run
 
 
@@ -46,9 +44,13 @@ def parents(home: Path) -> dict[App, str | None]:
     return found
 
 
+def held(found: dict[App, str | None], grant: Grant) -> list[App]:
+    """Of `parents`' apps, those (not previews) the session's key holds, by name."""
+    return [app for app, parent in found.items() if parent is None and grant.holds(app.name)]
+
+
 def visible_apps(home: Path, grant: Grant) -> list[App]:
-    """The apps (not previews) the session's key holds, by name."""
-    return [app for app, parent in parents(home).items() if parent is None and grant.holds(app.name)]
+    return held(parents(home), grant)
 
 
 def may_see(app: App, grant: Grant) -> bool:
@@ -102,7 +104,7 @@ def health_text(counts: dict[str, tuple[int, int, int]] | None, app: App, live: 
     return f"{up}/{total} running" + (f", {sick} unhealthy" if sick else "")
 
 
-def app_row(app: App, counts: dict | None, host: str, previews_of: Counter[str]) -> dict:
+def app_row(app: App, counts: dict | None, previews_of: Counter[str]) -> dict:
     """One app on the apps page (`counts`: running_counts, `previews_of`: preview_counts)."""
     live = releases.live(app)
     edge = routes.load(app)
@@ -112,7 +114,7 @@ def app_row(app: App, counts: dict | None, host: str, previews_of: Counter[str])
         "state": app_state(app),
         "live": release_summary(live),
         "health": health_text(counts, app, live),
-        "urls": urls_of(app, edge, host) if live else [],
+        "urls": Edge(app.home).urls(app) if live else [],
         "domains": list(edge.domains),
         "last": release_summary(newest_release(app)),
         "maintenance": edge.maintenance,
@@ -126,30 +128,21 @@ def preview_counts(found: dict[App, str | None]) -> Counter[str]:
     return Counter(parent for parent in found.values() if parent)
 
 
-def fresh_row(app: App, host: str) -> dict:
+def fresh_row(app: App) -> dict:
     """One app's row on its own (an event of the apps page)."""
-    return app_row(app, running_counts(), host, preview_counts(parents(app.home)))
-
-
-def urls_of(app: App, edge: routes.AppEdge, host: str) -> list[str]:
-    """Where the app is live (Edge.urls, with this server's name looked up once a page)."""
-    if edge.domains:
-        return Edge(app.home).urls(app)
-    port = routes.app_port(app)
-    return [f"http://{host}:{port}/"] if port else []
+    return app_row(app, running_counts(), preview_counts(parents(app.home)))
 
 
 def overview(home: Path, grant: Grant) -> list[dict]:
     found = parents(home)
-    counts, host, previews_of = running_counts(), socket.getfqdn(), preview_counts(found)
-    shown = [app for app, parent in found.items() if parent is None and grant.holds(app.name)]
-    return [row_or_problem(app, counts, host, previews_of) for app in shown]
+    counts, previews_of = running_counts(), preview_counts(found)
+    return [row_or_problem(app, counts, previews_of) for app in held(found, grant)]
 
 
-def row_or_problem(app: App, counts: dict | None, host: str, previews_of: Counter[str]) -> dict:
+def row_or_problem(app: App, counts: dict | None, previews_of: Counter[str]) -> dict:
     """The app's row; one whose records cannot be read says so in its state, and the others show."""
     try:
-        return app_row(app, counts, host, previews_of)
+        return app_row(app, counts, previews_of)
     except MiddockError as error:
         empty = {"live": None, "health": "-", "urls": [], "domains": [], "last": None, "maintenance": False}
         return {"name": app.name, "state": f"unreadable: {error}", **empty, "previews": 0, "next_cron": None}
@@ -185,7 +178,7 @@ def stats(app: App) -> dict:
     if live is None:
         return {"measured": True, "containers": {}}
     client = docker_client()
-    running = [c for c in client.containers.list(filters={"label": f"{PROJECT_LABEL}={stacks.project(app, live)}"})]
+    running = client.containers.list(filters={"label": f"{PROJECT_LABEL}={stacks.project(app, live)}"})
     with ThreadPoolExecutor(max_workers=8) as pool:
         samples = list(pool.map(lambda c: (c.name, c.stats(stream=False)), running))
     found = {name: usage(sample) for name, sample in samples}
@@ -217,7 +210,6 @@ def app_detail(app: App, grant: Grant) -> dict:
     edge = routes.load(app)
     paths = Edge(app.home).paths
     jobs = jobs_table(app)
-    host = socket.getfqdn()
     for job in jobs:
         job_runs = runs.history(app, job["name"])
         job["runs"] = [asdict(run) for run in reversed(job_runs[-5:])]
@@ -229,14 +221,14 @@ def app_detail(app: App, grant: Grant) -> dict:
         "live": release_summary(live),
         "releases": [dict(release_summary(r) or {}, good=r.good, kind=r.kind) for r in history],
         "containers": containers(app, live),
-        "urls": urls_of(app, edge, host) if live else [],
+        "urls": Edge(app.home).urls(app) if live else [],
         "domains": [{"name": name, "certificate": caddy.certificate(paths, name)} for name in edge.domains],
         "maintenance": edge.maintenance,
         "behind_edge": bool(live and live.slot),
         "jobs": jobs,
         "job_output": grant.role == ADMIN,  # cron:output is an admin's
         "previews": [
-            {"name": preview.name, "branch": record.branch, "urls": urls_of(preview, routes.load(preview), host)}
+            {"name": preview.name, "branch": record.branch, "urls": Edge(app.home).urls(preview)}
             for preview, record in sorted(previews.of_parent(app).items(), key=lambda item: item[0].name)
         ],
         "webhooks": [
@@ -277,16 +269,16 @@ def release_output(app: App, number: int) -> dict | None:
             data = log.read(LOG_BYTES_SHOWN + 1)
     except FileNotFoundError:
         data = b""
-    containers: dict[str, list[str]] = {}
-    if release.result == releases.FAILED:
-        for line in kept_logs.release_lines(app, number, None, None):
-            containers.setdefault(line.label, []).append(line.text.decode(errors="replace"))
+    containers = kept_logs.by_container(app, number) if release.result == releases.FAILED else {}
     return {
         "release": release_summary(release),
         "kind": release.kind,
         "message": release.message,
         "output": data[:LOG_BYTES_SHOWN].decode(errors="replace"),
         "cut": len(data) > LOG_BYTES_SHOWN,
-        "containers": {label: lines[-FAILED_LINES_SHOWN:] for label, lines in containers.items()},
+        "containers": {
+            label: [line.decode(errors="replace") for line in lines[-kept_logs.SHOWN_WHEN_FAILED :]]
+            for label, lines in containers.items()
+        },
         "deploying": release.result == releases.DEPLOYING,
     }

@@ -16,7 +16,6 @@ import json
 import os
 import pwd
 import shlex
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -117,15 +116,16 @@ class Dashboard:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.account = pwd.getpwuid(os.getuid())
+        self.user = self.account.pw_name
+        self.local = Grant(f"{self.user} (local)", ADMIN)  # a session made on the server, no SSH key
 
     def grant_of(self, session: sessions.Session) -> Grant | None:
         """The session's key as the keys file has it now (None: removed); the server's own user
         for a session made on the server."""
         if session.key == sessions.LOCAL:
-            return Grant(f"{self.user} (local)", ADMIN)
-        user = pwd.getpwuid(os.getuid())
-        found = [key for key in keys.listed(account.authorized_keys(user)) if key.name == session.key]
+            return self.local
+        found = [key for key in keys.listed(account.authorized_keys(self.account)) if key.name == session.key]
         return found[0].grant if found else None
 
     def session(self, request: Request) -> tuple[Grant, str]:
@@ -217,14 +217,13 @@ class Dashboard:
         grant, _ = self.session(request)
 
         async def changes() -> AsyncIterator[dict]:
-            host = await asyncio.to_thread(socket.getfqdn)
             seen: dict[str, tuple] = {}
             while True:
                 for app in await asyncio.to_thread(views.visible_apps, self.home, grant):
                     signature = await asyncio.to_thread(views.app_signature, app)
                     if seen.setdefault(app.name, signature) != signature:
                         seen[app.name] = signature
-                        row = await asyncio.to_thread(views.fresh_row, app, host)
+                        row = await asyncio.to_thread(views.fresh_row, app)
                         yield {"event": "app", "data": json.dumps(display.row(row))}
                 await asyncio.sleep(RECORDS_POLL)
 
@@ -310,7 +309,7 @@ class Dashboard:
             words = action(app.name, form)
         except ValueError:
             return page("error.html", 400, message="refused: give a release number")
-        code, output = await run_as(grant, words)
+        code, output = await run_as(grant, words, local=grant == self.local)
         if code != 0:
             return page("error.html", 409, message=f"{shlex.join(words)} failed", output=output)
         return page("done.html", app=app.name, words=shlex.join(words), output=output)
@@ -373,11 +372,11 @@ def middock_argv(words: list[str]) -> list[str]:
     return [sys.executable, "-I", "-m", "middock_receiver", *words]
 
 
-async def run_as(grant: Grant, words: list[str]) -> tuple[int, str]:
+async def run_as(grant: Grant, words: list[str], local: bool) -> tuple[int, str]:
     """Run a middock command as the session's key would over SSH (its role checked, the audit log
-    naming it); a session made on the server runs it as the deploy user."""
+    naming it); a session made on the server (`local`) runs it as the deploy user."""
     env = dict(os.environ)
-    if grant.role == ADMIN and grant.key.endswith(" (local)"):
+    if local:
         argv = middock_argv(words)
     else:
         argv = middock_argv(["ssh-serve", "--key", grant.key, "--role", grant.role])

@@ -16,6 +16,7 @@ written, and one it fails to load at a reload is put back as it was.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pwd
@@ -305,16 +306,22 @@ class Edge:
 
     def urls(self, app: App) -> list[str]:
         """Where the app is live: its domains, else its own port on this server."""
-        settings = self.settings
         domains = routes.load(app).domains
         if domains:
+            settings = self.settings
             if settings.tls == "off":
                 suffix = "" if settings.http_port == 80 else f":{settings.http_port}"
                 return [f"http://{name}{suffix}/" for name in domains]
             suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
             return [f"https://{name}{suffix}/" for name in domains]
         port = routes.app_port(app)
-        return [f"http://{socket.getfqdn()}:{port}/"] if port else []
+        return [f"http://{host_name()}:{port}/"] if port else []
+
+
+@functools.cache
+def host_name() -> str:
+    """This server's name, looked up once a process (a listing of every app's URL, the dashboard)."""
+    return socket.getfqdn()
 
 
 def frontend(part: routes.Contribution) -> haproxy.Frontend:

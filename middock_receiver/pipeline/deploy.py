@@ -223,17 +223,16 @@ class Deploy:
         cronfile.save(self.folder, self.jobs)
         compose_build.check_contexts(resolved, self.checkout_dir)
         compose_build.name_images(resolved, stack.project)
+        scripts = build_scripts(self.checkout_dir, env)
+        builds = bool(compose_build.planned(resolved, set()))
         if not generated:
             has_dockerfile = (self.checkout_dir / "Dockerfile").is_file()
-            builds = bool(compose_build.planned(resolved, set()))
-            scripts_found = bool(build_scripts(self.checkout_dir, env))
-            self.out.step(f"Repository shape: {shapes.compose_shape(scripts_found, builds, has_dockerfile)}")
+            self.out.step(f"Repository shape: {shapes.compose_shape(bool(scripts), builds, has_dockerfile)}")
         refs = sorted({spec["image"] for spec in resolved["services"].values() if spec.get("image")})
         before = removal.image_ids(self.client, refs)
 
         self.enter("build")
-        scripts = build_scripts(self.checkout_dir, env)
-        if not scripts and not compose_build.planned(resolved, set()):
+        if not scripts and not builds:
             self.out.step("No build scripts (docker/build*.sh); using existing images")
         build.run_scripts(scripts, self.checkout_dir, env, self.out)
         made = {ref for ref, id_ in removal.image_ids(self.client, refs).items() if before.get(ref) != id_}

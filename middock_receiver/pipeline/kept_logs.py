@@ -98,6 +98,17 @@ def release_lines(app: App, release: int, service: str | None, wanted: int | Non
     return found
 
 
+SHOWN_WHEN_FAILED = 100  # lines of each container under a failed deploy's output (`logs` has them all)
+
+
+def by_container(app: App, release: int) -> dict[str, list[bytes]]:
+    """A release's kept lines, each container's under its label (what a failed deploy shows)."""
+    found: dict[str, list[bytes]] = {}
+    for line in release_lines(app, release, None, None):
+        found.setdefault(line.label, []).append(line.text)
+    return found
+
+
 def read(app: App, service: str | None, wanted: int | None) -> list[LogLine]:
     """The kept lines (of `service`, or of all), enough of the newest releases' for the last
     `wanted` lines (every release's with None)."""
