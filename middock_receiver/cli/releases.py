@@ -12,9 +12,7 @@ from ..edge.control import Edge
 from ..errors import MiddockError, quoted
 from ..jobs.listing import jobs_table
 from ..output import Output
-from ..pipeline import kept_logs
-from ..push.follow import submit
-from ..push.hook import pusher
+from ..push.follow import pusher, submit
 from ..server import account
 from ..settings import BRANCH_MAX
 from ..state import apps, config, lock, previews, releases
@@ -27,10 +25,10 @@ from .commands import argument, command, emit_json, when
 def settled(app: App) -> App:
     """The app, with what a crashed deploy left settled (its release recorded as interrupted,
     exactly the live release running)."""
-    from ..pipeline.recovery import recover  # the Docker SDK, only when a deploy crashed
-
     deploy_lock = DeployLock(app)
-    if deploy_lock.path.exists() and deploy_lock.try_acquire():
+    if releases.unsettled(app) and deploy_lock.try_acquire():
+        from ..pipeline.recovery import recover  # the pipeline and the SDK, only when a deploy crashed
+
         say = Output(sys.stderr.buffer)
         try:
             recover(app, say)
@@ -224,6 +222,8 @@ def print_output(app: App, number: int | None) -> int:
 
 def print_last_lines(app: App, number: int) -> None:
     """Each container's last kept_logs.SHOWN_WHEN_FAILED lines, under a heading of its own."""
+    from ..pipeline import kept_logs  # compose's plan and dotenv, only for a failed release's output
+
     for label, lines in kept_logs.by_container(app, number).items():
         shown = lines[-kept_logs.SHOWN_WHEN_FAILED :]
         which = "its last lines" if len(shown) == len(lines) else f"its last {len(shown)} of {len(lines)} lines"

@@ -34,7 +34,7 @@ def recover(app: App, out: Output) -> None:
             out.detail("stopped its release command, which was still running")
         touched = touched or release.stage in STAGES_TOUCHING_THE_STACK
     live = releases.live(app)
-    if live and live.result == releases.SUCCEEDED and live.stage in ("switch", "drain"):
+    if live and releases.still_draining(live):
         out.step(f"Release {live.number} is live; what it replaced was interrupted while it drained: removing it")
         touched = True
     if touched:

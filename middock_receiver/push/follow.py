@@ -10,6 +10,7 @@ every other file. This module stays light (no Docker SDK) because every push sta
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 import time
@@ -22,6 +23,11 @@ from ..state.lock import Request, check_not_held, enqueue, request_path
 
 FOLLOW_INTERVAL = 0.02
 ERROR_PREFIX = b" !     "
+
+
+def pusher() -> str:
+    """Who asks for the deploy: the SSH key's name set by the forced command, else the local user."""
+    return os.environ.get("MIDDOCK_PUSHER") or f"{getpass.getuser()} (local)"
 
 
 def submit(app: App, request: Request, sink: BinaryIO | None = None, errors: BinaryIO | None = None) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import pwd
 import sys
@@ -18,12 +17,7 @@ from ..state import audit
 from ..state.apps import App, read_settings
 from ..state.lock import Request
 from ..state.previews import find as find_preview
-from .follow import submit
-
-
-def pusher() -> str:
-    """Who pushed: the SSH key's name set by the forced command, else the local user."""
-    return os.environ.get("MIDDOCK_PUSHER") or f"{getpass.getuser()} (local)"
+from .follow import pusher, submit
 
 
 def deploy_push(app: App, update: RefUpdate, gated: bool) -> int:

@@ -207,6 +207,19 @@ def prune_files(app: App, release: Release) -> None:
     save(app, release)
 
 
+def still_draining(release: Release) -> bool:
+    """Whether a live release's deploy ended before it removed what it replaced (a crash)."""
+    return release.result == SUCCEEDED and release.stage in ("switch", "drain")
+
+
+def unsettled(app: App) -> bool:
+    """Whether a crashed deploy left anything for recovery (pipeline/recovery.py) to settle: a
+    release still recorded as deploying, or the live one still draining. Read without the deploy
+    lock: a deploy under way shows as deploying too, and holds the lock."""
+    current = live(app)
+    return bool(current and still_draining(current)) or any(r.result == DEPLOYING for r in history(app))
+
+
 def mark_interrupted(app: App) -> list[Release]:
     """Record releases left `deploying` by a crash as interrupted.
 
