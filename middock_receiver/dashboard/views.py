@@ -19,8 +19,8 @@ from ..errors import MiddockError
 from ..jobs import runs
 from ..jobs.listing import jobs_table
 from ..notify import webhooks
-from ..operate.running import uptime
-from ..pipeline import health, kept_logs, stacks
+from ..operate.running import container_rows, uptime
+from ..pipeline import kept_logs, stacks
 from ..runtime.compose import PROJECT_LABEL
 from ..runtime.engine import docker_client
 from ..server.roles import ADMIN, Grant
@@ -162,7 +162,7 @@ def app_signature(app: App) -> tuple:
 
 def containers(app: App, live: releases.Release | None) -> list[dict]:
     try:
-        rows = health.service_status(docker_client(), stacks.project(app, live) if live else app.name)
+        rows = container_rows(app, live)
     except Exception:  # noqa: BLE001 - as on the apps page
         return []
     for row in rows:

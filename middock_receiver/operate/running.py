@@ -20,7 +20,7 @@ from .. import process
 from ..edge.control import Edge
 from ..errors import MiddockError
 from ..pipeline import health, kept_logs, stacks
-from ..runtime import compose, swarm
+from ..runtime import compose, engine_api, swarm
 from ..runtime.engine import docker, docker_client
 from ..runtime.plan import without_git
 from ..state import processes, releases
@@ -45,12 +45,45 @@ def uptime(started: str | None) -> float | None:
     return max((datetime.now(timezone.utc) - moment).total_seconds(), 0.0)
 
 
+def inspected_containers(project: str) -> list[dict]:
+    """What `docker inspect` shows of each of the project's containers, one-offs aside: read
+    straight over the daemon's socket (engine_api.py), through the SDK when it has none."""
+    path = engine_api.socket_path()
+    if path is None:
+        return [container.attrs for container in health.project_containers(docker_client(), project)]
+    reader = engine_api.EngineReader(path)
+    try:
+        return reader.project_containers(project)
+    finally:
+        reader.close()
+
+
+def service_rows(inspected: list[dict]) -> list[dict]:
+    """Each container, for `status`, `ps` and the dashboard: service, number, name, state,
+    health, when it started and how often Docker restarted it."""
+    rows = []
+    for attrs in inspected:
+        labels, state = attrs["Config"].get("Labels") or {}, attrs["State"]
+        rows.append(
+            {
+                "service": labels.get(compose.SERVICE_LABEL, "?"),
+                "number": int(labels.get(compose.NUMBER_LABEL, "1") or 1),
+                "container": attrs["Name"].lstrip("/"),
+                "state": state.get("Status"),
+                "health": state.get("Health", {}).get("Status"),
+                "started": state.get("StartedAt") if state.get("Status") == "running" else None,
+                "restarts": attrs.get("RestartCount", 0),
+            }
+        )
+    return sorted(rows, key=lambda row: (row["service"], row["number"], row["container"]))
+
+
 def container_rows(app: App, release: Release | None) -> list[dict]:
     """The release's containers (on the Swarm: its tasks, each on its node); with no release,
     whatever runs as the app's own project."""
     if release and stacks.on_swarm(app, release):
         return swarm.task_rows(docker_client(), stacks.project(app, release))
-    return health.service_status(docker_client(), stacks.project(app, release) if release else app.name)
+    return service_rows(inspected_containers(stacks.project(app, release) if release else app.name))
 
 
 def service_status(app: App) -> list[dict]:

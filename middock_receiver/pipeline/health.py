@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from .. import waiting
 from ..runtime import overrides
-from ..runtime.compose import NUMBER_LABEL, ONEOFF_LABEL, PROJECT_LABEL, SERVICE_LABEL
+from ..runtime.compose import ONEOFF_LABEL, PROJECT_LABEL, SERVICE_LABEL
 from ..runtime.engine import docker
 
 
@@ -140,23 +140,3 @@ def wait_healthy(
     run at once and the stack is polled often."""
     poll = 0.05 if checks is not None else waiting.POLL
     return waiting.until_clear(lambda: problems(client, project, services, since, checks), timeout, on_wait, poll)
-
-
-def service_status(client: docker.DockerClient, project: str) -> list[dict]:
-    """Each container of the project, for `status` and `ps`: service, number, name, state,
-    health, when it started and how often Docker restarted it."""
-    rows = []
-    for container in project_containers(client, project):
-        state = container.attrs["State"]
-        rows.append(
-            {
-                "service": container.labels.get(SERVICE_LABEL, "?"),
-                "number": int(container.labels.get(NUMBER_LABEL, "1") or 1),
-                "container": container.name,
-                "state": state.get("Status"),
-                "health": state.get("Health", {}).get("Status"),
-                "started": state.get("StartedAt") if state.get("Status") == "running" else None,
-                "restarts": container.attrs.get("RestartCount", 0),
-            }
-        )
-    return sorted(rows, key=lambda row: (row["service"], row["number"], row["container"]))

@@ -41,13 +41,15 @@ def docker_client() -> docker.DockerClient:
         client.ping()
         return client
     except docker.errors.DockerException as error:
-        reason = str(error).split(": ", 1)[-1][:200]
-        me = pwd.getpwuid(os.geteuid())
-        if me.pw_uid != 0 and not rootless.socket_path(me.pw_uid).exists() and not rootless.on_root_daemon(me.pw_name):
-            reason += (
-                "; this user's own Docker daemon is not running: root starts it with `middock refresh --user NAME`"
-            )
-        raise MiddockError(f"the Docker daemon is not reachable ({reason}); nothing was changed") from None
+        raise unreachable(str(error).split(": ", 1)[-1][:200]) from None
+
+
+def unreachable(reason: str) -> MiddockError:
+    """The one line for a daemon that does not answer, saying whose daemon is missing."""
+    me = pwd.getpwuid(os.geteuid())
+    if me.pw_uid != 0 and not rootless.socket_path(me.pw_uid).exists() and not rootless.on_root_daemon(me.pw_name):
+        reason += "; this user's own Docker daemon is not running: root starts it with `middock refresh --user NAME`"
+    return MiddockError(f"the Docker daemon is not reachable ({reason}); nothing was changed")
 
 
 def enforces_limits(client: docker.DockerClient) -> bool:
