@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -49,6 +49,59 @@ def watch(group: int) -> Callable[[], None]:
 class Result:
     returncode: int
     timed_out: bool = False
+    stopped: bool = False  # killed because a program run beside it failed (`stream_together`)
+
+
+class Streamed:
+    """A program started as `stream` starts it; `follow` passes its lines on until it ends."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        self.done = watch(self.proc.pid)
+        self.expired = threading.Event()
+        self.stopped = threading.Event()
+        self.timer = threading.Timer(timeout, self.kill, [self.expired]) if timeout else None
+        if self.timer:
+            self.timer.daemon = True
+            self.timer.start()
+
+    def kill(self, reason: threading.Event) -> None:
+        """SIGKILL the program's whole process group (its `docker build` too), saying why."""
+        reason.set()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def stop(self) -> None:
+        self.kill(self.stopped)
+
+    def follow(self, on_line: Callable[[str], None]) -> Result:
+        try:
+            assert self.proc.stdout is not None
+            for raw in self.proc.stdout:
+                on_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            returncode = self.proc.wait()
+        finally:
+            if self.timer:
+                self.timer.cancel()
+            self.done()
+        return Result(returncode, self.expired.is_set(), self.stopped.is_set())
 
 
 def stream(
@@ -64,40 +117,75 @@ def stream(
     child it started; so does this process's death (see WATCHER), so a crashed deploy leaves no
     `docker compose up` or `docker build` running behind it. Invalid UTF-8 is replaced, never fatal.
     """
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=dict(env) if env is not None else None,
-        cwd=cwd,
-        start_new_session=True,
-        preexec_fn=die_with_parent,
-    )
-    done = watch(proc.pid)
-    expired = threading.Event()
+    return Streamed(argv, env, cwd, timeout).follow(on_line)
 
-    def kill() -> None:
-        expired.set()
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
-    timer = threading.Timer(timeout, kill) if timeout else None
-    if timer:
-        timer.daemon = True
-        timer.start()
-    try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            on_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-        returncode = proc.wait()
-    finally:
-        if timer:
-            timer.cancel()
-        done()
-    return Result(returncode, expired.is_set())
+@dataclass(frozen=True)
+class Failure:
+    """The first of programs run together to fail: its index, and its result or why it could
+    not start; `stopped`, the indexes of the others it stopped."""
+
+    index: int
+    result: Result | None = None
+    error: OSError | None = None
+    stopped: tuple[int, ...] = ()
+
+
+def stream_together(
+    argvs: Sequence[Sequence[str]],
+    on_line: Callable[[int, str], None],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+) -> Failure | None:
+    """Run the programs at once, each as `stream` runs one (`timeout` is each one's), passing
+    each line to `on_line` with its program's index, one line at a time.
+
+    The first to fail (a non-zero exit, its timeout, or it cannot start) stops the others that
+    still run: their whole process groups are killed, and they are waited for. Returns that
+    failure, or None when every program exited 0.
+    """
+    lock = threading.Lock()  # held to pass a line on, and to change what follows
+    running: dict[int, Streamed] = {}
+    results: dict[int, Result] = {}
+    failures: list[Failure] = []
+
+    def fail(failure: Failure) -> None:
+        """The first failure stops the rest; call with the lock held."""
+        if not failures:
+            failures.append(failure)
+            for program in running.values():
+                program.stop()
+
+    def follow(index: int, program: Streamed) -> None:
+        def one_line(line: str) -> None:
+            with lock:
+                on_line(index, line)
+
+        result = program.follow(one_line)
+        with lock:
+            del running[index]
+            results[index] = result
+            if (result.returncode != 0 or result.timed_out) and not result.stopped:
+                fail(Failure(index, result))
+
+    threads = []
+    for index, argv in enumerate(argvs):
+        with lock:
+            if failures:
+                break
+            try:
+                program = running[index] = Streamed(argv, env, cwd, timeout)
+            except OSError as error:  # a bad #! line, a binary for another machine
+                fail(Failure(index, error=error))
+                break
+        threads.append(threading.Thread(target=follow, args=(index, program), daemon=True))
+        threads[-1].start()
+    for thread in threads:
+        thread.join()
+    if not failures:
+        return None
+    return replace(failures[0], stopped=tuple(index for index, result in sorted(results.items()) if result.stopped))
 
 
 def attached(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> int:

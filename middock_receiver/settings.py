@@ -289,7 +289,8 @@ TABLE = (
         APP_ENV,
         None,
         words,
-        "the build scripts to run, in order (set empty: none)",
+        "the build scripts to run, in order; neighbours whose names start with the same number run side by side "
+        "(set empty: none)",
         "every `docker/build*.sh`",
     ),
     Setting("MIDDOCK_BUILD_TIMEOUT", APP_ENV, 30 * 60, seconds, "seconds a build or post-deploy script may run"),

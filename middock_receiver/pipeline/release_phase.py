@@ -122,7 +122,7 @@ def post_deploy(checkout: Path, env: Mapping[str, str], previous: int | None, ou
         return
     script_env = {**env, "MIDDOCK_PREVIOUS_RELEASE": "" if previous is None else str(previous)}
     try:
-        build.run_scripts([script], checkout, script_env, out, what="post-deploy script")
+        build.run_scripts([(script,)], checkout, script_env, out, what="post-deploy script")
     except MiddockError as error:
         out.warn(f"{error}; the release stays live")
     except OSError as error:

@@ -6,9 +6,10 @@ Kept apart from running so the plan can be read and tested without Docker (Kamal
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..state.config import reserved
 
@@ -53,13 +54,35 @@ def without_git(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("GIT_")}
 
 
-def build_scripts(checkout: Path, env: Mapping[str, str]) -> list[str]:
-    """The build scripts to run, relative to the checkout, in order: `MIDDOCK_BUILD_SCRIPTS`,
-    else every `docker/build*.sh` by name (the build stage refuses one without the exec bit)."""
+def build_scripts(checkout: Path, env: Mapping[str, str]) -> list[tuple[str, ...]]:
+    """The build scripts to run, relative to the checkout, in `script_groups`:
+    `MIDDOCK_BUILD_SCRIPTS` in its order, else every `docker/build*.sh` by name (the build stage
+    refuses one without the exec bit)."""
     listed = env.get("MIDDOCK_BUILD_SCRIPTS")
     if listed is not None:
-        return listed.split()
-    return sorted(f"docker/{p.name}" for p in (checkout / "docker").glob("build*.sh") if not p.is_dir())
+        return script_groups(listed.split())
+    return script_groups(sorted(f"docker/{p.name}" for p in (checkout / "docker").glob("build*.sh") if not p.is_dir()))
+
+
+LEADING_NUMBER = re.compile(r"(?:build)?[-_]?(\d+)")
+
+
+def script_groups(scripts: Sequence[str]) -> list[tuple[str, ...]]:
+    """The scripts in their order, in groups that run one after the other: neighbours whose
+    file names start with the same number (`build-1-api.sh`, `build-1-web.sh`; after an optional
+    `build`, `-` or `_`; `01` is `1`) form one group and run side by side; a script without a
+    number is a group of its own."""
+    groups: list[tuple[str, ...]] = []
+    previous = None
+    for script in scripts:
+        found = LEADING_NUMBER.match(PurePosixPath(script).name)
+        number = int(found[1]) if found else None
+        if number is not None and number == previous:
+            groups[-1] += (script,)
+        else:
+            groups.append((script,))
+        previous = number
+    return groups
 
 
 def compose_files(checkout: Path, env: Mapping[str, str]) -> list[str]:
