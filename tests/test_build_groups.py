@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from support.apps import BUILD_WEB, write_busybox_app
-from support.middock import Server, Workdir
+from support.middock import Server, Workdir, pusher_lines
 from support.ports import free_port
 from support.processes import gone
 from support.web import http_get
@@ -42,11 +42,6 @@ until [ -e "$MARKS/long.child" ] || [ "$n" -ge 300 ]; do n=$((n + 1)); sleep 0.1
 echo "fails: giving up"
 exit 3
 """
-
-
-def pusher_lines(output: str) -> list[str]:
-    """The deploy's lines as the pusher reads them, without git's `remote: ` and padding."""
-    return [line.removeprefix("remote: ").rstrip() for line in output.splitlines()]
 
 
 def marks_dir(server: Server, app: str, tmp_path: Path) -> Path:

@@ -164,6 +164,11 @@ class Workdir:
         return self.git("push", "production", *(args or ("main",)), check=check)
 
 
+def pusher_lines(output: str) -> list[str]:
+    """A push's output as the pusher reads it, a line each, without git's `remote: ` and padding."""
+    return [line.removeprefix("remote: ").rstrip() for line in output.splitlines()]
+
+
 def one_line(result: subprocess.CompletedProcess, says: str) -> None:
     assert result.returncode != 0, result.stdout
     lines = result.stderr.rstrip("\n").splitlines()

@@ -1,0 +1,44 @@
+"""The api's tests, run by its image's build against the index the build just made: an image
+whose search is broken is never tagged, so never deployed."""
+
+import sqlite3
+import sys
+import unittest
+
+from api import DATABASE, search
+
+
+class SearchTest(unittest.TestCase):
+    def setUp(self):
+        self.db = sqlite3.connect(f"file:{DATABASE}?mode=ro", uri=True)
+        self.addCleanup(self.db.close)
+
+    def test_finds_a_function_by_its_name(self):
+        found = search("urlopen", self.db)
+        self.assertEqual((found[0]["module"], found[0]["qualname"]), ("urllib.request", "urlopen"))
+
+    def test_finds_methods_by_the_start_of_a_word(self):
+        found = {(row["module"], row["qualname"]) for row in search("OrderedDict.move", self.db)}
+        self.assertIn(("collections", "OrderedDict.move_to_end"), found)
+
+    def test_every_word_must_match(self):
+        for row in search("parse url", self.db):
+            text = " ".join((row["qualname"], row["summary"])).lower()
+            self.assertIn("pars", text)
+            self.assertIn("url", text)
+
+    def test_finds_code_by_what_it_calls(self):
+        found = search("copyfileobj", self.db, code=True)
+        self.assertIn(("shutil", "copyfile"), {(row["module"], row["qualname"]) for row in found})
+        self.assertTrue(all(row["line"] > 0 for row in found))
+
+    def test_no_words_no_results(self):
+        self.assertEqual(search(" ?! ", self.db), [])
+
+    def test_the_index_covers_the_standard_library(self):
+        modules = {row[0] for row in self.db.execute("SELECT DISTINCT module FROM symbols")}
+        self.assertTrue({"json", "pathlib", "http.server", "asyncio.tasks", "email.message"} <= modules)
+
+
+if __name__ == "__main__":
+    unittest.main(testRunner=unittest.TextTestRunner(stream=sys.stdout))
