@@ -10,6 +10,11 @@
   (a Dockerfile FROM the tests' busybox image whose last layer copies the changed page, so a
   push rebuilds that one layer); by hand, `docker compose build` replaces the build script.
   Target: ratio at most 1.05.
+- two_images_push-to-live: the same pair for examples/two-images behind the edge, as it deploys
+  (two images, each a real build: an index of the standard library and the api's tests, a page
+  a module rendered and gzipped), each push a change to both images' code; by hand its three
+  build scripts run one after the other, where a push runs the two of the same number side by
+  side. Target: ratio at most 0.8.
 - checkout: middock's dulwich checkout of a generated 20,000-file, ~80 MB repo, first release
   and a one-file-change release (from the first release's folder), each against
   `git archive COMMIT | tar -x` of the same commit. Target: one-file ratio at most 0.15.
@@ -17,9 +22,10 @@
 Every figure is the median of --runs runs. Everything runs in temporary folders with unique
 app names and ports, and the containers, images and files it made are removed afterwards.
 
-    python3 bench/run.py [--runs N] [--only push|compose-build|checkout]
+    python3 bench/run.py [--runs N] [--only push|compose-build|two-images|checkout]
 
-`--only push` runs both push-to-live pairs, `--only compose-build` the second alone.
+`--only push` runs the three push-to-live pairs, `--only compose-build` or `--only two-images`
+one of them alone.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from support.web import http_get  # noqa: E402
 
 from middock_receiver.pipeline.checkout import checkout  # noqa: E402
 
+TWO_IMAGES = ROOT / "examples" / "two-images"
 REPO_FILES = 20_000
 REPO_FOLDERS = 250
 REPO_BYTES = 80_000_000
@@ -140,24 +147,64 @@ def write_compose_build_app(work: Workdir, port: str, page: str) -> None:
     work.write("page.html", page)
 
 
+def change_page(work: Workdir, page: str) -> None:
+    work.write("page.html", page)
+
+
+def shows_page(body: str, commit: str, page: str) -> bool:
+    return body == page
+
+
+def write_two_images(work: Workdir, port: str, page: str) -> None:
+    """examples/two-images, web published on `port`, `page` in the code of both images."""
+    shutil.copytree(TWO_IMAGES, work.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    compose = (work.path / "compose.yaml").read_text()
+    work.write("compose.yaml", compose.replace("${HTTP_PORT:-8080}", port))
+    change_both_images(work, page)
+
+
+def change_both_images(work: Workdir, page: str) -> None:
+    """A line of each image's code changes: both images rebuild from their COPY on."""
+    for name in ("api/api.py", "web/web.py"):
+        work.write(name, f"{(TWO_IMAGES / name).read_text()}# {page}")
+
+
+def shows_both_images(body: str, commit: str, page: str) -> bool:
+    """Whether the site's footer says web and api both run the images of `commit`."""
+    return f"web {commit[:12]}, api {commit[:12]}" in body
+
+
 @dataclass(frozen=True)
 class Shape:
     """A repository shape push-to-live is measured on: its figures' prefix, how the app is
-    written (its published port, its first page) and the build step by hand."""
+    written (its published port, its first page), the build steps by hand (one after the
+    other), how a run changes the app and how its page shows the change is live, and whether it
+    deploys behind the edge."""
 
     prefix: str
     write: Callable[[Workdir, str, str], None]
-    build: list[str]
+    build: list[list[str]]
+    change: Callable[[Workdir, str], None] = change_page
+    shows: Callable[[str, str, str], bool] = shows_page
+    edge: bool = False
 
 
-BUILD_SCRIPTS = Shape("", write_busybox_app, ["docker/build-web.sh"])
-COMPOSE_BUILD_SHAPE = Shape("compose_build_", write_compose_build_app, ["docker", "compose", "build"])
+BUILD_SCRIPTS = Shape("", write_busybox_app, [["docker/build-web.sh"]])
+COMPOSE_BUILD_SHAPE = Shape("compose_build_", write_compose_build_app, [["docker", "compose", "build"]])
+TWO_IMAGES_SHAPE = Shape(
+    "two_images_",
+    write_two_images,
+    [["docker/build-0-base.sh"], ["docker/build-1-api.sh"], ["docker/build-1-web.sh"]],
+    change_both_images,
+    shows_both_images,
+    edge=True,
+)
 
 
 class ByHand:
-    """The same deploy run by hand: archive, the build step, `docker compose up -d --wait`."""
+    """The same deploy run by hand: archive, the build steps, `docker compose up -d --wait`."""
 
-    def __init__(self, repo: Path, project: str, port: int, root: Path, build: list[str]) -> None:
+    def __init__(self, repo: Path, project: str, port: int, root: Path, build: list[list[str]]) -> None:
         self.repo = repo
         self.build = build
         self.project = project
@@ -185,7 +232,7 @@ class ByHand:
         env = self.env(commit)
         steps = {
             "archive": lambda: archive_extract(self.repo, commit, dest),
-            "build": lambda: run(self.build, cwd=dest, env=env),
+            "build": lambda: [run(step, cwd=dest, env=env) for step in self.build],
             "compose_up_wait": lambda: run(["docker", "compose", "up", "-d", "--wait"], cwd=dest, env=env),
         }
         os.sync()
@@ -225,33 +272,35 @@ def bench_push(runs: int, shape: Shape) -> dict[str, float]:
         try:
             port = free_port()
             server.middock("config:set", app, f"WEB_PORT={port}", "--no-deploy")
+            if shape.edge:
+                server.start_edge()
             work.git("remote", "add", "production", str(server.repo_path(app)))
             shape.write(work, "${WEB_PORT}", "first\n")  # the port comes from each side's env
             hand.deploy(work.commit("first version"))
             timed_push(work)
+            if shape.edge:
+                port = server.app_port(app)
             ours, theirs = [], []
             stages: dict[str, list[float]] = defaultdict(list)
             hand_steps: dict[str, list[float]] = defaultdict(list)
             for n in range(runs):  # the app name in each page: no build can hit an earlier run's cache
-                work.write("page.html", f"middock {n} {app}\n")
-                work.commit(f"middock {n}")
-                elapsed, steps = timed_push(work)
-                ours.append(elapsed)
-                for name, seconds in steps.items():
-                    stages[name].append(seconds)
-                if http_get(port) != f"middock {n} {app}\n":
-                    raise SystemExit("middock's push did not put the new page live")
-                work.write("page.html", f"by hand {n} {app}\n")
-                elapsed, steps = hand.deploy(work.commit(f"by hand {n}"))
-                theirs.append(elapsed)
-                for name, seconds in steps.items():
-                    hand_steps[name].append(seconds)
-                if http_get(hand.port) != f"by hand {n} {app}\n":
-                    raise SystemExit("the by-hand deploy did not put the new page live")
+                for side, deploy, times, steps_of, at in (
+                    ("middock", lambda commit: timed_push(work), ours, stages, port),
+                    ("by hand", hand.deploy, theirs, hand_steps, hand.port),
+                ):
+                    page = f"{side} {n} {app}\n"
+                    shape.change(work, page)
+                    commit = work.commit(f"{side} {n}")
+                    elapsed, steps = deploy(commit)
+                    times.append(elapsed)
+                    for name, seconds in steps.items():
+                        steps_of[name].append(seconds)
+                    if not shape.shows(http_get(at), commit, page):
+                        raise SystemExit(f"the {side} deploy did not put the new page live")
         finally:
             hand.cleanup()
             server.cleanup()
-            remove_images(client, (f"{app}-web:", f"{hand.project}-web:", f"middock-release:{app}."))
+            remove_images(client, (f"{app}-", f"middock-release:{app}."))  # the by-hand project's too
     prefix = shape.prefix
     ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
     figures = {
@@ -345,8 +394,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement; the median is printed")
     parser.add_argument(
         "--only",
-        choices=("push", "compose-build", "checkout"),
-        help="push: both push-to-live pairs; compose-build: its pair alone; checkout: the checkout",
+        choices=("push", "compose-build", "two-images", "checkout"),
+        help="push: the three push-to-live pairs; compose-build, two-images: one pair alone; checkout: the checkout",
     )
     args = parser.parse_args()
     print(f"runs: {args.runs}", flush=True)
@@ -354,6 +403,8 @@ def main() -> int:
         show(bench_push(args.runs, BUILD_SCRIPTS))
     if args.only in (None, "push", "compose-build"):
         show(bench_push(args.runs, COMPOSE_BUILD_SHAPE))
+    if args.only in (None, "push", "two-images"):
+        show(bench_push(args.runs, TWO_IMAGES_SHAPE))
     if args.only in (None, "checkout"):
         show(bench_checkout(args.runs))
     return 0

@@ -28,7 +28,7 @@ def test_two_images_build_side_by_side_and_the_site_searches_through_the_api(ser
         "-----> Running docker/build-1-api.sh, docker/build-1-web.sh side by side",
     ]
     assert "build-1-api.sh | indexed " in pushed and "build-1-api.sh | OK" in pushed
-    assert "build-1-web.sh | rendered 65 pages" in pushed
+    assert "build-1-web.sh | rendered 149 pages" in pushed
     port = server.app_port(app)
     tag = work.git("rev-parse", "HEAD").stdout[:12]
     home = http_get(port)

@@ -27,15 +27,15 @@ LIMIT = 50
 
 def search(words: str, db: sqlite3.Connection, code: bool = False) -> list[dict]:
     """The symbols whose name or summary (or `code`: source) has every word (a word's start is
-    enough), the one named exactly first, then the best matches."""
+    enough): those named exactly as asked first, then the best matches."""
     terms = re.findall(r"\w+", words)
     if not terms:
         return []
     columns = "source" if code else "name qualname summary"
     query = " ".join(f'"{term}"*' for term in terms)
     rows = db.execute(
-        f"SELECT {', '.join(FIELDS)} FROM symbols WHERE symbols MATCH ?"
-        " ORDER BY lower(name) = lower(?) DESC, bm25(symbols, 10, 5) LIMIT ?",
+        f"SELECT {', '.join(FIELDS)} FROM symbols WHERE symbols MATCH ?1"
+        " ORDER BY lower(qualname) = lower(?2) DESC, lower(name) = lower(?2) DESC, bm25(symbols, 10, 5) LIMIT ?3",
         (f"{{{columns}}}: ({query})", words.strip(), LIMIT),
     )
     return [dict(zip(FIELDS, row, strict=True)) for row in rows]

@@ -13,7 +13,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-SKIPPED = {"site-packages", "dist-packages", "test", "idlelib", "lib2to3", "tkinter", "turtledemo"}
+SKIPPED = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "tkinter", "turtledemo"}
 SCHEMA = (
     "CREATE VIRTUAL TABLE symbols USING fts5(name, qualname, module, kind, signature, summary, source, line UNINDEXED)"
 )
@@ -23,7 +23,7 @@ def modules(stdlib: Path):
     """(module name, source file) of every module of the standard library, by name."""
     for path in sorted(stdlib.rglob("*.py")):
         relative = path.relative_to(stdlib)
-        if relative.parts[0] in SKIPPED or "-" in path.stem:
+        if SKIPPED.intersection(relative.parts) or "-" in path.stem:
             continue
         parts = relative.with_suffix("").parts
         yield ".".join(parts[:-1] if parts[-1] == "__init__" else parts), path

@@ -32,6 +32,15 @@ class SearchTest(unittest.TestCase):
         self.assertIn(("shutil", "copyfile"), {(row["module"], row["qualname"]) for row in found})
         self.assertTrue(all(row["line"] > 0 for row in found))
 
+    def test_every_symbol_comes_first_when_asked_by_its_qualified_name(self):
+        """The whole index, symbol by symbol: what a user types is what comes first."""
+        wrong = []
+        for module, qualname in self.db.execute("SELECT module, qualname FROM symbols"):
+            first = search(qualname, self.db)[0]
+            if first["qualname"].lower() != qualname.lower():
+                wrong.append(f"{module}.{qualname}: {first['module']}.{first['qualname']} first")
+        self.assertEqual(wrong, [])
+
     def test_no_words_no_results(self):
         self.assertEqual(search(" ?! ", self.db), [])
 
