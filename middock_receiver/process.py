@@ -97,6 +97,10 @@ class Streamed:
             for raw in self.proc.stdout:
                 on_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
             returncode = self.proc.wait()
+        except BaseException:  # passing a line on failed (a full disk): the program must not run on unread
+            self.stop()
+            self.proc.wait()
+            raise
         finally:
             if self.timer:
                 self.timer.cancel()
@@ -143,46 +147,59 @@ def stream_together(
 
     The first to fail (a non-zero exit, its timeout, or it cannot start) stops the others that
     still run: their whole process groups are killed, and they are waited for. Returns that
-    failure, or None when every program exited 0.
+    failure, or None when every program exited 0. Should `on_line` raise, every program is
+    stopped the same way and the exception raised here.
     """
     lock = threading.Lock()  # held to pass a line on, and to change what follows
     running: dict[int, Streamed] = {}
     results: dict[int, Result] = {}
     failures: list[Failure] = []
+    raised: list[BaseException] = []
 
-    def fail(failure: Failure) -> None:
-        """The first failure stops the rest; call with the lock held."""
-        if not failures:
-            failures.append(failure)
+    def end(failure: Failure | None = None, error: BaseException | None = None) -> None:
+        """The first failure (or exception) stops the rest; call with the lock held."""
+        if not failures and not raised:
             for program in running.values():
                 program.stop()
+        if failure is not None:
+            failures.append(failure)
+        if error is not None:
+            raised.append(error)
 
     def follow(index: int, program: Streamed) -> None:
         def one_line(line: str) -> None:
             with lock:
                 on_line(index, line)
 
-        result = program.follow(one_line)
+        try:
+            result = program.follow(one_line)
+        except BaseException as error:
+            with lock:
+                del running[index]
+                end(error=error)
+            return
         with lock:
             del running[index]
             results[index] = result
             if (result.returncode != 0 or result.timed_out) and not result.stopped:
-                fail(Failure(index, result))
+                end(Failure(index, result))
 
     threads = []
     for index, argv in enumerate(argvs):
         with lock:
-            if failures:
+            if failures or raised:
                 break
             try:
                 program = running[index] = Streamed(argv, env, cwd, timeout)
             except OSError as error:  # a bad #! line, a binary for another machine
-                fail(Failure(index, error=error))
+                end(Failure(index, error=error))
                 break
         threads.append(threading.Thread(target=follow, args=(index, program), daemon=True))
         threads[-1].start()
     for thread in threads:
         thread.join()
+    if raised:
+        raise raised[0]
     if not failures:
         return None
     return replace(failures[0], stopped=tuple(index for index, result in sorted(results.items()) if result.stopped))

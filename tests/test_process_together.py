@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from support.processes import gone
 
 from middock_receiver.process import stream_together
@@ -74,4 +75,20 @@ def test_a_program_that_cannot_start_stops_those_started_before_it(tmp_path: Pat
     assert failure is not None and failure.index == 1 and failure.result is None
     assert isinstance(failure.error, FileNotFoundError)
     assert failure.stopped == (0,) and "never" not in started
+    assert not Path(f"{sibling}.finished").exists()
+
+
+def test_when_passing_a_line_on_fails_every_program_is_stopped_and_the_error_raised(tmp_path: Path):
+    """A full disk under the deploy's output: no build goes on unread behind the failed deploy."""
+    sibling = str(tmp_path / "sibling")
+
+    def on_line(index: int, line: str) -> None:
+        if index == 1:
+            raise OSError(28, "No space left on device")
+
+    says_a_line = f'until [ -e "{sibling}.child" ]; do sleep 0.05; done; echo x'
+    argvs = [["sh", "-c", SIBLING, sibling], ["sh", "-c", says_a_line]]
+    with pytest.raises(OSError, match="No space left"):
+        stream_together(argvs, on_line)
+    assert gone(int(Path(f"{sibling}.child").read_text()))
     assert not Path(f"{sibling}.finished").exists()
