@@ -41,6 +41,15 @@ class SearchTest(unittest.TestCase):
                 wrong.append(f"{module}.{qualname}: {first['module']}.{first['qualname']} first")
         self.assertEqual(wrong, [])
 
+    def test_code_search_puts_each_function_first_when_asked_by_its_name(self):
+        """Every function's definition is in its source, found by code search before its callers."""
+        wrong = []
+        for module, name in self.db.execute("SELECT module, name FROM symbols WHERE kind = 'function'"):
+            first = search(name, self.db, code=True)[0]
+            if first["name"].lower() != name.lower():
+                wrong.append(f"{module}.{name}: {first['module']}.{first['qualname']} first")
+        self.assertEqual(wrong, [])
+
     def test_no_words_no_results(self):
         self.assertEqual(search(" ?! ", self.db), [])
 
