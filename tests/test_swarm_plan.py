@@ -108,4 +108,4 @@ def test_the_registrys_two_sides_and_their_passwords():
     assert f"path: {files.htpasswd('pull')}" in pull and "delete" not in pull
     push = registry.render_config(files, "10.0.0.2:5000", registry.PUSH_USER)
     assert f"addr: {registry.PUSH_ADDRESS}" in push and "delete:\n    enabled: true" in push and "tls:" not in push
-    assert registry.bcrypt("secret").startswith("$2b$10$")
+    assert registry.bcrypt("secret").startswith("$2b$04$")  # the least work: checked at every request

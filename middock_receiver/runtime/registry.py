@@ -195,6 +195,12 @@ def render_config(files: Files, address: str, user: str) -> str:
     )
 
 
+# bcrypt's least work: the registry checks the hash at every request (a push or a pull makes
+# many, each about 0.1 s at cost 10). A higher cost slows guessing a weak password from its
+# hash; these are 192 random bits, and their plain text lies beside the hash anyway.
+BCRYPT_COST = 4
+
+
 def bcrypt(password: str) -> str:
     """A bcrypt hash (what docker-registry's htpasswd takes), from the system's libcrypt."""
     libcrypt = ctypes.CDLL("libcrypt.so.1")
@@ -202,7 +208,7 @@ def bcrypt(password: str) -> str:
     libcrypt.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
     libcrypt.crypt.restype = ctypes.c_char_p
     libcrypt.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    setting = libcrypt.crypt_gensalt(b"$2b$", 10, None, 0)
+    setting = libcrypt.crypt_gensalt(b"$2b$", BCRYPT_COST, None, 0)
     hashed = libcrypt.crypt(password.encode(), setting) if setting else None
     if not hashed or not hashed.startswith(b"$2b$"):
         raise MiddockError("this system's libcrypt cannot make bcrypt hashes for the registry's passwords")
