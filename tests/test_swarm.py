@@ -135,10 +135,13 @@ def test_a_push_spreads_the_web_tasks_over_every_node_and_serves_through_the_edg
 
 def test_a_second_push_under_load_drops_nothing_and_a_rollback_neither_builds_nor_pushes(cluster):
     load = Load(cluster, cluster.base)
-    push(cluster, "v2")
+    out = push(cluster, "v2")
     report = load.stop()
     assert report["failures"] == [] and {"v1", "v2"} <= set(report["versions"]), report
     assert cluster.get() == "v2\n"
+    assert "Pushing 1 image to the registry" in out and "worker: unchanged since release 1, pushed then" in out, out
+    first, second = (release["pushed"] for release in cluster.releases(cluster.app)[:2])
+    assert second["worker"] == first["worker"] and second["web"] != first["web"]
 
     load = Load(cluster, cluster.base)
     rollback = cluster.middock("rollback", cluster.app)

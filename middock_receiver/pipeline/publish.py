@@ -43,16 +43,21 @@ def publish(
     env: dict,
     out: Output,
 ) -> None:
-    """Push what the registry lacks, write the stack file (`swarm.json`). `source`: the release a
-    rollback or restart runs again, whose pushed images are reused."""
+    """Push what the registry lacks, write the stack file (`swarm.json`). The images a release
+    pushed before are reused where a service runs the same one: `source`'s (the release a
+    rollback or restart runs again), else the live release's (a deploy that left them as they were)."""
     swarm = cluster.require(app.home)
     release.slot = side_by_side.other_slot(previous.slot if previous else None)
     release.project = side_by_side.project_name(app.name, release.number)
-    reused = dict(source.pushed) if source else {}
     wanted = {name: spec["image"] for name, spec in resolved["services"].items()}
-    to_push = {name: image for name, image in wanted.items() if not same_image(source, name, image, reused)}
+    reused = already_pushed(source or previous, wanted, swarm.registry)
+    to_push = {name: image for name, image in wanted.items() if name not in reused}
     if to_push:
         out.step(f"Pushing {len(to_push)} image{'s' * (len(to_push) > 1)} to the registry {swarm.registry}")
+    elif not source:
+        out.step(f"No image to push to the registry {swarm.registry}")
+    if reused and previous and not source:
+        out.detail(f"{', '.join(sorted(reused))}: unchanged since release {previous.number}, pushed then")
     files = registry_files(app, swarm.own_registry)
     password = registry.read_password(files, registry.PUSH_USER) if files else ""
     with registry.locked(files):
@@ -69,8 +74,16 @@ def publish(
     compose.write_config(stack, releases.folder(app, release.number) / stacks.SWARM)  # it holds the config vars
 
 
-def same_image(source: Release | None, service: str, image: str, pushed: dict[str, str]) -> bool:
-    return source is not None and service in pushed and source.images.get(service) == image
+def already_pushed(earlier: Release | None, wanted: dict[str, str], pull_address: str) -> dict[str, str]:
+    """The references `earlier` pushed for services whose image it ran is the one wanted now,
+    in the registry the nodes pull from today (it holds them while a kept release uses them)."""
+    if earlier is None:
+        return {}
+    return {
+        name: ref
+        for name, ref in earlier.pushed.items()
+        if name in wanted and earlier.images.get(name) == wanted[name] and ref.startswith(f"{pull_address}/")
+    }
 
 
 def unpublish(app: App, dropped: list[Release], kept: list[Release]) -> list[str]:
