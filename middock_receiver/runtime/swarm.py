@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 import shlex
 import time
 from collections.abc import Callable
@@ -51,10 +52,10 @@ class Stack:
 
 def cli_waits_by_default() -> bool:
     """Docker's CLI from 26 on waits for a stack to converge unless told not to; older ones
-    (Debian 12's 20.10) do not know the option. middock waits itself, task by task."""
-    result = process.capture(["docker", "version", "--format", "{{.Client.Version}}"])
-    major = result.stdout.strip().split(".")[0]
-    return major.isdigit() and int(major) >= 26
+    (Debian 12's 20.10) do not know the option. middock waits itself, task by task. (`docker
+    --version` asks the CLI alone: `docker version` would ask the engine too.)"""
+    found = re.match(r"Docker version (\d+)\.", process.capture(["docker", "--version"]).stdout)
+    return found is not None and int(found[1]) >= 26
 
 
 def ensure_manager(client: docker.DockerClient, advertise_addr: str) -> bool:
@@ -166,26 +167,37 @@ def bound_ports(client: docker.DockerClient, task: str) -> dict[int, int]:
 
 def problems(client: docker.DockerClient, stack: str, wanted: dict[str, int]) -> list[str]:
     """What keeps the stack from running: every service's tasks running (Swarm calls a task
-    with a healthcheck running only once it is healthy), as many as it wants; empty when so."""
+    with a healthcheck running only once it is healthy), as many as it wants; empty when so.
+    Two questions to the manager, whatever the size of the stack: its services, their tasks."""
     present = services(client, stack)
+    names = {service.id: name for name, service in present.items() if name in wanted}
+    running = dict.fromkeys(wanted, 0)
+    reasons: dict[str, str] = {}
+    for task in client.api.tasks(filters={"service": list(names)}) if names else []:
+        name = names.get(task.get("ServiceID", ""))
+        if name is None:
+            continue
+        if task["DesiredState"] == RUNNING and task["Status"]["State"] == RUNNING:
+            running[name] += 1
+        elif task["DesiredState"] == "shutdown" and task["Status"].get("Err"):
+            reasons.setdefault(name, task["Status"]["Err"])
     found = []
     for name, count in wanted.items():
-        service = present.get(name)
-        if service is None:
+        if name not in present:
             found.append(f"{name}: no service")
-            continue
-        running = [t for t in tasks(client, service) if t["Status"]["State"] == RUNNING]
-        if len(running) < count:
-            failed = service.tasks(filters={"desired-state": "shutdown"})
-            reason = next((t["Status"].get("Err") for t in failed if t["Status"].get("Err")), "")
-            found.append(f"{name}: {len(running)} of {count} tasks running" + (f" ({reason})" if reason else ""))
+        elif running[name] < count:
+            reason = f" ({reasons[name]})" if name in reasons else ""
+            found.append(f"{name}: {running[name]} of {count} tasks running{reason}")
     return found
+
+
+GATE_POLL = 0.1  # asking costs the manager two lookups; tasks start within seconds of each other
 
 
 def wait_running(
     client: docker.DockerClient, stack: str, wanted: dict[str, int], timeout: float, on_wait: Callable[[str], None]
 ) -> list[str]:
-    return waiting.until_clear(lambda: problems(client, stack, wanted), timeout, on_wait)
+    return waiting.until_clear(lambda: problems(client, stack, wanted), timeout, on_wait, GATE_POLL)
 
 
 def endpoints(client: docker.DockerClient, stack: str, service: str, port: int) -> list[str]:
