@@ -5,8 +5,13 @@ dockerd per node, middock's own registry on the manager), with the edge of the t
 
 - push-to-live: `git push` of a one-line change until the release is live, for the tests' web
   app (3 web tasks and a worker) on the Swarm, against the same app on one server (the manager
-  alone, target compose, behind the same edge); median of --runs, interleaved. Target: ratio at
-  most 1.5.
+  alone, target compose, behind the same edge); median of --runs, interleaved. Each app's change
+  is its own, so neither build comes from the other's cache. Target: ratio at most 1.5.
+- the stages of those pushes, median seconds each, from the moment the pusher sees the step that
+  begins it to the next one's: receive (git and the hook, up to the deploy's first line),
+  checkout_config, build, registry (the Swarm's push of its images), start (`docker stack deploy`,
+  `docker compose up`), gate (every task running, every container healthy), http_check (GET on
+  every web container), switch (the edge, up to the end of the push).
 - failed requests during 3 deploys of the Swarm app under the load of the edge tests (3
   keep-alive clients, 3 opening a connection per request, 2 of 3-second requests). Target: 0.
 - rollback: the whole `middock rollback APP` command on the Swarm app (it deploys the kept
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,18 +35,56 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from edge import push  # noqa: E402  bench/edge.py
 from support.apps import write_web_app  # noqa: E402
 from support.swarm import COMPOSE, Load, SwarmServer, SwarmWork, start_middock  # noqa: E402
 from support.swarm_bed import SwarmBed, reap_stale_beds  # noqa: E402
 
+STEPS = (  # a push's stages after `receive`, each begun by the first step line that starts with its words
+    ("checkout_config", ("Checking out",)),
+    ("build", ("Running ",)),
+    ("registry", ("Pushing ", "No image to push")),
+    ("start", ("Starting release",)),
+    ("gate", ("Waiting for the services",)),
+    ("http_check", ("Checking GET",)),
+    ("switch", ("Switching the edge",)),
+)
+STAGES = ("receive", *(name for name, _ in STEPS))
+STEP = "-----> "
 
-def timed_push(work: SwarmWork, version: str) -> float:
-    def write(version: str) -> None:
-        write_web_app(work, version, COMPOSE)
-        work.write("www/built.txt", version)  # a one-line change: a new image
 
-    return push(work, version, write)
+def timed_push(work: SwarmWork, version: str) -> tuple[float, dict[str, float]]:
+    """Push a one-line change (a new image); the seconds until it is live, and each stage's, read
+    from when the pusher sees each step line."""
+    write_web_app(work, version, COMPOSE)
+    work.write("www/built.txt", f"{version} of {work.app}")  # type: ignore[attr-defined]
+    work.commit(version)
+    begun = {"receive": 0.0}  # git and the hook, up to the deploy's first line
+    output = []
+    started = time.perf_counter()
+    pushing = subprocess.Popen(
+        work.push_argv(), cwd=work.path, env=work.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    assert pushing.stderr is not None
+    for line in pushing.stderr:
+        output.append(line)
+        text = line.removeprefix("remote:").strip()
+        for name, words in STEPS if text.startswith(STEP) else ():
+            if name not in begun and text[len(STEP) :].startswith(words):
+                begun[name] = time.perf_counter() - started
+    pushing.wait(timeout=600)
+    elapsed = time.perf_counter() - started
+    if "is live" not in "".join(output):
+        raise SystemExit(f"push of {version} failed:\n{''.join(output)}")
+    order = sorted(begun, key=lambda name: begun[name])
+    ends = [begun[name] for name in order[1:]] + [elapsed]
+    return elapsed, {name: end - begun[name] for name, end in zip(order, ends, strict=True)}
+
+
+def print_stages(target: str, pushes: list[dict[str, float]]) -> None:
+    for stage in STAGES:
+        times = [push[stage] for push in pushes if stage in push]
+        if times:
+            print(f"{target}_stage_{stage}_s: {statistics.median(times):.3f}")
 
 
 def app(server: SwarmServer, folder: Path, target: str) -> SwarmWork:
@@ -65,14 +109,17 @@ def main() -> None:
         try:
             start_middock(server)
             on_swarm, alone = app(server, folder, "swarm"), app(server, folder, "compose")
-            swarm_times, alone_times = [], []
+            swarm_pushes, alone_pushes = [], []
             for number in range(1, args.runs + 1):
-                swarm_times.append(timed_push(on_swarm, f"v{number}"))
-                alone_times.append(timed_push(alone, f"v{number}"))
-            spread, single = statistics.median(swarm_times), statistics.median(alone_times)
+                swarm_pushes.append(timed_push(on_swarm, f"v{number}"))
+                alone_pushes.append(timed_push(alone, f"v{number}"))
+            spread = statistics.median(total for total, _ in swarm_pushes)
+            single = statistics.median(total for total, _ in alone_pushes)
             print(f"push_to_live_swarm_3_nodes_s: {spread:.3f}")
             print(f"push_to_live_one_server_s: {single:.3f}")
             print(f"push_to_live_swarm_ratio: {spread / single:.2f}")
+            print_stages("swarm", [stages for _, stages in swarm_pushes])
+            print_stages("one_server", [stages for _, stages in alone_pushes])
 
             server.port = server.app_port(on_swarm.app)  # type: ignore[attr-defined]
             load = Load(server, folder)

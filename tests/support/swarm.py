@@ -66,8 +66,11 @@ class SwarmWork(Workdir):
         self.env.update(server.env)
         self.namespace = server.bed.manager.name
 
+    def push_argv(self, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace, "git", "push", "production", *(args or ("main",))]
+
     def push(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-        argv = ["ip", "netns", "exec", self.namespace, "git", "push", "production", *(args or ("main",))]
+        argv = self.push_argv(*args)
         result = subprocess.run(argv, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=600)
         assert not check or result.returncode == 0, result.stderr
         return result
