@@ -5,13 +5,16 @@ dockerd per node, middock's own registry on the manager), with the edge of the t
 
 - push-to-live: `git push` of a one-line change until the release is live, for the tests' web
   app (3 web tasks and a worker) on the Swarm, against the same app on one server (the manager
-  alone, target compose, behind the same edge); median of --runs, interleaved. Each app's change
-  is its own, so neither build comes from the other's cache. Target: ratio at most 1.5.
+  alone, target compose, behind the same edge); median of --runs, interleaved, each push once
+  the one before it has retired what it replaced (as a user's next push finds it). Each app's
+  change is its own, so neither build comes from the other's cache. Target: ratio at most 1.5.
 - the stages of those pushes, median seconds each, from the moment the pusher sees the step that
   begins it to the next one's: receive (git and the hook, up to the deploy's first line),
-  checkout_config, build, registry (the Swarm's push of its images), start (`docker stack deploy`,
-  `docker compose up`), gate (every task running, every container healthy), http_check (GET on
-  every web container), switch (the edge, up to the end of the push).
+  checkout_config, build (the build script; on one server, then the release's networks and
+  ports), registry (the Swarm's push of its images, its stack file), start (`docker stack
+  deploy`; `docker compose up`, which waits for the containers to start), gate (every task
+  running; every container healthy), http_check (GET on every web container), switch (the edge,
+  up to the end of the push).
 - failed requests during 3 deploys of the Swarm app under the load of the edge tests (3
   keep-alive clients, 3 opening a connection per request, 2 of 3-second requests). Target: 0.
 - rollback: the whole `middock rollback APP` command on the Swarm app (it deploys the kept
@@ -111,8 +114,9 @@ def main() -> None:
             on_swarm, alone = app(server, folder, "swarm"), app(server, folder, "compose")
             swarm_pushes, alone_pushes = [], []
             for number in range(1, args.runs + 1):
-                swarm_pushes.append(timed_push(on_swarm, f"v{number}"))
-                alone_pushes.append(timed_push(alone, f"v{number}"))
+                for work, pushes in ((on_swarm, swarm_pushes), (alone, alone_pushes)):
+                    pushes.append(timed_push(work, f"v{number}"))  # then its retiring loads no other push:
+                    server.wait_idle(work.app)  # type: ignore[attr-defined]
             spread = statistics.median(total for total, _ in swarm_pushes)
             single = statistics.median(total for total, _ in alone_pushes)
             print(f"push_to_live_swarm_3_nodes_s: {spread:.3f}")
