@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
+from types import SimpleNamespace
 
 from support.apps import BUILD_WEB, write_busybox_app
 from support.images import BUSYBOX_IMAGE
@@ -322,10 +323,11 @@ def test_a_push_from_a_minimal_environment_and_another_folder_deploys(server, wo
     assert http_get(port) == "minimal"
 
 
-def test_a_container_started_again_runs_its_healthcheck_at_once(docker_client):
-    """Docker runs a container's first healthcheck only after its `interval`; the gate of an
-    instant rollback runs it at once (QuickChecks) and takes its verdict, pass or fail, and the
-    usual gate waits for Docker's."""
+def test_the_gate_runs_a_containers_own_healthcheck_at_once_and_takes_its_verdict(docker_client):
+    """Docker runs a container's first healthcheck only after its `interval`; the gate runs it at
+    once, by exec, and again until it passes: one that fails holds the gate until its timeout
+    (with Docker's word for the container), one that passes opens it while Docker still says
+    "starting"."""
     project = f"quick-{uuid.uuid4().hex[:8]}"
     container = docker_client.containers.run(
         BUSYBOX_IMAGE,
@@ -337,12 +339,25 @@ def test_a_container_started_again_runs_its_healthcheck_at_once(docker_client):
     )
     try:
         assert health.problems(docker_client, project, ["web"]) == [f"web: {container.name} is starting"]
-        checks = health.QuickChecks()
-        assert health.problems(docker_client, project, ["web"], checks=checks) == [
-            f"web: {container.name} is starting"
-        ]  # run now, and failed
+        assert health.wait_healthy(docker_client, project, ["web"], 1.0) == [f"web: {container.name} is starting"]
         container.exec_run(["sh", "-c", ": >/ok"])
-        assert health.problems(docker_client, project, ["web"], checks=checks) == []
-        assert health.problems(docker_client, project, ["web"]) == [f"web: {container.name} is starting"]
+        assert health.wait_healthy(docker_client, project, ["web"], 60.0) == []
+        container.reload()
+        assert container.attrs["State"]["Health"]["Status"] == "starting"  # Docker has not run it yet
     finally:
         container.remove(force=True)
+
+
+def test_the_gate_runs_a_healthcheck_as_docker_does():
+    """A CMD runs as it is, a CMD-SHELL under the container's shell (its SHELL, else /bin/sh -c),
+    and NONE (or no healthcheck) is nothing to run."""
+
+    def command(test: list[str], shell: list[str] | None = None) -> list[str] | None:
+        container = SimpleNamespace(attrs={"Config": {"Healthcheck": {"Test": test}, "Shell": shell}})
+        return health.healthcheck_command(container)
+
+    assert command(["CMD", "wget", "-q", "http://127.0.0.1/"]) == ["wget", "-q", "http://127.0.0.1/"]
+    assert command(["CMD-SHELL", "test -f /ok || exit 1"]) == ["/bin/sh", "-c", "test -f /ok || exit 1"]
+    bash = ["/bin/bash", "-o", "pipefail", "-c"]
+    assert command(["CMD-SHELL", "curl -f localhost | grep ok"], bash) == [*bash, "curl -f localhost | grep ok"]
+    assert command(["NONE"]) is None and command([]) is None

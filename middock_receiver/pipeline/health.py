@@ -1,8 +1,13 @@
 """The health gate: every service's containers running, and healthy where they have a
-healthcheck, within the timeout. Read through the docker SDK from the compose labels."""
+healthcheck, within the timeout. Read through the docker SDK from the compose labels.
+
+A container's healthcheck is run by the gate itself, by exec, as soon as the container runs and
+again after each failure: Docker runs its first one only after the healthcheck's `interval` (30 s
+by default), and a push would wait that long for nothing. Docker's own verdict counts too."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -37,18 +42,18 @@ def problems(
     project: str,
     services: list[str],
     since: float = 0.0,
-    checks: QuickChecks | None = None,
+    probes: Probes | None = None,
 ) -> list[str]:
     """What keeps the stack from being healthy now; empty when it is. A container created since
     `since` that Docker has already restarted is crashing, even if it runs this instant (every
-    service has a restart policy, so a crash shows as a restart, not as an exit). With `checks`,
-    a container whose healthcheck Docker has not run yet (it waits its `interval` first) runs it
-    now, and passes if it passes."""
+    service has a restart policy, so a crash shows as a restart, not as an exit). With `probes`,
+    a running container Docker does not call healthy yet has its own healthcheck run now (Docker
+    waits its `interval` first), and passes once that passed."""
     by_service: dict[str, list] = {name: [] for name in services}
     for container in project_containers(client, project):
         by_service.setdefault(container.labels.get(SERVICE_LABEL, "?"), []).append(container)
-    if checks is not None:
-        checks.run([c for service in services for c in by_service[service] if starting(c, since)])
+    if probes is not None:
+        probes.watch([c for service in services for c in by_service[service] if unproven(c, since)])
     found = []
     for service in services:
         if not by_service[service]:
@@ -58,9 +63,12 @@ def problems(
             health = state.get("Health", {}).get("Status")
             if restarted(container, since) or state.get("Status") != "running":
                 found.append(f"{service}: {container.name} {crash_description(container, since)}")
-            elif health not in (None, "healthy") and not (checks is not None and container.id in checks.passed):
+            elif health not in (None, "healthy") and not (probes is not None and container.id in probes.passed):
                 found.append(f"{service}: {container.name} is {health}")
     return found
+
+
+RESTARTING = "keeps restarting"
 
 
 def crash_description(container, since: float) -> str:  # noqa: ANN001
@@ -70,8 +78,13 @@ def crash_description(container, since: float) -> str:  # noqa: ANN001
     if not restarted(container, since):
         return f"is {state.get('Status')} (exit code {state.get('ExitCode')})"
     if state.get("Status") == "running":
-        return f"keeps restarting ({container.attrs.get('RestartCount')} restarts)"
-    return f"keeps restarting (exit code {state.get('ExitCode')})"
+        return f"{RESTARTING} ({container.attrs.get('RestartCount')} restarts)"
+    return f"{RESTARTING} (exit code {state.get('ExitCode')})"
+
+
+def crashing(found: list[str]) -> bool:
+    """Whether a container has crashed: it stays so (Docker counts its restarts), so no waiting helps."""
+    return any(RESTARTING in problem for problem in found)
 
 
 def restarted(container, since: float) -> bool:  # noqa: ANN001
@@ -79,51 +92,103 @@ def restarted(container, since: float) -> bool:  # noqa: ANN001
     return container.attrs.get("RestartCount", 0) > 0 and created_at(container) >= since - 1
 
 
-def starting(container, since: float) -> bool:  # noqa: ANN001
-    """Running, not crashing, and its healthcheck not yet run by Docker."""
+def unproven(container, since: float) -> bool:  # noqa: ANN001
+    """Running, not crashing, and not healthy yet in Docker's eyes: starting (its first check
+    waits its `interval`), or unhealthy (its checks failed so far)."""
     state = container.attrs["State"]
     return (
         state.get("Status") == "running"
-        and state.get("Health", {}).get("Status") == "starting"
+        and state.get("Health", {}).get("Status") in ("starting", "unhealthy")
         and not restarted(container, since)
     )
 
 
-class QuickChecks:
-    """Healthchecks run now rather than after Docker's first `interval`, for containers started
-    again, not created (an instant rollback): every container's at once, and one that passed is
-    not run again while Docker catches up."""
+def healthcheck_command(container) -> list[str] | None:  # noqa: ANN001
+    """What Docker runs in the container as its healthcheck: a CMD as it is, a CMD-SHELL under
+    the container's shell (its SHELL, else /bin/sh -c); None for none (NONE, or no healthcheck)."""
+    config = container.attrs.get("Config", {})
+    test = (config.get("Healthcheck") or {}).get("Test") or []
+    if len(test) < 2:
+        return None
+    if test[0] == "CMD":
+        return test[1:]
+    if test[0] == "CMD-SHELL":
+        return [*(config.get("Shell") or ["/bin/sh", "-c"]), " ".join(test[1:])]
+    return None
+
+
+# After a failed run, the next comes soon (an app that has just started may not listen yet),
+# then every RETRY seconds: what the gate waits beyond the app's own start is that short.
+FIRST_RETRY, RETRY = 0.1, 0.5
+
+
+class Probes:
+    """The containers' own healthchecks, each run by exec as soon as its container runs, then
+    again after each failure until it passes: Docker would run its first only after its
+    `interval` (30 s by default). One pass proves the container healthy, as it does for Docker;
+    a failure proves nothing (as within Docker's start period): only the gate's timeout, or a
+    crash, fails it."""
 
     def __init__(self) -> None:
-        self.passed: set[str] = set()
+        self.passed: set[str] = set()  # the ids of the containers whose healthcheck passed
+        self.passing = threading.Event()  # set when one passes: the gate looks again at once
+        self.lock = threading.Lock()
+        self.running: dict[str, threading.Event] = {}  # container id -> what stops its probe
 
-    def run(self, containers: list) -> None:
-        """Run the healthchecks of those that have not passed yet, all at once."""
+    def watch(self, containers: list) -> None:
+        """Probe each container with a healthcheck to run that is not probed or passed yet."""
+        with self.lock:
+            for container in containers:
+                if container.id in self.running or container.id in self.passed:
+                    continue
+                if healthcheck_command(container) is None:
+                    continue
+                stop = self.running[container.id] = threading.Event()
+                threading.Thread(target=self.probe, args=(container, stop), daemon=True).start()
 
-        def check(container) -> None:  # noqa: ANN001
+    def probe(self, container, stop: threading.Event) -> None:  # noqa: ANN001
+        """Run the container's healthcheck until it passes or the probe is stopped."""
+        pause = FIRST_RETRY
+        while not stop.is_set():
             if passes(container):
                 self.passed.add(container.id)
+                self.passing.set()
+                return
+            stop.wait(pause)
+            pause = RETRY
 
-        runners = [threading.Thread(target=check, args=(c,)) for c in containers if c.id not in self.passed]
-        for runner in runners:
-            runner.start()
-        for runner in runners:
-            runner.join()
+    def stop(self) -> None:
+        """Stop probing (the gate is over); a container watched again is probed afresh."""
+        with self.lock:
+            for stop in self.running.values():
+                stop.set()
+            self.running.clear()
 
 
 def passes(container) -> bool:  # noqa: ANN001
-    """Whether the container's own healthcheck passes, run now (within its timeout)."""
-    test = (container.attrs.get("Config", {}).get("Healthcheck") or {}).get("Test") or []
-    if not test or test[0] not in ("CMD", "CMD-SHELL"):
-        return False
-    argv = test[1:] if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
+    """Whether the container's own healthcheck passes, run now (within its timeout), as Docker
+    runs it: as the container's user, in its working directory, with its environment."""
+    command = healthcheck_command(container)
     timeout = (container.attrs["Config"]["Healthcheck"].get("Timeout") or 30_000_000_000) / 1e9
     api = container.client.api
-    exec_id = api.exec_create(container.id, argv)["Id"]  # attached: exec_start returns when it ends
-    runner = threading.Thread(target=api.exec_start, args=(exec_id,), daemon=True)
+    try:
+        exec_id = api.exec_create(container.id, command)["Id"]
+    except docker.errors.APIError:
+        return False  # not running (any more): the gate says what it is doing
+
+    def run() -> None:
+        with contextlib.suppress(docker.errors.APIError, OSError):
+            api.exec_start(exec_id)  # attached: returns when the command ends
+
+    runner = threading.Thread(target=run, daemon=True)
     runner.start()
     runner.join(timeout)
-    return not runner.is_alive() and api.exec_inspect(exec_id).get("ExitCode") == 0
+    if runner.is_alive():
+        return False
+    try:
+        return api.exec_inspect(exec_id).get("ExitCode") == 0
+    except docker.errors.APIError:
+        return False
 
 
 def wait_healthy(
@@ -133,10 +198,19 @@ def wait_healthy(
     timeout: float,
     on_wait: Callable[[str], None] = lambda _: None,
     since: float = 0.0,
-    checks: QuickChecks | None = None,
+    probes: Probes | None = None,
 ) -> list[str]:
-    """Poll until healthy or the timeout; returns the remaining problems (empty on success).
-    With `checks` (containers started again, not created: an instant rollback), healthchecks
-    run at once and the stack is polled often."""
-    poll = 0.05 if checks is not None else waiting.POLL
-    return waiting.until_clear(lambda: problems(client, project, services, since, checks), timeout, on_wait, poll)
+    """Poll until healthy, a container crashes, or the timeout; returns the remaining problems
+    (empty on success). Healthchecks run at once (`probes`: those whose containers an instant
+    rollback started itself, probed as each started), and each pass is looked at at once."""
+    probes = Probes() if probes is None else probes
+    try:
+        return waiting.until_clear(
+            lambda: problems(client, project, services, since, probes),
+            timeout,
+            on_wait,
+            wake=probes.passing,
+            hopeless=crashing,
+        )
+    finally:
+        probes.stop()

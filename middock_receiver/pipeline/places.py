@@ -140,7 +140,7 @@ class KeptPlace(ComposePlace):
     for an instant rollback."""
 
     kept: releases.Kept
-    checks: health.QuickChecks = field(default_factory=health.QuickChecks, init=False)
+    probes: health.Probes = field(default_factory=health.Probes, init=False)
 
     @property
     def started_by(self) -> str:
@@ -156,9 +156,8 @@ class KeptPlace(ComposePlace):
         compose.write_private(releases.folder(self.app, self.release.number) / stacks.BESIDE, source.read_text())
 
     def start(self, services: list[str]) -> None:
-        """All at once, each container's healthcheck run as soon as it started: starting a
-        container is mostly Docker's own waiting (its network), and Docker would first run the
-        check only after its `interval`."""
+        """All at once, each container's healthcheck probed as soon as it started: starting a
+        container is mostly Docker's own waiting (its network)."""
         wanted = set(services)
         refused: list[str] = []
 
@@ -168,7 +167,7 @@ class KeptPlace(ComposePlace):
             except docker.errors.APIError as error:
                 refused.append(f"{container.name}: {error.explanation or error}")
             else:
-                self.checks.run([container])
+                self.probes.watch([container])
 
         starting = [
             threading.Thread(target=start, args=(container,))
@@ -180,12 +179,13 @@ class KeptPlace(ComposePlace):
         for thread in starting:
             thread.join()
         if refused:
+            self.probes.stop()
             raise MiddockError(f"Docker could not start {refused[0]}")
 
     resume = start
 
     def gate(self, services: list[str], counts: dict[str, int], timeout: float) -> list[str]:
-        return health.wait_healthy(self.client, self.name, services, timeout, self.out.detail, checks=self.checks)
+        return health.wait_healthy(self.client, self.name, services, timeout, self.out.detail, probes=self.probes)
 
 
 @dataclass(eq=False)
