@@ -339,9 +339,9 @@ class Deploy:
             return InPlace(*common, enter=self.enter, recreate=restore is not None and reason == "restart")
         if restore is not None and reason == "rollback":
             counts = {name: overrides.replicas(spec) for name, spec in self.resolved["services"].items()}
-            kept = stacks.revivable(self.client, self.app, restore, counts)
-            if kept:
-                return KeptPlace(*common, kept=kept)
+            found = stacks.revivable(self.client, self.app, restore, counts)
+            if found:
+                return KeptPlace(*common, kept=found[0], containers=found[1])
         return ComposePlace(*common)
 
     def release_phase(self) -> None:

@@ -136,10 +136,11 @@ def ensure_shared(client: docker.DockerClient, app: App, resolved: dict) -> None
 
 @dataclass(eq=False)
 class KeptPlace(ComposePlace):
-    """The containers a switch replaced and kept stopped (`kept`), started again, not created,
-    for an instant rollback."""
+    """The containers a switch replaced and kept stopped (`kept`; `containers`, as a rollback
+    found them), started again, not created, for an instant rollback."""
 
     kept: releases.Kept
+    containers: list
     probes: health.Probes = field(default_factory=health.Probes, init=False)
 
     @property
@@ -171,7 +172,7 @@ class KeptPlace(ComposePlace):
 
         starting = [
             threading.Thread(target=start, args=(container,))
-            for container in health.project_containers(self.client, self.name)
+            for container in self.containers
             if container.labels.get(SERVICE_LABEL) in wanted
         ]
         for thread in starting:

@@ -123,10 +123,12 @@ def discard_kept(client: docker.DockerClient, app: App, warn: kept_logs.Warn) ->
     releases.set_kept(app, None)
 
 
-def revivable(client: docker.DockerClient, app: App, number: int, counts: dict[str, int]) -> releases.Kept | None:
-    """The kept containers of release `number`, if a rollback can start them again as they are:
-    all there and stopped, as many per service as `counts` (the app's scale now), and their
-    loopback ports free."""
+def revivable(
+    client: docker.DockerClient, app: App, number: int, counts: dict[str, int]
+) -> tuple[releases.Kept, list] | None:
+    """The kept containers of release `number` (their record, and them as listed), if a rollback
+    can start them again as they are: all there and stopped, as many per service as `counts`
+    (the app's scale now), and their loopback ports free."""
     kept = releases.kept(app)
     if kept is None or kept.release != number or not (releases.folder(app, number) / BESIDE).exists():
         return None
@@ -147,4 +149,4 @@ def revivable(client: docker.DockerClient, app: App, number: int, counts: dict[s
         for binding in bindings or []
         if binding.get("HostPort", "").isdigit()
     ]
-    return kept if all(routes.bindable(port, "127.0.0.1") for port in ports) else None
+    return (kept, containers) if all(routes.bindable(port, "127.0.0.1") for port in ports) else None
