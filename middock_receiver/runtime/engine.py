@@ -35,11 +35,10 @@ docker = imported_on_first_use("docker")
 
 
 def docker_client() -> docker.DockerClient:
-    """A client for the local daemon; one clear error when it is not there."""
+    """A client for the local daemon; one clear error when it is not there (asking the daemon its
+    API version, the client's first request, finds out)."""
     try:
-        client = docker.from_env(version="auto", timeout=120)
-        client.ping()
-        return client
+        return docker.from_env(version="auto", timeout=120)
     except docker.errors.DockerException as error:
         raise unreachable(str(error).split(": ", 1)[-1][:200]) from None
 
