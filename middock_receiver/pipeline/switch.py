@@ -30,6 +30,10 @@ from ..state.releases import Release
 from . import health
 from .places import ComposePlace, SwarmPlace, place_of
 
+# A web container that has just started may not listen yet: it is asked again soon, then less
+# and less often, up to every LAST_ASK seconds.
+FIRST_ASK, LAST_ASK = 0.02, 0.25
+
 
 def http_problem(endpoint: str, path: str, host: str | None) -> str | None:
     """None when `GET path` on a web container (`ADDR:PORT`) answers 2xx or 3xx."""
@@ -124,6 +128,7 @@ class Beside:
         domains = routes.load(self.app).domains
         expected = self.counts.get(self.web.service, 1)
         self.out.step(f"Checking GET {path} on {self.web.service} ({expected} container{'s' * (expected > 1)})")
+        pause = FIRST_ASK
         while True:  # the endpoints afresh each time: Swarm may replace a task that fails to start
             endpoints = self.new.endpoints(self.web)
             problems = [p for e in endpoints if (p := http_problem(e, path, domains[0] if domains else None))]
@@ -133,7 +138,8 @@ class Beside:
                 break
             if time.monotonic() >= deadline:
                 raise MiddockError(f"health check failed: {problems[0]}")
-            time.sleep(0.25)
+            time.sleep(pause)
+            pause = min(pause * 2, LAST_ASK)
         self.new.route(endpoints)
         self.out.detail(f"{self.web.service}: answers")
 
