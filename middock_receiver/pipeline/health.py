@@ -117,9 +117,10 @@ def healthcheck_command(container) -> list[str] | None:  # noqa: ANN001
     return None
 
 
-# After a failed run, the next comes soon (an app that has just started may not listen yet),
-# then every RETRY seconds: what the gate waits beyond the app's own start is that short.
-FIRST_RETRY, RETRY = 0.1, 0.5
+# After a failed run the next comes soon (an app that has just started may not listen yet),
+# then twice as long after each, up to every LAST_RETRY seconds: what the gate waits beyond the
+# app's own start stays short, and a slow start is not asked twenty times a second.
+FIRST_RETRY, LAST_RETRY = 0.1, 0.5
 
 
 class Probes:
@@ -155,7 +156,7 @@ class Probes:
                 self.passing.set()
                 return
             stop.wait(pause)
-            pause = RETRY
+            pause = min(pause * 2, LAST_RETRY)
 
     def stop(self) -> None:
         """Stop probing (the gate is over); a container watched again is probed afresh."""
