@@ -4,10 +4,15 @@ in place and behind the real edge. A healthcheck that never passes still fails t
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import docker
 from support.apps import COMPOSE, WEB_APP_COMPOSE, write_busybox_app, write_web_app
 from support.ports import free_port
 from support.web import http_get
+
+from middock_receiver.pipeline import health
 
 # The web service answers at once, but says it is ready only after about two seconds: its first
 # healthchecks fail (as they would within Docker's start period), then it passes.
@@ -83,3 +88,43 @@ def test_behind_the_edge_a_push_goes_live_when_its_healthcheck_passes_not_after_
     assert f"health check failed: web: {app}_r2-web-1 is starting; " in error_line(failed), failed
     assert "release 1 (" in error_line(failed) and "is still serving" in error_line(failed), failed
     assert http_get(port) == "v1\n"
+
+
+def test_an_instant_rollbacks_web_service_is_proven_by_the_edges_get_not_its_own_healthcheck(
+    server, work, app, docker_client
+):
+    """A rollback to the containers the last switch kept starts them again: they passed their
+    healthchecks when they went live, and the edge's GET of the health path proves the web
+    service answers now, in place of its own healthcheck (here one that would fail)."""
+    server.start_edge()
+    breakable = '    healthcheck:\n      test: ["CMD-SHELL", "test ! -f /www/broken"]\n      interval: 30s\n'
+    for version in ("v1", "v2"):
+        write_web_app(work, version, with_web_healthcheck(WEB_APP_COMPOSE, breakable))
+        work.commit(version)
+        assert "is live" in work.push().stderr
+    server.wait_idle(app)
+    kept = docker_client.containers.get(f"{app}_r1-web-1")
+    assert kept.status == "exited"
+    kept.put_archive("/www", one_file_tar("broken"))
+
+    rollback = server.middock("rollback", app)
+    assert "its kept containers, started again" in rollback.stdout and "is live" in rollback.stdout, rollback.stdout
+    assert http_get(server.app_port(app)) == "v1\n"
+    assert kept.exec_run(["sh", "-c", "test ! -f /www/broken"]).exit_code == 1  # its own check fails
+
+
+def test_a_web_service_others_wait_for_is_not_proven_by_the_edge_alone():
+    """The edge's GET stands in for the web service's healthcheck in an instant rollback, unless
+    another service waits for it to be healthy: then its healthcheck must pass."""
+    resolved = {"services": {"web": {}, "worker": {"depends_on": {"web": {"condition": "service_started"}}}}}
+    assert health.proven_by_edge(resolved, "web") == {"web"}
+    resolved["services"]["worker"]["depends_on"]["web"]["condition"] = "service_healthy"
+    assert health.proven_by_edge(resolved, "web") == frozenset()
+
+
+def one_file_tar(name: str) -> bytes:
+    """A tar archive of one empty file, for `put_archive`."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as archive:
+        archive.addfile(tarfile.TarInfo(name))
+    return data.getvalue()

@@ -48,7 +48,8 @@ def problems(
     `since` that Docker has already restarted is crashing, even if it runs this instant (every
     service has a restart policy, so a crash shows as a restart, not as an exit). With `probes`,
     a running container Docker does not call healthy yet has its own healthcheck run now (Docker
-    waits its `interval` first), and passes once that passed."""
+    waits its `interval` first), and passes once that passed (or, in an instant rollback, if the
+    edge's GET stands in for it)."""
     by_service: dict[str, list] = {name: [] for name in services}
     for container in project_containers(client, project):
         by_service.setdefault(container.labels.get(SERVICE_LABEL, "?"), []).append(container)
@@ -63,7 +64,7 @@ def problems(
             health = state.get("Health", {}).get("Status")
             if restarted(container, since) or state.get("Status") != "running":
                 found.append(f"{service}: {container.name} {crash_description(container, since)}")
-            elif health not in (None, "healthy") and not (probes is not None and container.id in probes.passed):
+            elif health not in (None, "healthy") and not (probes is not None and probes.proven(container)):
                 found.append(f"{service}: {container.name} is {health}")
     return found
 
@@ -130,7 +131,8 @@ class Probes:
     a failure proves nothing (as within Docker's start period): only the gate's timeout, or a
     crash, fails it."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_edge: frozenset[str] = frozenset()) -> None:
+        self.by_edge = by_edge  # services whose health the edge's GET proves instead: never probed
         self.passed: set[str] = set()  # the ids of the containers whose healthcheck passed
         self.passing = threading.Event()  # set when one passes: the gate looks again at once
         self.lock = threading.Lock()
@@ -140,12 +142,16 @@ class Probes:
         """Probe each container with a healthcheck to run that is not probed or passed yet."""
         with self.lock:
             for container in containers:
-                if container.id in self.running or container.id in self.passed:
+                if container.id in self.running or self.proven(container):
                     continue
                 if healthcheck_command(container) is None:
                     continue
                 stop = self.running[container.id] = threading.Event()
                 threading.Thread(target=self.probe, args=(container, stop), daemon=True).start()
+
+    def proven(self, container) -> bool:  # noqa: ANN001
+        """Whether the container's healthcheck passed, or the edge's GET stands in for it."""
+        return container.id in self.passed or container.labels.get(SERVICE_LABEL) in self.by_edge
 
     def probe(self, container, stop: threading.Event) -> None:  # noqa: ANN001
         """Run the container's healthcheck until it passes or the probe is stopped."""
@@ -190,6 +196,18 @@ def passes(container) -> bool:  # noqa: ANN001
         return api.exec_inspect(exec_id).get("ExitCode") == 0
     except docker.errors.APIError:
         return False
+
+
+def proven_by_edge(resolved: dict, web: str) -> frozenset[str]:
+    """For an instant rollback: the web service, whose own healthcheck the edge's GET of the health
+    path stands in for (its containers passed that healthcheck when they went live, and the GET,
+    run next, proves they answer now), unless another service waits for it to be healthy
+    (`depends_on` with `condition: service_healthy`): then its healthcheck must pass."""
+    for spec in resolved["services"].values():
+        depends_on = spec.get("depends_on") or {}
+        if isinstance(depends_on, dict) and (depends_on.get(web) or {}).get("condition") == "service_healthy":
+            return frozenset()
+    return frozenset({web})
 
 
 def wait_healthy(

@@ -149,7 +149,10 @@ class KeptPlace(ComposePlace):
 
     def prepare(self, resolved: dict, previous: Release | None, web: Web | None) -> None:
         """The new release runs as the kept containers of a replaced one: their project, their
-        slot, the very configuration they were created from (so Compose sees nothing to recreate)."""
+        slot, the very configuration they were created from (so Compose sees nothing to recreate).
+        The edge's GET proves the web service answers, in place of its own healthcheck."""
+        assert web is not None
+        self.probes = health.Probes(health.proven_by_edge(resolved, web.service))
         old = releases.load(self.app, self.kept.release)
         assert old is not None
         self.release.slot, self.release.project = old.slot, self.kept.project
