@@ -36,7 +36,6 @@ from ..state.apps import App, read_settings
 from ..state.lock import Request
 from ..state.releases import Release
 from . import build, compose_build, gate, publish, release_phase, removal, shapes, stacks, switch
-from .checkout import checkout
 from .in_place import InPlace
 from .places import ComposePlace, KeptPlace, SwarmPlace
 from .recovery import recover
@@ -183,6 +182,8 @@ class Deploy:
 
     def prepare_from_repo(self) -> dict:
         """Checkout, settings, env, compose config, build; returns the resolved configuration."""
+        from .checkout import checkout  # dulwich's object layer: a rollback or restart never reads the repo
+
         assert self.release is not None
         repo = gate.open_repo(self.app, self.request)
         self.enter("checkout")
