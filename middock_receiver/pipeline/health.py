@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from .. import waiting
 from ..runtime import overrides
-from ..runtime.compose import ONEOFF_LABEL, PROJECT_LABEL, SERVICE_LABEL
+from ..runtime.compose import PROJECT_LABEL, SERVICE_LABEL, one_off
 from ..runtime.engine import docker
 
 
@@ -28,7 +28,7 @@ def project_containers(client: docker.DockerClient, project: str) -> list:
     error (a killed `docker compose up` leaves the daemon finishing what it asked for)."""
     label = {"label": f"{PROJECT_LABEL}={project}"}
     containers = client.containers.list(all=True, filters=label, ignore_removed=True)
-    return [c for c in containers if c.labels.get(ONEOFF_LABEL) != "True"]
+    return [c for c in containers if not one_off(c.labels)]
 
 
 def created_at(container) -> float:  # noqa: ANN001

@@ -25,6 +25,11 @@ NETWORK_LABEL = "com.docker.compose.network"
 VOLUME_LABEL = "com.docker.compose.volume"
 
 
+def one_off(labels: dict[str, str]) -> bool:
+    """Whether a container is a `docker compose run` one-off (a release command's), not a service's."""
+    return labels.get(ONEOFF_LABEL) == "True"
+
+
 @cache
 def compose_program() -> tuple[str, ...]:
     """`docker compose` when it is v2, else a standalone `docker-compose` that reports v2."""

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..errors import MiddockError
-from .compose import ONEOFF_LABEL, PROJECT_LABEL
+from .compose import PROJECT_LABEL, one_off
 from .engine import unreachable
 
 DEFAULT_SOCKET = "/var/run/docker.sock"  # the SDK's and the docker client's default too
@@ -75,7 +75,7 @@ class EngineReader:
         listed = self.get(f"/containers/json?{urlencode({'all': 1, 'filters': filters})}")
         found = []
         for summary in listed:
-            if (summary.get("Labels") or {}).get(ONEOFF_LABEL) == "True":
+            if one_off(summary.get("Labels") or {}):
                 continue
             inspected = self.get(f"/containers/{quote(summary['Id'])}/json", missing_ok=True)
             if inspected is not None:
