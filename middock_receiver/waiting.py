@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 POLL = 0.5
 
@@ -34,3 +34,12 @@ def until_clear(
                 reported.add(problem)
         if pause.wait(poll):
             pause.clear()
+
+
+def doubling(first: float, last: float) -> Iterator[float]:
+    """Pauses between asking again after something that should soon work did not (an app that
+    has just started may not listen yet): `first`, then twice as long each time, up to `last`."""
+    pause = first
+    while True:
+        yield pause
+        pause = min(pause * 2, last)

@@ -155,14 +155,13 @@ class Probes:
 
     def probe(self, container, stop: threading.Event) -> None:  # noqa: ANN001
         """Run the container's healthcheck until it passes or the probe is stopped."""
-        pause = FIRST_RETRY
+        pauses = waiting.doubling(FIRST_RETRY, LAST_RETRY)
         while not stop.is_set():
             if passes(container):
                 self.passed.add(container.id)
                 self.passing.set()
                 return
-            stop.wait(pause)
-            pause = min(pause * 2, LAST_RETRY)
+            stop.wait(next(pauses))
 
     def stop(self) -> None:
         """Stop probing (the gate is over); a container watched again is probed afresh."""

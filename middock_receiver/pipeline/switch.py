@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import settings
+from .. import settings, waiting
 from ..edge import maintenance, routes
 from ..edge.control import Edge
 from ..errors import MiddockError
@@ -128,7 +128,7 @@ class Beside:
         domains = routes.load(self.app).domains
         expected = self.counts.get(self.web.service, 1)
         self.out.step(f"Checking GET {path} on {self.web.service} ({expected} container{'s' * (expected > 1)})")
-        pause = FIRST_ASK
+        pauses = waiting.doubling(FIRST_ASK, LAST_ASK)
         while True:  # the endpoints afresh each time: Swarm may replace a task that fails to start
             endpoints = self.new.endpoints(self.web)
             problems = [p for e in endpoints if (p := http_problem(e, path, domains[0] if domains else None))]
@@ -138,8 +138,7 @@ class Beside:
                 break
             if time.monotonic() >= deadline:
                 raise MiddockError(f"health check failed: {problems[0]}")
-            time.sleep(pause)
-            pause = min(pause * 2, LAST_ASK)
+            time.sleep(next(pauses))
         self.new.route(endpoints)
         self.out.detail(f"{self.web.service}: answers")
 
